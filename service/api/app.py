@@ -1,0 +1,69 @@
+"""``create_app``: the FastAPI application around a ready-made ``Gateway``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from service.api.auth import require_api_key
+from service.api.context import AdmissionGate, ApiContext
+from service.api.errors import install_error_handlers
+from service.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from service.api.routes import generation, health, models, verify
+from service.config import ObservabilitySettings, ServerSettings
+from service.observability.metrics import GatewayMetrics
+from service.pipeline.gateway import Gateway
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    gateway: Gateway,
+    metrics: GatewayMetrics,
+    server: ServerSettings,
+    observability: ObservabilitySettings,
+    max_nearest_exemplars: int = 25,
+) -> FastAPI:
+    """Build the app. The gateway's components load in the lifespan, before readiness."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        info = gateway.readiness().components.get("verifier", {})
+        metrics.set_verifier_info(info.get("artifact_id", "none"), info.get("device", "none"))
+        for name in gateway.plans:
+            metrics.declare_route(name)
+        logger.info("gateway ready", extra={"components": gateway.readiness().components})
+        try:
+            yield
+        finally:
+            gateway.begin_draining()
+            await gateway.close()
+
+    app = FastAPI(
+        title="sdm-router",
+        version="0.1.0",
+        description="OpenAI-compatible gateway whose answers are verified by a calibrated SDM "
+        "estimator before they are returned.",
+        lifespan=lifespan,
+    )
+    app.state.context = ApiContext(
+        gateway=gateway,
+        metrics=metrics,
+        server=server,
+        observability=observability,
+        gate=AdmissionGate(server.max_concurrency),
+        max_nearest_exemplars=max_nearest_exemplars,
+    )
+    install_error_handlers(app)
+    authenticated = [Depends(require_api_key)]
+    app.include_router(generation.router, dependencies=authenticated)
+    app.include_router(verify.router, dependencies=authenticated)
+    app.include_router(models.router, dependencies=authenticated)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

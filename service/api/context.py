@@ -1,0 +1,81 @@
+"""What route handlers need, stored on ``app.state`` by ``create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi import Request
+
+from service.config import ObservabilitySettings, ServerSettings
+from service.core.errors import Overloaded
+from service.observability.metrics import GatewayMetrics
+from service.pipeline.gateway import Gateway
+
+T = TypeVar("T")
+
+
+class AdmissionGate:
+    """Bounds requests in flight; a full gate refuses at once (429), it never queues."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def __enter__(self) -> AdmissionGate:
+        if self.in_flight >= self.limit:
+            raise Overloaded(
+                f"The gateway is at its limit of {self.limit} concurrent requests; retry shortly."
+            )
+        self.in_flight += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.in_flight -= 1
+
+
+@dataclass(slots=True)
+class ApiContext:
+    """Shared state of the HTTP layer."""
+
+    gateway: Gateway
+    metrics: GatewayMetrics
+    server: ServerSettings
+    observability: ObservabilitySettings
+    gate: AdmissionGate
+    max_nearest_exemplars: int
+
+
+def context_of(request: Request) -> ApiContext:
+    """The ``ApiContext`` of the app serving ``request``."""
+    context: ApiContext = request.app.state.context
+    return context
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the answer was ready."""
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (and the upstream calls it makes) if the client leaves."""
+    task = asyncio.ensure_future(work)
+
+    async def wait_for_disconnect() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(wait_for_disconnect())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+    if task.cancelled() or not task.done():
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientDisconnected
+    return task.result()

@@ -1,0 +1,193 @@
+"""The shared body of ``/v1/chat/completions`` and ``/v1/completions``: parse, run, render."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from service.api.context import ApiContext, ClientDisconnected, context_of, until_disconnected
+from service.api.render import (
+    Rendering,
+    chat_completion,
+    decision_headers,
+    text_completion,
+    verification_object,
+)
+from service.api.streaming import (
+    DONE,
+    ChunkWriter,
+    SSEResponse,
+    delta_chunk,
+    error_event,
+    replay_answer,
+)
+from service.core.errors import GatewayError
+from service.core.generation import GenerationRequest, Message, SamplingParams
+from service.core.openai_wire import ChatCompletionRequest, CompletionRequest
+from service.core.routing import StreamMode
+from service.core.verdict import Action
+from service.pipeline.cascade import CascadeResult, answer_candidates
+from service.pipeline.passthrough import stream_then_verify
+from service.pipeline.plan import RoutePlan
+
+Kind = Literal["chat", "completion"]
+DEFAULT_MAX_TOKENS = 256
+
+
+def to_generation_request(body: ChatCompletionRequest | CompletionRequest) -> GenerationRequest:
+    """The internal request for a validated wire request."""
+    if isinstance(body, ChatCompletionRequest):
+        top_logprobs = body.top_logprobs or 0
+        messages: tuple[Message, ...] | None = tuple(
+            Message(role=message.role, content=message.text()) for message in body.messages
+        )
+        prompt = None
+    else:
+        top_logprobs = body.logprobs or 0
+        messages = None
+        prompt = body.prompt_text()
+    params = SamplingParams(
+        max_tokens=body.token_limit() or DEFAULT_MAX_TOKENS,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=body.stop_sequences(),
+        seed=body.seed,
+        n=body.n,
+        logprobs=True,
+        top_logprobs=top_logprobs,
+    )
+    return GenerationRequest(messages=messages, prompt=prompt, params=params, user=body.user)
+
+
+def _rendering(
+    body: ChatCompletionRequest | CompletionRequest, kind: Kind, plan: RoutePlan, limit: int
+) -> Rendering:
+    if isinstance(body, ChatCompletionRequest):
+        wants_logprobs, top = body.logprobs, body.top_logprobs or 0
+    else:
+        wants_logprobs, top = body.logprobs is not None, body.logprobs or 0
+    nearest = body.verification.nearest_exemplars if body.verification else 0
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    return Rendering(
+        response_id=f"{prefix}-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=plan.name,
+        logprobs=wants_logprobs,
+        top_logprobs=top,
+        nearest_exemplars=min(nearest, limit),
+    )
+
+
+async def handle_generation(
+    request: Request, body: ChatCompletionRequest | CompletionRequest, kind: Kind
+) -> Response:
+    """Run the route ``body.model`` names and render the answer, streamed or not."""
+    context = context_of(request)
+    started = time.perf_counter()
+    with context.gate:
+        plan = context.gateway.plan_for(body.model)
+        generation_request = to_generation_request(body)
+        rendering = _rendering(body, kind, plan, context.max_nearest_exemplars)
+        writer = ChunkWriter(kind, rendering, body.include_usage)
+        if body.stream and plan.stream_mode is StreamMode.PASSTHROUGH and body.n == 1:
+            return SSEResponse(
+                _passthrough_body(context, plan, generation_request, writer, started)
+            )
+        with context.metrics.track_inflight():
+            try:
+                result = await until_disconnected(
+                    request,
+                    context.gateway.cascade.run(
+                        plan, generation_request, nearest_exemplars=rendering.nearest_exemplars
+                    ),
+                )
+                candidates = answer_candidates(plan, result, body.n)
+            except ClientDisconnected:
+                context.metrics.request_finished(plan.name, "error", time.perf_counter() - started)
+                return Response(status_code=499)
+            except GatewayError:
+                context.metrics.request_finished(plan.name, "error", time.perf_counter() - started)
+                raise
+    context.metrics.request_finished(
+        plan.name, result.decision.value, time.perf_counter() - started
+    )
+    best = result.best
+    if result.decision is Action.ACCEPT and best is not None:
+        rendering = _with_model(rendering, best.model)
+    verification = verification_object(plan, result, rendering.nearest_exemplars)
+    headers = decision_headers(result, plan)
+    if body.stream:
+        writer = ChunkWriter(kind, rendering, body.include_usage)
+        return SSEResponse(replay_answer(writer, candidates, result.usage, verification), headers)
+    render = chat_completion if kind == "chat" else text_completion
+    return JSONResponse(render(rendering, candidates, result.usage, verification), headers=headers)
+
+
+def _with_model(rendering: Rendering, model: str) -> Rendering:
+    return Rendering(
+        response_id=rendering.response_id,
+        created=rendering.created,
+        model=model,
+        logprobs=rendering.logprobs,
+        top_logprobs=rendering.top_logprobs,
+        nearest_exemplars=rendering.nearest_exemplars,
+    )
+
+
+async def _passthrough_body(
+    context: ApiContext,
+    plan: RoutePlan,
+    request: GenerationRequest,
+    writer: ChunkWriter,
+    started: float,
+) -> AsyncIterator[bytes]:
+    """Stream tier 0 live; the verdict rides on the last chunk. Errors become an error frame."""
+    outcome = "error"
+    events = stream_then_verify(
+        plan,
+        request,
+        context.gateway.cascade,
+        context.metrics,
+        nearest_exemplars=writer.rendering.nearest_exemplars,
+    )
+    context.gate.in_flight += 1
+    try:
+        with context.metrics.track_inflight():
+            opening = writer.opening(1)
+            if opening is not None:
+                yield opening
+            async for event in events:
+                if isinstance(event, CascadeResult):
+                    outcome = event.decision.value
+                    yield _passthrough_ending(writer, plan, event)
+                    if writer.include_usage:
+                        verification = verification_object(
+                            plan, event, writer.rendering.nearest_exemplars
+                        )
+                        yield writer.usage(event.usage, verification)
+                    yield DONE
+                    return
+                chunk = delta_chunk(writer, event)
+                if chunk is not None:
+                    yield chunk
+    except GatewayError as error:
+        yield error_event(error)
+        yield DONE
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        context.gate.in_flight -= 1
+        context.metrics.request_finished(plan.name, outcome, time.perf_counter() - started)
+
+
+def _passthrough_ending(writer: ChunkWriter, plan: RoutePlan, result: CascadeResult) -> bytes:
+    best = result.best
+    reason = best.candidate.finish_reason if best else "stop"
+    carries: dict[str, Any] | None = None
+    if not writer.include_usage:
+        carries = verification_object(plan, result, writer.rendering.nearest_exemplars)
+    return writer.finish(0, reason, carries)

@@ -1,0 +1,29 @@
+"""``GET /v1/models``: routes and direct models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service.api.context import context_of
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """Every name a client may pass as ``model``."""
+    gateway = context_of(request).gateway
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "sdm-router",
+            "kind": "direct" if plan.direct else "route",
+            "description": plan.description,
+        }
+        for name, plan in sorted(gateway.plans.items())
+    ]
+    return {"object": "list", "data": data}

@@ -1,0 +1,1 @@
+"""Backends: where answers are generated (OpenAI-compatible HTTP servers, in-process models)."""

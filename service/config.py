@@ -1,0 +1,271 @@
+"""Settings: one YAML file plus environment overrides (prefix ``SDM_ROUTER_``, ``__`` nesting).
+
+Nothing here reads the environment at import time: :func:`load_settings` builds a ``Settings`` in
+``main.py`` (or a test) and the object is passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from service.core.errors import ConfigurationError
+from service.core.routing import OnAbstain, StreamMode
+from service.core.verdict import Estimator
+
+EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    """HTTP server limits and access control."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(4_000_000, ge=1024)
+    max_concurrency: int = Field(64, ge=1)
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    graceful_shutdown_seconds: float = Field(20.0, gt=0)
+    request_timeout_seconds: float = Field(300.0, gt=0)
+
+
+class TimeoutSettings(_Section):
+    """Per-call upstream timeouts in seconds; ``total`` bounds a whole call including streaming."""
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(60.0, gt=0)
+    total: float = Field(120.0, gt=0)
+
+
+class OpenAIBackendSettings(_Section):
+    """Any OpenAI-compatible ``/v1`` server: vLLM, llama.cpp server, a hosted API."""
+
+    type: Literal["openai"]
+    base_url: str
+    model: str = Field(description="the model name the upstream expects")
+    api_key: SecretStr | None = None
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    max_connections: int = Field(256, ge=1)
+    top_logprobs: int = Field(0, ge=0, le=20)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class LocalBackendSettings(_Section):
+    """A causal LM run in-process on torch: ``source: embedded`` is the packaged SmolLM2-135M."""
+
+    type: Literal["local"]
+    source: str = "embedded"
+    device: str = "auto"
+    max_batch_size: int = Field(8, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_new_tokens: int = Field(512, ge=1)
+    cache_dir: Path | None = None
+
+
+BackendSettings = Annotated[
+    OpenAIBackendSettings | LocalBackendSettings, Field(discriminator="type")
+]
+
+
+class TierSettings(_Section):
+    """One rung of a route's cascade; ``n > 1`` is best-of-n: sample n, keep the best."""
+
+    backend: str
+    n: int = Field(1, ge=1, le=16)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+DEFAULT_ABSTAIN_MESSAGE = (
+    "I can't give an answer I'm confident is correct, so I won't guess. "
+    "Please rephrase the question or ask someone who can check it."
+)
+
+
+class RouteSettings(_Section):
+    """A named cascade clients select with ``model``."""
+
+    tiers: list[TierSettings] = Field(min_length=1)
+    accept_alpha: float = 0.95
+    estimator: Estimator = Estimator.LOWER
+    retrieval: bool = False
+    max_backend_calls: int = Field(6, ge=1)
+    on_abstain: OnAbstain = OnAbstain.MESSAGE
+    abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
+    stream_mode: StreamMode = StreamMode.VERIFY_THEN_STREAM
+    description: str = ""
+
+    @field_validator("accept_alpha")
+    @classmethod
+    def _alpha_in_open_interval(cls, value: float) -> float:
+        if not 0.5 < value < 1.0:
+            raise ValueError(f"must lie in the open interval (0.5, 1), got {value}")
+        return value
+
+
+class VerifierSettings(_Section):
+    """The SDM verifier: artifact, encoder, and the batching worker that owns the device."""
+
+    type: Literal["sdm"] = "sdm"
+    artifact: Path
+    encoder_backend: str | None = Field(
+        None, description="a local backend whose weights the encoder shares"
+    )
+    encoder_model: Path | None = Field(None, description="a causal LM folder on local disk")
+    device: str = "auto"
+    max_batch_size: int = Field(32, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    max_nearest_exemplars: int = Field(25, ge=0, le=1000)
+    direct_accept_alpha: float = 0.95
+
+    @field_validator("direct_accept_alpha")
+    @classmethod
+    def _alpha_in_open_interval(cls, value: float) -> float:
+        return RouteSettings._alpha_in_open_interval(value)
+
+    @model_validator(mode="after")
+    def _one_encoder(self) -> VerifierSettings:
+        if (self.encoder_backend is None) == (self.encoder_model is None):
+            raise ValueError("set exactly one of encoder_backend and encoder_model")
+        return self
+
+
+class RetrievalSettings(_Section):
+    """The document store behind RETRIEVE."""
+
+    type: Literal["faiss"] = "faiss"
+    corpus: str = Field(
+        "embedded-facts", description="'embedded-facts' or a JSONL file of passages"
+    )
+    embedding_model: str = "embedded"
+    top_k: int = Field(3, ge=1, le=20)
+    min_score: float = Field(0.3, ge=-1, le=1)
+    device: str = "cpu"
+
+
+class ObservabilitySettings(_Section):
+    """Logging switches. Prompt and response text stay out of logs unless ``log_prompts``."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    json_logs: bool = True
+    log_prompts: bool = False
+
+
+class Settings(BaseSettings):
+    """The whole gateway configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SDM_ROUTER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    backends: dict[str, BackendSettings] = Field(min_length=1)
+    verifier: VerifierSettings
+    retrieval: RetrievalSettings | None = None
+    routes: dict[str, RouteSettings] = Field(min_length=1)
+    default_route: str = "auto"
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the YAML file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Settings:
+        for route_name, route in self.routes.items():
+            if route_name in self.backends:
+                raise ValueError(f"routes.{route_name}: a route cannot share a backend's name")
+            for index, tier in enumerate(route.tiers):
+                if tier.backend not in self.backends:
+                    raise ValueError(
+                        f"routes.{route_name}.tiers.{index}.backend: unknown backend "
+                        f"{tier.backend!r} (known: {sorted(self.backends)})"
+                    )
+            if route.retrieval and self.retrieval is None:
+                raise ValueError(f"routes.{route_name}.retrieval: no retrieval section configured")
+        if self.default_route not in self.routes:
+            raise ValueError(f"default_route: {self.default_route!r} is not a configured route")
+        encoder_backend = self.verifier.encoder_backend
+        if encoder_backend is not None:
+            backend = self.backends.get(encoder_backend)
+            if not isinstance(backend, LocalBackendSettings):
+                raise ValueError(
+                    f"verifier.encoder_backend: {encoder_backend!r} is not a local backend"
+                )
+        return self
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative file paths in a config file relative to that file's folder."""
+    verifier = data.get("verifier")
+    if isinstance(verifier, dict):
+        for key in ("artifact", "encoder_model"):
+            value = verifier.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                verifier[key] = str((base / value).resolve())
+    retrieval = data.get("retrieval")
+    if isinstance(retrieval, dict):
+        for key in ("corpus", "embedding_model"):
+            value = retrieval.get(key)
+            if isinstance(value, str) and value.endswith((".jsonl", "/")) and value[0] != "/":
+                retrieval[key] = str((base / value).resolve())
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    """One line per problem, each naming the dotted field path."""
+    lines = [f"invalid configuration in {origin}:"]
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {location}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file at ``path`` (default: the embedded config) and apply env overrides."""
+    config_path = path or EMBEDDED_CONFIG
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"cannot read config file {config_path}: {error}") from error
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"config file {config_path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {config_path} must hold a mapping at the top level")
+    _resolve_paths(data, config_path.parent)
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as error:
+        raise ConfigurationError(format_validation_error(error, str(config_path))) from error

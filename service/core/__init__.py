@@ -1,0 +1,1 @@
+"""Pure types shared by every layer; no web framework, torch or httpx here."""

@@ -1,0 +1,20 @@
+"""Route-level choices shared by config and pipeline."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OnAbstain(StrEnum):
+    """What a route answers when it abstains."""
+
+    MESSAGE = "message"
+    BEST_EFFORT = "best_effort"
+    ERROR = "error"
+
+
+class StreamMode(StrEnum):
+    """How a route streams: verify first, or stream tier 0 live and give the verdict at the end."""
+
+    VERIFY_THEN_STREAM = "verify_then_stream"
+    PASSTHROUGH = "passthrough"

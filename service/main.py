@@ -1,0 +1,147 @@
+"""Composition root: Settings -> components -> ``create_app``. The only module that imports all."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from service.api.app import create_app
+from service.backends.base import Backend
+from service.config import (
+    LocalBackendSettings,
+    OpenAIBackendSettings,
+    RetrievalSettings,
+    Settings,
+    VerifierSettings,
+    load_settings,
+)
+from service.core.errors import ConfigurationError
+from service.core.routing import OnAbstain, StreamMode
+from service.core.verdict import Estimator
+from service.observability.metrics import GatewayMetrics
+from service.pipeline.cascade import Cascade
+from service.pipeline.gateway import Gateway
+from service.pipeline.plan import RoutePlan, Tier
+from service.pipeline.policy import PolicyThresholds
+from service.retrieval.base import Retriever
+from service.verifier.protocol import Verifier
+
+CONFIG_ENV = "SDM_ROUTER_CONFIG"
+
+
+def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettings) -> Backend:
+    """A backend for one ``backends:`` entry."""
+    if isinstance(settings, OpenAIBackendSettings):
+        from service.backends.openai_http import OpenAIHTTPBackend
+
+        return OpenAIHTTPBackend(name, settings)
+    from service.backends.local_transformers import LocalTransformersBackend
+
+    return LocalTransformersBackend.from_settings(name, settings)
+
+
+def make_verifier(
+    settings: VerifierSettings, backends: Mapping[str, Backend], metrics: GatewayMetrics
+) -> Verifier:
+    """The SDM verifier, its encoder sharing a local backend's weights when configured."""
+    from service.verifier.sdm_verifier import SDMVerifier
+
+    return SDMVerifier.from_settings(settings, backends, metrics)
+
+
+def make_retriever(settings: RetrievalSettings) -> Retriever:
+    """The faiss document store."""
+    from service.retrieval.faiss_store import FaissDocumentStore
+
+    return FaissDocumentStore.from_settings(settings)
+
+
+def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str, RoutePlan]:
+    """Routes as configured, plus one direct plan per backend (generate once, never escalate)."""
+    plans: dict[str, RoutePlan] = {}
+    retrieval_top_k = settings.retrieval.top_k if settings.retrieval else 0
+    for name, route in settings.routes.items():
+        plans[name] = RoutePlan(
+            name=name,
+            tiers=tuple(
+                Tier(
+                    backend=backends[tier.backend],
+                    n=tier.n,
+                    temperature=tier.temperature,
+                    top_p=tier.top_p,
+                    max_tokens=tier.max_tokens,
+                )
+                for tier in route.tiers
+            ),
+            thresholds=PolicyThresholds(route.accept_alpha, route.estimator),
+            retrieval=route.retrieval,
+            retrieval_top_k=retrieval_top_k,
+            max_backend_calls=route.max_backend_calls,
+            on_abstain=route.on_abstain,
+            abstain_message=route.abstain_message,
+            stream_mode=route.stream_mode,
+            description=route.description,
+        )
+    for name, backend in backends.items():
+        plans[name] = RoutePlan(
+            name=name,
+            tiers=(Tier(backend=backend),),
+            thresholds=PolicyThresholds(settings.verifier.direct_accept_alpha, Estimator.LOWER),
+            retrieval=False,
+            retrieval_top_k=0,
+            max_backend_calls=1,
+            on_abstain=OnAbstain.BEST_EFFORT,
+            abstain_message="",
+            stream_mode=StreamMode.PASSTHROUGH,
+            direct=True,
+            description=f"direct model {name}: generated once and verified, never escalated",
+        )
+    return plans
+
+
+def build_app(
+    settings: Settings,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    verifier: Verifier | None = None,
+    retriever: Retriever | None = None,
+    metrics: GatewayMetrics | None = None,
+) -> FastAPI:
+    """Wire every component from ``settings``; tests may pass ready-made components."""
+    metrics = metrics or GatewayMetrics()
+    if backends is None:
+        backends = {name: make_backend(name, cfg) for name, cfg in settings.backends.items()}
+    if verifier is None:
+        verifier = make_verifier(settings.verifier, backends, metrics)
+    uses_retrieval = any(route.retrieval for route in settings.routes.values())
+    if retriever is None and settings.retrieval is not None and uses_retrieval:
+        retriever = make_retriever(settings.retrieval)
+    cascade = Cascade(verifier, retriever, metrics)
+    gateway = Gateway(
+        build_plans(settings, backends),
+        settings.default_route,
+        cascade,
+        backends,
+        verifier,
+        retriever,
+    )
+    return create_app(
+        gateway,
+        metrics,
+        settings.server,
+        settings.observability,
+        max_nearest_exemplars=settings.verifier.max_nearest_exemplars,
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several workers: reads ``SDM_ROUTER_CONFIG``."""
+    path = os.environ.get(CONFIG_ENV)
+    try:
+        settings = load_settings(Path(path) if path else None)
+    except ConfigurationError as error:
+        raise SystemExit(str(error)) from error
+    return build_app(settings)

@@ -1,0 +1,290 @@
+"""The cascade use case: generate -> verify -> decide -> retrieve / escalate / abstain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from service.core.errors import (
+    Abstained,
+    GatewayError,
+    InvalidRequest,
+    NoHealthyBackend,
+    failure_type,
+)
+from service.core.generation import Candidate, GenerationRequest, Message, Usage
+from service.core.routing import OnAbstain
+from service.core.verdict import Action, Reason, Verdict, VerificationInput
+from service.pipeline.observer import PipelineObserver
+from service.pipeline.plan import RoutePlan, Tier
+from service.pipeline.policy import CascadeOptions, decide, ranking_key
+from service.retrieval.base import Retriever
+from service.retrieval.context import format_context
+from service.verifier.protocol import Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One generate-and-verify step and what the cascade did next."""
+
+    tier: int
+    model: str
+    action: Action
+    reason: Reason
+    verdict: Verdict | None
+    latency_ms: float
+    retrieved_context: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredCandidate:
+    """A candidate answer with its verdict."""
+
+    candidate: Candidate
+    verdict: Verdict
+    tier: int
+    model: str
+
+
+@dataclass(slots=True)
+class CascadeResult:
+    """The outcome of one request: the final decision, the answers to return and the trail."""
+
+    route: str
+    decision: Action
+    reason: Reason
+    choices: list[ScoredCandidate]
+    attempts: list[Attempt]
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def best(self) -> ScoredCandidate | None:
+        """The chosen answer, if any answer was produced."""
+        return self.choices[0] if self.choices else None
+
+
+def verification_messages(request: GenerationRequest) -> tuple[Message, ...]:
+    """The conversation the verifier sees: the chat messages, or the prompt as one user turn."""
+    if request.messages is not None:
+        return request.messages
+    return (Message(role="user", content=request.prompt or ""),)
+
+
+@dataclass(slots=True)
+class _State:
+    """Mutable progress of one request through the cascade."""
+
+    request: GenerationRequest
+    choices_wanted: int
+    tier_index: int = 0
+    calls: int = 0
+    retrieved: bool = False
+    usage: Usage = field(default_factory=Usage)
+    attempts: list[Attempt] = field(default_factory=list)
+    best: list[ScoredCandidate] = field(default_factory=list)
+
+
+class Cascade:
+    """Runs route plans against backends, the verifier and the retriever."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        retriever: Retriever | None,
+        observer: PipelineObserver,
+    ) -> None:
+        self._verifier = verifier
+        self._retriever = retriever
+        self._observer = observer
+
+    async def run(
+        self, plan: RoutePlan, request: GenerationRequest, *, nearest_exemplars: int = 0
+    ) -> CascadeResult:
+        """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains."""
+        state = _State(request=request, choices_wanted=request.params.n)
+        while True:
+            tier = plan.tiers[state.tier_index]
+            started = time.perf_counter()
+            try:
+                scored = await self._attempt(plan, tier, state, nearest_exemplars)
+            except InvalidRequest:
+                raise
+            except GatewayError as error:
+                outcome = self._after_backend_error(plan, tier, state, error, started)
+                if outcome is not None:
+                    return outcome
+                continue
+            top = scored[0]
+            action, reason = decide(top.verdict, plan.thresholds, self._options(plan, state))
+            self._record(plan, state, top, action, reason, started)
+            if action is Action.ACCEPT:
+                return self._finish(plan, state, Action.ACCEPT, reason, scored)
+            if action is Action.RETRIEVE and await self._retrieve(plan, state):
+                continue
+            if action in (Action.RETRIEVE, Action.ESCALATE) and self._has_next_tier(plan, state):
+                state.tier_index += 1
+                continue
+            return self._finish(plan, state, Action.ABSTAIN, reason, state.best)
+
+    async def verify(
+        self, items: Sequence[VerificationInput], nearest_exemplars: int = 0
+    ) -> list[Verdict]:
+        """Verify answers without generating (``/v1/verify``)."""
+        started = time.perf_counter()
+        verdicts = await self._verifier.verify(items, nearest_exemplars=nearest_exemplars)
+        self._observer.stage("verify", time.perf_counter() - started)
+        return verdicts
+
+    async def _attempt(
+        self, plan: RoutePlan, tier: Tier, state: _State, nearest_exemplars: int
+    ) -> list[ScoredCandidate]:
+        request = self._tier_request(plan, tier, state)
+        backend = tier.backend
+        started = time.perf_counter()
+        state.calls += 1
+        generation = await backend.generate(request)
+        self._observer.stage("generate", time.perf_counter() - started)
+        state.usage = state.usage + generation.usage
+        self._observer.tokens(plan.name, backend.name, "input", generation.usage.prompt_tokens)
+        self._observer.tokens(plan.name, backend.name, "output", generation.usage.completion_tokens)
+        if not generation.candidates:
+            raise NoHealthyBackend(f"backend {backend.name!r} returned no choices")
+        messages = verification_messages(request)
+        items = [
+            VerificationInput(messages, candidate.text, candidate.token_logprobs)
+            for candidate in generation.candidates
+        ]
+        verdicts = await self.verify(items, nearest_exemplars)
+        scored = [
+            ScoredCandidate(candidate, verdict, state.tier_index, backend.name)
+            for candidate, verdict in zip(generation.candidates, verdicts, strict=True)
+        ]
+        estimator = plan.thresholds.estimator
+        scored.sort(key=lambda item: ranking_key(item.verdict, estimator), reverse=True)
+        if not state.best or ranking_key(scored[0].verdict, estimator) > ranking_key(
+            state.best[0].verdict, estimator
+        ):
+            state.best = scored[: state.choices_wanted]
+        return scored[: state.choices_wanted]
+
+    def _tier_request(self, plan: RoutePlan, tier: Tier, state: _State) -> GenerationRequest:
+        params = state.request.params
+        if plan.direct:
+            return state.request
+        limits = [value for value in (params.max_tokens, tier.max_tokens) if value is not None]
+        return state.request.with_params(
+            n=max(tier.n, state.choices_wanted),
+            temperature=tier.temperature if tier.temperature is not None else params.temperature,
+            top_p=tier.top_p if tier.top_p is not None else params.top_p,
+            max_tokens=min(limits) if limits else params.max_tokens,
+        )
+
+    async def _retrieve(self, plan: RoutePlan, state: _State) -> bool:
+        """Fetch context once; True when the same tier should regenerate with it."""
+        state.retrieved = True
+        if self._retriever is None:
+            return False
+        started = time.perf_counter()
+        passages = await self._retriever.retrieve(state.request.question_text, plan.retrieval_top_k)
+        self._observer.stage("retrieve", time.perf_counter() - started)
+        if not passages:
+            return False
+        state.request = state.request.with_context(format_context(passages))
+        return True
+
+    def _options(self, plan: RoutePlan, state: _State) -> CascadeOptions:
+        return CascadeOptions(
+            can_retrieve=plan.retrieval and self._retriever is not None and not state.retrieved,
+            can_escalate=self._has_next_tier(plan, state),
+            budget_left=plan.max_backend_calls - state.calls,
+        )
+
+    @staticmethod
+    def _has_next_tier(plan: RoutePlan, state: _State) -> bool:
+        return not plan.direct and state.tier_index + 1 < len(plan.tiers)
+
+    def _record(
+        self,
+        plan: RoutePlan,
+        state: _State,
+        top: ScoredCandidate,
+        action: Action,
+        reason: Reason,
+        started: float,
+    ) -> None:
+        alpha = top.verdict.alpha(plan.thresholds.estimator)
+        state.attempts.append(
+            Attempt(
+                tier=state.tier_index,
+                model=top.model,
+                action=action,
+                reason=reason,
+                verdict=top.verdict,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                retrieved_context=state.retrieved,
+            )
+        )
+        self._observer.attempt(plan.name, state.tier_index, top.model, action, reason, alpha)
+
+    def _after_backend_error(
+        self, plan: RoutePlan, tier: Tier, state: _State, error: GatewayError, started: float
+    ) -> CascadeResult | None:
+        """Move past a failed backend; None means continue with the next tier."""
+        self._observer.backend_error(tier.backend.name, failure_type(error))
+        can_continue = self._has_next_tier(plan, state) and state.calls < plan.max_backend_calls
+        action = Action.ESCALATE if can_continue else Action.ABSTAIN
+        state.attempts.append(
+            Attempt(
+                tier=state.tier_index,
+                model=tier.backend.name,
+                action=action,
+                reason=Reason.BACKEND_ERROR,
+                verdict=None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                retrieved_context=state.retrieved,
+            )
+        )
+        self._observer.attempt(
+            plan.name, state.tier_index, tier.backend.name, action, Reason.BACKEND_ERROR, None
+        )
+        if can_continue:
+            state.tier_index += 1
+            return None
+        if not state.best:
+            raise error
+        return self._finish(plan, state, Action.ABSTAIN, Reason.BACKEND_ERROR, state.best)
+
+    @staticmethod
+    def _finish(
+        plan: RoutePlan,
+        state: _State,
+        decision: Action,
+        reason: Reason,
+        choices: list[ScoredCandidate],
+    ) -> CascadeResult:
+        return CascadeResult(
+            route=plan.name,
+            decision=decision,
+            reason=reason,
+            choices=list(choices),
+            attempts=state.attempts,
+            usage=state.usage,
+        )
+
+
+def answer_candidates(plan: RoutePlan, result: CascadeResult, n: int) -> list[Candidate]:
+    """The candidates to send back, after the route's ``on_abstain`` policy.
+
+    Raises ``Abstained`` when the policy is ``error``.
+    """
+    if result.decision is Action.ACCEPT:
+        return [item.candidate for item in result.choices]
+    if plan.on_abstain is OnAbstain.ERROR:
+        raise Abstained(
+            f"route {plan.name!r} abstained ({result.reason.value}): no answer passed verification",
+            code="abstained",
+        )
+    if plan.on_abstain is OnAbstain.BEST_EFFORT and result.choices:
+        return [item.candidate for item in result.choices]
+    return [Candidate(text=plan.abstain_message, finish_reason="stop") for _ in range(n)]

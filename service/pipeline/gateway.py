@@ -1,0 +1,93 @@
+"""``Gateway``: the route table, the cascade, and the lifecycle of the components it drives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.backends.base import Backend
+from service.core.errors import ModelNotFound
+from service.pipeline.cascade import Cascade
+from service.pipeline.plan import RoutePlan
+from service.retrieval.base import Retriever
+from service.verifier.protocol import Verifier
+
+
+@dataclass(slots=True)
+class Readiness:
+    """What ``/readyz`` reports."""
+
+    ready: bool
+    draining: bool
+    components: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class Gateway:
+    """Resolves ``model`` to a plan and owns start/stop of backends, verifier and retriever."""
+
+    def __init__(
+        self,
+        plans: Mapping[str, RoutePlan],
+        default_route: str,
+        cascade: Cascade,
+        backends: Mapping[str, Backend],
+        verifier: Verifier,
+        retriever: Retriever | None,
+    ) -> None:
+        self.plans = dict(plans)
+        self.default_route = default_route
+        self.cascade = cascade
+        self._backends = dict(backends)
+        self._verifier = verifier
+        self._retriever = retriever
+        self._started = False
+        self._draining = False
+
+    def plan_for(self, model: str | None) -> RoutePlan:
+        """The plan a request's ``model`` names; ``None`` means the default route."""
+        name = model or self.default_route
+        plan = self.plans.get(name)
+        if plan is None:
+            raise ModelNotFound(
+                f"The model {name!r} does not exist. Available: {', '.join(sorted(self.plans))}",
+                param="model",
+            )
+        return plan
+
+    async def start(self) -> None:
+        """Load every component; the verifier last since it may share a backend's weights."""
+        await asyncio.gather(*(backend.start() for backend in self._backends.values()))
+        if self._retriever is not None:
+            await self._retriever.start()
+        await self._verifier.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop everything that was started, verifier first."""
+        self._started = False
+        await self._verifier.close()
+        if self._retriever is not None:
+            await self._retriever.close()
+        await asyncio.gather(*(backend.close() for backend in self._backends.values()))
+
+    def begin_draining(self) -> None:
+        """Report not-ready so load balancers stop sending traffic (shutdown)."""
+        self._draining = True
+
+    def readiness(self) -> Readiness:
+        """Ready once every component started; lists the device each one runs on."""
+        components = {
+            f"backend:{name}": {"device": backend.device}
+            for name, backend in self._backends.items()
+        }
+        if self._started:
+            info = self._verifier.info
+            components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
+        if self._retriever is not None:
+            components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
+        return Readiness(
+            ready=self._started and not self._draining,
+            draining=self._draining,
+            components=components,
+        )

@@ -1,0 +1,69 @@
+"""The decision rule: accept, retrieve, escalate or abstain, on calibrated thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.core.verdict import Action, Estimator, Reason, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyThresholds:
+    """What a route requires of a verdict before accepting."""
+
+    accept_alpha: float
+    estimator: Estimator
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeOptions:
+    """What the cascade can still do for this request."""
+
+    can_retrieve: bool
+    can_escalate: bool
+    budget_left: int
+
+
+def judge(verdict: Verdict, thresholds: PolicyThresholds) -> Reason:
+    """Why a verdict is (or is not) good enough: ``VERIFIED`` means accept."""
+    if verdict.is_ood:
+        return Reason.OOD
+    if verdict.prediction != 1:
+        return Reason.PREDICTED_INCORRECT
+    alpha = verdict.alpha(thresholds.estimator)
+    if alpha <= 0.0:
+        return Reason.NO_REGION
+    if alpha < thresholds.accept_alpha:
+        return Reason.BELOW_ALPHA
+    return Reason.VERIFIED
+
+
+def decide(
+    verdict: Verdict, thresholds: PolicyThresholds, options: CascadeOptions
+) -> tuple[Action, Reason]:
+    """The next action after verifying one attempt's best answer.
+
+    Accept a verified answer. Otherwise retrieve (once per request) when a retriever is
+    available, else escalate to the next tier, else abstain. A spent budget abstains with
+    ``budget_exhausted`` when the cascade could otherwise have continued.
+    """
+    reason = judge(verdict, thresholds)
+    if reason is Reason.VERIFIED:
+        return Action.ACCEPT, reason
+    wants_more = options.can_retrieve or options.can_escalate
+    if wants_more and options.budget_left <= 0:
+        return Action.ABSTAIN, Reason.BUDGET_EXHAUSTED
+    if options.can_retrieve:
+        return Action.RETRIEVE, reason
+    if options.can_escalate:
+        return Action.ESCALATE, reason
+    return Action.ABSTAIN, reason
+
+
+def ranking_key(verdict: Verdict, estimator: Estimator) -> tuple[int, float, float]:
+    """Best-of-n sort key (larger is better): predicted correct, then alpha, then probability."""
+    correct = verdict.prediction == 1 and not verdict.is_ood
+    probability_correct = (
+        verdict.probability if verdict.prediction == 1 else 1 - verdict.probability
+    )
+    return (int(correct), verdict.alpha(estimator) if correct else 0.0, probability_correct)

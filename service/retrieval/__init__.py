@@ -1,0 +1,1 @@
+"""Retrieval: context passages for RETRIEVE-and-regenerate."""

@@ -1,0 +1,1 @@
+"""Verifier: the SDM estimator, its batching scorer, and (later) the encoder."""

@@ -1,0 +1,85 @@
+"""Test doubles implementing the gateway's protocols (no MagicMock).
+
+``FakeVerifier`` judges answers by their text, mirroring the fake upstream's two answers:
+"I am not sure." is predicted incorrect with no calibrated region; an answer containing
+"ood" is out of distribution; everything else is verified at alpha 0.97 (lower 0.96).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
+from service.retrieval.base import Passage
+
+
+class FakeVerifier:
+    """Verdicts from the answer text; records every item it was asked about."""
+
+    def __init__(self) -> None:
+        self.seen: list[VerificationInput] = []
+        self.started = False
+
+    @property
+    def info(self) -> VerifierInfo:
+        return VerifierInfo(artifact_id="fake-artifact", device="cpu", description="fake")
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.started = False
+
+    async def verify(
+        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+    ) -> list[Verdict]:
+        self.seen.extend(items)
+        return [self._judge(item.response, nearest_exemplars) for item in items]
+
+    @staticmethod
+    def _judge(response: str, nearest_exemplars: int) -> Verdict:
+        exemplars = tuple(
+            NearestExemplar(id=f"support-{i}", label=1, distance=0.5 + i)
+            for i in range(nearest_exemplars)
+        )
+        if "ood" in response.lower():
+            return Verdict(
+                0, 0.5, 0.0, 0.0, q=0, d=0.0, q_prime=0.0, is_ood=True, nearest_exemplars=exemplars
+            )
+        if "not sure" in response.lower():
+            return Verdict(
+                0, 0.9, 0.0, 0.0, q=3, d=0.4, q_prime=2.0, is_ood=False, nearest_exemplars=exemplars
+            )
+        return Verdict(
+            1,
+            0.99,
+            0.97,
+            0.96,
+            q=50,
+            d=0.8,
+            q_prime=40.0,
+            is_ood=False,
+            nearest_exemplars=exemplars,
+        )
+
+
+class FakeRetriever:
+    """Returns one fixed passage for every query and records the queries."""
+
+    def __init__(self, passages: Sequence[Passage] | None = None) -> None:
+        self.queries: list[str] = []
+        self._passages = (
+            list(passages)
+            if passages is not None
+            else [Passage(id="fact-1", text="The answer to hard questions is 42.", score=0.9)]
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def retrieve(self, query: str, top_k: int) -> list[Passage]:
+        self.queries.append(query)
+        return self._passages[:top_k]
