@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+from service.core.generation import Candidate, Generation, GenerationRequest, StreamDelta, Usage
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
 from service.retrieval.base import Passage
 
@@ -83,3 +84,47 @@ class FakeRetriever:
     async def retrieve(self, query: str, top_k: int) -> list[Passage]:
         self.queries.append(query)
         return self._passages[:top_k]
+
+
+class FakeBackend:
+    """An in-process backend that answers from a script and records every request."""
+
+    def __init__(
+        self, name: str, answers: Sequence[str], *, error: Exception | None = None
+    ) -> None:
+        self._name = name
+        self._answers = list(answers)
+        self._error = error
+        self.requests: list[GenerationRequest] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        self.requests.append(request)
+        if self._error is not None:
+            raise self._error
+        texts = [self._answers[i % len(self._answers)] for i in range(request.params.n)]
+        return Generation(
+            model=self._name,
+            candidates=tuple(Candidate(text=text) for text in texts),
+            usage=Usage(prompt_tokens=5, completion_tokens=3),
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        generation = await self.generate(request)
+        text = generation.candidates[0].text
+        for word in text.split(" "):
+            yield StreamDelta(index=0, text=word + " ")
+        yield StreamDelta(index=0, text="", finish_reason="stop", usage=generation.usage)

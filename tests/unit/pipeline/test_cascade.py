@@ -1,0 +1,140 @@
+"""The cascade over in-process fake backends, verifier and retriever."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
+from service.core.generation import GenerationRequest, Message, SamplingParams
+from service.core.routing import OnAbstain, StreamMode
+from service.core.verdict import Action, Estimator, Reason
+from service.pipeline.cascade import Cascade, answer_candidates
+from service.pipeline.observer import NullObserver
+from service.pipeline.plan import RoutePlan, Tier
+from service.pipeline.policy import PolicyThresholds
+from tests.fakes import FakeBackend, FakeRetriever, FakeVerifier
+
+GOOD, BAD = "The answer is 42.", "I am not sure."
+REQUEST = GenerationRequest(
+    messages=(Message("user", "What is 6*7?"),), prompt=None, params=SamplingParams(n=1)
+)
+
+
+def plan(
+    *tiers: Tier,
+    retrieval: bool = False,
+    budget: int = 6,
+    on_abstain: OnAbstain = OnAbstain.MESSAGE,
+) -> RoutePlan:
+    return RoutePlan(
+        name="route",
+        tiers=tiers,
+        thresholds=PolicyThresholds(0.95, Estimator.LOWER),
+        retrieval=retrieval,
+        retrieval_top_k=2,
+        max_backend_calls=budget,
+        on_abstain=on_abstain,
+        abstain_message="no",
+        stream_mode=StreamMode.VERIFY_THEN_STREAM,
+    )
+
+
+def cascade(retriever: FakeRetriever | None = None) -> Cascade:
+    return Cascade(FakeVerifier(), retriever, NullObserver())
+
+
+async def test_first_tier_accepted() -> None:
+    backend = FakeBackend("a", [GOOD])
+    result = await cascade().run(plan(Tier(backend)), REQUEST)
+    assert (result.decision, result.reason) == (Action.ACCEPT, Reason.VERIFIED)
+    assert [a.action for a in result.attempts] == [Action.ACCEPT]
+    assert result.best is not None and result.best.candidate.text == GOOD
+
+
+async def test_escalates_to_the_next_tier() -> None:
+    result = await cascade().run(
+        plan(Tier(FakeBackend("a", [BAD])), Tier(FakeBackend("b", [GOOD]))), REQUEST
+    )
+    assert [a.action for a in result.attempts] == [Action.ESCALATE, Action.ACCEPT]
+    assert result.best is not None and result.best.model == "b"
+    assert result.usage.total_tokens == 16
+
+
+async def test_retrieves_once_then_escalates() -> None:
+    retriever = FakeRetriever()
+    first = FakeBackend("a", [BAD])
+    result = await cascade(retriever).run(
+        plan(Tier(first), Tier(FakeBackend("b", [BAD])), retrieval=True), REQUEST
+    )
+    assert [a.action for a in result.attempts] == [Action.RETRIEVE, Action.ESCALATE, Action.ABSTAIN]
+    assert retriever.queries == ["What is 6*7?"]
+    # the regeneration on the same tier carries the passage before the question
+    assert first.requests[1].messages is not None
+    assert "The answer to hard questions is 42." in first.requests[1].messages[-1].content
+
+
+async def test_no_passages_skips_regeneration() -> None:
+    first = FakeBackend("a", [BAD])
+    result = await cascade(FakeRetriever(passages=[])).run(
+        plan(Tier(first), Tier(FakeBackend("b", [GOOD])), retrieval=True), REQUEST
+    )
+    assert len(first.requests) == 1
+    assert result.decision is Action.ACCEPT
+
+
+async def test_best_of_n_keeps_the_best_candidate() -> None:
+    backend = FakeBackend("a", [BAD, GOOD, BAD])
+    result = await cascade().run(plan(Tier(backend, n=3, temperature=0.7)), REQUEST)
+    assert backend.requests[0].params.n == 3
+    assert backend.requests[0].params.temperature == 0.7
+    assert result.best is not None and result.best.candidate.text == GOOD
+
+
+async def test_backend_error_fails_over_and_raises_when_nothing_is_left() -> None:
+    failing = FakeBackend("a", [GOOD], error=UpstreamError("boom", code="upstream_server_error"))
+    result = await cascade().run(plan(Tier(failing), Tier(FakeBackend("b", [GOOD]))), REQUEST)
+    assert result.attempts[0].reason is Reason.BACKEND_ERROR
+    assert result.decision is Action.ACCEPT
+    with pytest.raises(UpstreamTimeout):
+        timeout = FakeBackend("a", [GOOD], error=UpstreamTimeout("slow"))
+        await cascade().run(plan(Tier(timeout)), REQUEST)
+
+
+async def test_backend_error_after_an_answer_abstains_with_that_answer() -> None:
+    failing = FakeBackend("b", [GOOD], error=UpstreamError("boom"))
+    result = await cascade().run(plan(Tier(FakeBackend("a", [BAD])), Tier(failing)), REQUEST)
+    assert (result.decision, result.reason) == (Action.ABSTAIN, Reason.BACKEND_ERROR)
+    assert result.best is not None and result.best.candidate.text == BAD
+
+
+async def test_client_errors_are_not_failed_over() -> None:
+    failing = FakeBackend("a", [GOOD], error=InvalidRequest("bad max_tokens"))
+    with pytest.raises(InvalidRequest):
+        await cascade().run(plan(Tier(failing), Tier(FakeBackend("b", [GOOD]))), REQUEST)
+
+
+async def test_budget_caps_backend_calls() -> None:
+    second = FakeBackend("b", [GOOD])
+    result = await cascade().run(
+        plan(Tier(FakeBackend("a", [BAD])), Tier(second), budget=1), REQUEST
+    )
+    assert result.reason is Reason.BUDGET_EXHAUSTED
+    assert second.requests == []
+
+
+async def test_on_abstain_policies() -> None:
+    route = plan(Tier(FakeBackend("a", [BAD])))
+    result = await cascade().run(route, REQUEST)
+    assert [c.text for c in answer_candidates(route, result, 2)] == ["no", "no"]
+    best_effort = plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.BEST_EFFORT)
+    assert [c.text for c in answer_candidates(best_effort, result, 1)] == [BAD]
+    with pytest.raises(Abstained):
+        answer_candidates(
+            plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.ERROR), result, 1
+        )
+
+
+async def test_tier_limits_cap_the_clients_max_tokens() -> None:
+    backend = FakeBackend("a", [GOOD])
+    await cascade().run(plan(Tier(backend, max_tokens=10)), REQUEST.with_params(max_tokens=50))
+    assert backend.requests[0].params.max_tokens == 10
