@@ -1,0 +1,337 @@
+"""Every Prometheus metric of the gateway, defined once.
+
+Label values come from closed sets. ``action``, ``outcome``, ``reason``, ``stage``,
+``token_type`` and ``error_type`` are validated here (an unknown value is a programming
+error and raises ``ValueError``); ``route``, ``model`` and ``backend`` come from config and
+are closed by construction.
+
+Multiprocess: when ``PROMETHEUS_MULTIPROC_DIR`` is set *before* ``prometheus_client`` is
+first imported (i.e. in the environment of the server process), every worker writes its
+values to memory-mapped files in that directory and :meth:`GatewayMetrics.render`
+aggregates them with ``MultiProcessCollector``. See ``docs/observability.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Final, Literal, get_args
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+__all__ = [
+    "ACTIONS",
+    "ALPHA_BUCKETS",
+    "BATCH_SIZE_BUCKETS",
+    "ERROR_TYPES",
+    "OUTCOMES",
+    "REASONS",
+    "REQUEST_SECONDS_BUCKETS",
+    "STAGES",
+    "STAGE_SECONDS_BUCKETS",
+    "TOKEN_BUCKETS",
+    "TOKEN_TYPES",
+    "Action",
+    "ErrorType",
+    "GatewayMetrics",
+    "Outcome",
+    "Reason",
+    "Stage",
+    "TokenType",
+    "clear_multiprocess_dir",
+    "multiprocess_dir",
+]
+
+Outcome = Literal["accept", "abstain", "error"]
+Action = Literal["accept", "escalate", "retrieve", "abstain"]
+Reason = Literal[
+    "verified",
+    "below_alpha",
+    "no_region",
+    "ood",
+    "predicted_incorrect",
+    "backend_error",
+    "budget_exhausted",
+    "retrieval_used",
+]
+Stage = Literal["generate", "encode", "verify", "retrieve"]
+TokenType = Literal["input", "output"]
+ErrorType = Literal[
+    "timeout",  # connect/read timeout talking to the backend
+    "connection",  # refused, reset, DNS: no HTTP response at all
+    "rate_limited",  # backend answered 429
+    "server_error",  # backend answered 5xx
+    "client_error",  # backend answered 4xx other than 429 (our request was wrong)
+    "invalid_response",  # 2xx but the body/stream could not be parsed
+    "cancelled",  # the client went away and we cancelled the upstream call
+    "other",
+]
+
+OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
+ACTIONS: Final[frozenset[str]] = frozenset(get_args(Action))
+REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
+STAGES: Final[frozenset[str]] = frozenset(get_args(Stage))
+TOKEN_TYPES: Final[frozenset[str]] = frozenset(get_args(TokenType))
+ERROR_TYPES: Final[frozenset[str]] = frozenset(get_args(ErrorType))
+
+# End-to-end request latency: the OpenTelemetry GenAI operation-duration family.
+REQUEST_SECONDS_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+# Stages range from sub-millisecond (verify a cached batch) to a full generation.
+STAGE_SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    40.0, 80.0,
+)  # fmt: skip
+# One bucket edge per calibrated rung: alpha 0 means "no region"; the default ladder is
+# 0.55..0.95 in steps of 0.05, finer ladders reach towards 1.
+ALPHA_BUCKETS: Final = (
+    0.0, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995,
+    0.999, 1.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS: Final = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+# gen_ai.client.token.usage buckets from the OpenTelemetry GenAI semantic conventions.
+TOKEN_BUCKETS: Final = (
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+    4194304.0, 16777216.0, 67108864.0,
+)  # fmt: skip
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory in use, or None in single-process mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _check(value: str, allowed: frozenset[str], label: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{label}={value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+def _check_name(value: str, label: str) -> str:
+    if not value:
+        raise ValueError(f"{label} must be a non-empty string")
+    return value
+
+
+class GatewayMetrics:
+    """Every Prometheus metric of the gateway, defined once.
+
+    Construct one per process (or one per test, each with its own registry).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if registry is None:
+            registry = CollectorRegistry()
+            if multiprocess_dir() is None:
+                # Process metrics are meaningless when aggregated over workers.
+                for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                    registry.register(collector)
+        self.registry = registry
+        self._verifier_labels: tuple[str, str] | None = None
+
+        self._requests = Counter(
+            "sdm_router_requests",
+            "Requests finished, by route and final outcome (accept|abstain|error).",
+            ["route", "outcome"],
+            registry=registry,
+        )
+        self._decisions = Counter(
+            "sdm_router_decisions",
+            "Policy decisions, one per attempt: action (accept|escalate|retrieve|abstain) "
+            "and reason.",
+            ["route", "tier", "model", "action", "reason"],
+            registry=registry,
+        )
+        self._request_seconds = Histogram(
+            "sdm_router_request_duration_seconds",
+            "End-to-end request latency inside the gateway, all attempts included.",
+            ["route"],
+            buckets=REQUEST_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._stage_seconds = Histogram(
+            "sdm_router_stage_duration_seconds",
+            "Latency of one pipeline stage (generate|encode|verify|retrieve).",
+            ["stage"],
+            buckets=STAGE_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._region_alpha = Histogram(
+            "sdm_router_region_alpha",
+            "Calibrated region alpha assigned by the verifier to each verified attempt "
+            "(0 = no region).",
+            ["route", "tier"],
+            buckets=ALPHA_BUCKETS,
+            registry=registry,
+        )
+        self._backend_errors = Counter(
+            "sdm_router_backend_errors",
+            "Errors talking to a generation backend, by backend and error type.",
+            ["backend", "error_type"],
+            registry=registry,
+        )
+        self._batch_size = Histogram(
+            "sdm_router_verifier_batch_size",
+            "Number of items scored in one verifier device call.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self._inflight = Gauge(
+            "sdm_router_inflight_requests",
+            "Requests currently being served.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._verifier_info = Gauge(
+            "sdm_router_verifier_info",
+            "Loaded verifier artifact and the device it runs on (value 1).",
+            ["artifact_id", "device"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._token_usage = Histogram(
+            "sdm_router_token_usage",
+            "Tokens per backend call, by route, model and token type (input|output); "
+            "mirrors OpenTelemetry gen_ai.client.token.usage.",
+            ["route", "model", "token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+
+    def declare_route(self, route: str) -> None:
+        """Create the zero-valued request series of a configured route.
+
+        Optional; call once per route at start-up so outcome ratios read 0 rather than
+        "no data" before the first abstention or error.
+        """
+        _check_name(route, "route")
+        for outcome in sorted(OUTCOMES):
+            self._requests.labels(route=route, outcome=outcome)
+        self._request_seconds.labels(route=route)
+
+    def request_finished(self, route: str, outcome: str, seconds: float) -> None:
+        """Count one finished request and observe its end-to-end latency."""
+        _check_name(route, "route")
+        _check(outcome, OUTCOMES, "outcome")
+        self._requests.labels(route=route, outcome=outcome).inc()
+        self._request_seconds.labels(route=route).observe(seconds)
+
+    def attempt(
+        self,
+        route: str,
+        tier: int,
+        model: str,
+        action: str,
+        reason: str,
+        region_alpha: float | None,
+    ) -> None:
+        """Count one attempt's decision; observe its region alpha when it was verified."""
+        _check_name(route, "route")
+        _check_name(model, "model")
+        _check(action, ACTIONS, "action")
+        _check(reason, REASONS, "reason")
+        if tier < 0:
+            raise ValueError(f"tier must be >= 0, got {tier}")
+        if region_alpha is not None and not 0.0 <= region_alpha <= 1.0:
+            raise ValueError(f"region_alpha must be in [0, 1], got {region_alpha}")
+        self._decisions.labels(
+            route=route, tier=str(tier), model=model, action=action, reason=reason
+        ).inc()
+        if region_alpha is not None:
+            self._region_alpha.labels(route=route, tier=str(tier)).observe(region_alpha)
+
+    def stage(self, stage: str, seconds: float) -> None:
+        """Observe the latency of one pipeline stage."""
+        _check(stage, STAGES, "stage")
+        self._stage_seconds.labels(stage=stage).observe(seconds)
+
+    @contextmanager
+    def time_stage(self, stage: str) -> Iterator[None]:
+        """Time the enclosed block as ``stage`` (observed even when it raises)."""
+        _check(stage, STAGES, "stage")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage(stage, time.perf_counter() - start)
+
+    def backend_error(self, backend: str, error_type: str) -> None:
+        """Count one backend error."""
+        _check_name(backend, "backend")
+        _check(error_type, ERROR_TYPES, "error_type")
+        self._backend_errors.labels(backend=backend, error_type=error_type).inc()
+
+    def verifier_batch(self, size: int) -> None:
+        """Observe the size of one verifier device call."""
+        if size < 1:
+            raise ValueError(f"batch size must be >= 1, got {size}")
+        self._batch_size.observe(size)
+
+    def track_inflight(self) -> AbstractContextManager[None]:
+        """Context manager that counts the enclosed block as one in-flight request."""
+        return self._inflight.track_inprogress()
+
+    def set_verifier_info(self, artifact_id: str, device: str) -> None:
+        """Publish the loaded verifier artifact and device; replaces a previous one."""
+        labels = (_check_name(artifact_id, "artifact_id"), _check_name(device, "device"))
+        previous = self._verifier_labels
+        if previous is not None and previous != labels:
+            # In multiprocess mode the old value lives on in the mmap file: zero it first.
+            self._verifier_info.labels(*previous).set(0)
+            self._verifier_info.remove(*previous)
+        self._verifier_info.labels(*labels).set(1)
+        self._verifier_labels = labels
+
+    def tokens(self, route: str, model: str, token_type: str, count: int) -> None:
+        """Observe the token usage of one backend call (token_type input|output)."""
+        _check_name(route, "route")
+        _check_name(model, "model")
+        _check(token_type, TOKEN_TYPES, "token_type")
+        if count < 0:
+            raise ValueError(f"token count must be >= 0, got {count}")
+        self._token_usage.labels(route=route, model=model, token_type=token_type).observe(count)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type, aggregated over workers if multiprocess."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+        aggregate = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregate, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(aggregate), CONTENT_TYPE_PLAIN_0_0_4
+
+    def shutdown(self) -> None:
+        """Drop this worker's live gauges (in-flight, verifier info) in multiprocess mode.
+
+        Call from the worker's lifespan shutdown; a no-op in single-process mode.
+        """
+        directory = multiprocess_dir()
+        if directory is not None:
+            multiprocess.mark_process_dead(os.getpid(), path=directory)  # type: ignore[no-untyped-call]
+
+
+def clear_multiprocess_dir(directory: str | os.PathLike[str]) -> int:
+    """Delete stale ``*.db`` files left by a previous run; returns how many were removed.
+
+    Call once in the parent before workers start (never while workers are running).
+    """
+    removed = 0
+    for entry in os.scandir(directory):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.remove(entry.path)
+            removed += 1
+    return removed
