@@ -41,6 +41,11 @@ def _serve(args: argparse.Namespace) -> int:
         # for PROMETHEUS_MULTIPROC_DIR, which several workers need).
         if args.config is not None:
             os.environ[CONFIG_ENV] = str(args.config.resolve())
+        multiprocess = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if multiprocess:
+            from service.observability.metrics import clear_multiprocess_dir
+
+            clear_multiprocess_dir(multiprocess)
         uvicorn.run(
             "service.main:app_from_environment",
             factory=True,

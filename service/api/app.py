@@ -42,6 +42,7 @@ def create_app(
         finally:
             gateway.begin_draining()
             await gateway.close()
+            metrics.shutdown()
 
     app = FastAPI(
         title="sdm-router",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from service.pipeline.cascade import CascadeResult, answer_candidates
 from service.pipeline.passthrough import stream_then_verify
 from service.pipeline.plan import RoutePlan
 
+logger = logging.getLogger(__name__)
 Kind = Literal["chat", "completion"]
 DEFAULT_MAX_TOKENS = 256
 
@@ -126,6 +128,27 @@ async def handle_generation(
         return SSEResponse(replay_answer(writer, candidates, result.usage, verification), headers)
     render = chat_completion if kind == "chat" else text_completion
     return JSONResponse(render(rendering, candidates, result.usage, verification), headers=headers)
+
+
+def _log_request(
+    context: ApiContext, request: GenerationRequest, result: CascadeResult, seconds: float
+) -> None:
+    """One structured line per request; text only when ``log_prompts`` is on."""
+    best = result.best
+    fields: dict[str, Any] = {
+        "route": result.route,
+        "decision": result.decision.value,
+        "reason": result.reason.value,
+        "tier": best.tier if best else None,
+        "model": best.model if best else None,
+        "attempts": [f"{a.tier}:{a.action.value}:{a.reason.value}" for a in result.attempts],
+        "duration_ms": round(seconds * 1000, 2),
+        "completion_tokens": result.usage.completion_tokens,
+    }
+    if context.observability.log_prompts:
+        fields["prompt"] = request.question_text
+        fields["response"] = best.candidate.text if best else None
+    logger.info("request finished", extra=fields)
 
 
 def _with_model(rendering: Rendering, model: str) -> Rendering:

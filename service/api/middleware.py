@@ -9,6 +9,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import envelope
+from service.observability.logging import request_id_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -30,6 +31,7 @@ class RequestIdMiddleware:
                 break
         request_id = incoming if _REQUEST_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
