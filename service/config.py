@@ -161,7 +161,7 @@ class RetrievalSettings(_Section):
     )
     embedding_model: str = "embedded"
     top_k: int = Field(3, ge=1, le=20)
-    min_score: float = Field(0.3, ge=-1, le=1)
+    min_score: float = Field(0.4, ge=-1, le=1)
     device: str = "cpu"
 
 

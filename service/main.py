@@ -30,6 +30,7 @@ from service.retrieval.base import Retriever
 from service.verifier.protocol import Verifier
 
 CONFIG_ENV = "SDM_ROUTER_CONFIG"
+EMBEDDED_FACTS = "embedded-facts"
 
 
 def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettings) -> Backend:
@@ -53,10 +54,23 @@ def make_verifier(
 
 
 def make_retriever(settings: RetrievalSettings) -> Retriever:
-    """The faiss document store."""
-    from service.retrieval.faiss_store import FaissDocumentStore
+    """The faiss document store over the configured corpus.
 
-    return FaissDocumentStore.from_settings(settings)
+    ``embedded-facts`` indexes passages built from the packaged fact tables; anything else is a
+    JSONL file of ``{id, text, source}`` documents.
+    """
+    from service.retrieval.faiss_store import FaissDocumentStore, load_jsonl_documents
+
+    if settings.corpus == EMBEDDED_FACTS:
+        from service.training.passages import build_passages
+
+        documents = build_passages()
+    else:
+        documents = load_jsonl_documents(settings.corpus)
+    model = None if settings.embedding_model == "embedded" else settings.embedding_model
+    return FaissDocumentStore(
+        documents, min_score=settings.min_score, model_path=model, device=settings.device
+    )
 
 
 def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str, RoutePlan]:

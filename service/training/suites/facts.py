@@ -1,0 +1,68 @@
+"""The fact tables in ``service/training/data`` as typed rows (read with importlib.resources)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+DATA_PACKAGE = "service.training.data"
+CAPITALS_FILE = "capitals.csv"
+ELEMENTS_FILE = "elements.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Country:
+    """A sovereign state and its capital; ``aliases`` are other accepted capitals/spellings."""
+
+    country: str
+    capital: str
+    aliases: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        """The country name for the start of a sentence ("The Netherlands")."""
+        return self.country[:1].upper() + self.country[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """A chemical element; ``aliases`` are other accepted spellings of the name."""
+
+    number: int
+    symbol: str
+    name: str
+    aliases: tuple[str, ...]
+
+
+def read_table(filename: str) -> list[dict[str, str]]:
+    """The rows of a CSV file in the data package, whitespace-stripped."""
+    text = resources.files(DATA_PACKAGE).joinpath(filename).read_text(encoding="utf-8")
+    return [
+        {key: (value or "").strip() for key, value in row.items()}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
+
+
+def _aliases(field: str) -> tuple[str, ...]:
+    return tuple(alias.strip() for alias in field.split("|") if alias.strip())
+
+
+@cache
+def load_capitals() -> tuple[Country, ...]:
+    """Every country with its capital, in file order."""
+    return tuple(
+        Country(row["country"], row["capital"], _aliases(row["aliases"]))
+        for row in read_table(CAPITALS_FILE)
+    )
+
+
+@cache
+def load_elements() -> tuple[Element, ...]:
+    """All 118 elements, in file order (by atomic number)."""
+    return tuple(
+        Element(int(row["number"]), row["symbol"], row["name"], _aliases(row["aliases"]))
+        for row in read_table(ELEMENTS_FILE)
+    )
