@@ -10,10 +10,8 @@ from fastapi import FastAPI
 
 from service.api.app import create_app
 from service.backends.base import Backend
+from service.backends.factory import make_backend
 from service.config import (
-    LocalBackendSettings,
-    OpenAIBackendSettings,
-    RetrievalSettings,
     Settings,
     VerifierSettings,
     load_settings,
@@ -27,21 +25,10 @@ from service.pipeline.gateway import Gateway
 from service.pipeline.plan import RoutePlan, Tier
 from service.pipeline.policy import PolicyThresholds
 from service.retrieval.base import Retriever
+from service.training.corpus import make_retriever
 from service.verifier.protocol import Verifier
 
 CONFIG_ENV = "SDM_ROUTER_CONFIG"
-EMBEDDED_FACTS = "embedded-facts"
-
-
-def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettings) -> Backend:
-    """A backend for one ``backends:`` entry."""
-    if isinstance(settings, OpenAIBackendSettings):
-        from service.backends.openai_http import OpenAIHTTPBackend
-
-        return OpenAIHTTPBackend(name, settings)
-    from service.backends.local_transformers import LocalTransformersBackend
-
-    return LocalTransformersBackend.from_settings(name, settings)
 
 
 def make_verifier(
@@ -51,26 +38,6 @@ def make_verifier(
     from service.verifier.sdm_verifier import SDMVerifier
 
     return SDMVerifier.from_settings(settings, backends, metrics)
-
-
-def make_retriever(settings: RetrievalSettings) -> Retriever:
-    """The faiss document store over the configured corpus.
-
-    ``embedded-facts`` indexes passages built from the packaged fact tables; anything else is a
-    JSONL file of ``{id, text, source}`` documents.
-    """
-    from service.retrieval.faiss_store import FaissDocumentStore, load_jsonl_documents
-
-    if settings.corpus == EMBEDDED_FACTS:
-        from service.training.passages import build_passages
-
-        documents = build_passages()
-    else:
-        documents = load_jsonl_documents(settings.corpus)
-    model = None if settings.embedding_model == "embedded" else settings.embedding_model
-    return FaissDocumentStore(
-        documents, min_score=settings.min_score, model_path=model, device=settings.device
-    )
 
 
 def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str, RoutePlan]:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from service.config import RetrievalSettings
-from service.main import make_retriever
+from service.training.corpus import make_retriever
 from service.retrieval.base import Retriever
 from service.retrieval.faiss_store import (
     WORKER_THREAD_PREFIX,

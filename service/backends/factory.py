@@ -1,0 +1,25 @@
+"""Backends from their config entries."""
+
+from __future__ import annotations
+
+from service.backends.base import Backend
+from service.config import LocalBackendSettings, OpenAIBackendSettings
+
+
+def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettings) -> Backend:
+    """A backend for one ``backends:`` entry (heavy modules are imported only when used)."""
+    if isinstance(settings, OpenAIBackendSettings):
+        from service.backends.openai_http import OpenAIHTTPBackend
+
+        return OpenAIHTTPBackend(name, settings)
+    from service.backends.local_transformers import LocalTransformersBackend
+
+    return LocalTransformersBackend(
+        name,
+        source=settings.source,
+        device=settings.device,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_new_tokens=settings.max_new_tokens,
+        cache_dir=settings.cache_dir,
+    )

@@ -1,0 +1,142 @@
+"""``sdm-router data build`` and ``sdm-router verifier build|evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from service.core.errors import ConfigurationError
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from service.config import load_settings
+    from service.training.dataset_build import BuildOptions, build_dataset
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigurationError as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+    if args.max_batch_size is not None:
+        settings = _with_batch_size(settings, args.max_batch_size)
+    if args.route not in settings.routes:
+        print(f"sdm-router: route {args.route!r} is not in the config", file=sys.stderr)
+        return 2
+    options = BuildOptions(
+        suite=args.suite,
+        limit=args.limit,
+        seed=args.seed,
+        samples=args.samples,
+        concurrency=args.concurrency,
+        retrieval=not args.no_retrieval,
+    )
+    started = time.perf_counter()
+    written = asyncio.run(build_dataset(settings, args.route, args.out, options))
+    print(f"wrote {written} rows to {args.out} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _with_batch_size(settings: Any, size: int) -> Any:
+    """A copy whose local backends batch up to ``size`` rows (offline builds favour throughput)."""
+    from service.config import LocalBackendSettings
+
+    backends = {
+        name: backend.model_copy(update={"max_batch_size": size})
+        if isinstance(backend, LocalBackendSettings)
+        else backend
+        for name, backend in settings.backends.items()
+    }
+    return settings.model_copy(update={"backends": backends})
+
+
+def _verifier_build(args: argparse.Namespace) -> int:
+    from service.training.verifier_build import VerifierBuildOptions, build_verifier
+    from service.verifier.encoder import HiddenStateEncoder
+
+    options = VerifierBuildOptions(
+        data=args.data,
+        out=args.out,
+        holdout_family=None if args.holdout_family == "none" else args.holdout_family,
+        split_seed=args.split_seed,
+        exemplar_dimension=args.exemplar_dimension,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        max_neighbors=args.max_neighbors,
+        seed=args.seed,
+        shuffles=args.shuffles,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    started = time.perf_counter()
+    encoder = HiddenStateEncoder.from_local(args.encoder, device=args.device)
+    model = build_verifier(options, encoder)
+    print(
+        f"wrote verifier {model.artifact_id} ({model.support_size} support rows) to {args.out} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+def _verifier_evaluate(args: argparse.Namespace) -> int:
+    from service.training.evaluation import evaluate_command
+
+    return evaluate_command(args)
+
+
+def register(commands: Any) -> None:
+    """Add the ``data`` and ``verifier`` command groups."""
+    data = commands.add_parser("data", help="build labelled answer data sets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    build = data_commands.add_parser("build", help="run a route's models over a task suite")
+    build.add_argument(
+        "--config", type=Path, default=None, help="gateway config (default: embedded)"
+    )
+    build.add_argument("--route", default="auto")
+    build.add_argument("--suite", default="default")
+    build.add_argument("--out", type=Path, required=True)
+    build.add_argument("--limit", type=int, default=None, help="at most this many questions")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--samples", type=int, default=2, help="sampled answers per question")
+    build.add_argument("--concurrency", type=int, default=16)
+    build.add_argument("--max-batch-size", type=int, default=None, help="local batch size")
+    build.add_argument("--no-retrieval", action="store_true", help="skip retrieval variants")
+    build.set_defaults(func=_data_build)
+
+    verifier = commands.add_parser("verifier", help="build and evaluate SDM verifiers")
+    verifier_commands = verifier.add_subparsers(dest="verifier_command", required=True)
+    vbuild = verifier_commands.add_parser("build", help="encode, split, train and calibrate")
+    vbuild.add_argument("--data", type=Path, required=True, help="a `data build` folder")
+    vbuild.add_argument("--out", type=Path, required=True, help="the .sdmkitmodel to write")
+    vbuild.add_argument(
+        "--encoder", default="embedded", help="causal LM: embedded, .gguf or folder"
+    )
+    vbuild.add_argument(
+        "--holdout-family", default="weekdays", help="family kept out as shift test"
+    )
+    vbuild.add_argument("--split-seed", type=int, default=0)
+    vbuild.add_argument("--exemplar-dimension", type=int, default=128)
+    vbuild.add_argument("--epochs", type=int, default=40)
+    vbuild.add_argument("--learning-rate", type=float, default=1e-4)
+    vbuild.add_argument("--max-neighbors", type=int, default=1024)
+    vbuild.add_argument("--seed", type=int, default=0)
+    vbuild.add_argument("--shuffles", type=int, default=1)
+    vbuild.add_argument("--device", default="auto")
+    vbuild.add_argument("--overwrite", action="store_true")
+    vbuild.set_defaults(func=_verifier_build)
+
+    evaluate = verifier_commands.add_parser("evaluate", help="accuracy vs admission report")
+    evaluate.add_argument("--verifier", type=Path, required=True)
+    evaluate.add_argument(
+        "--data", type=Path, required=True, nargs="+", help="labelled JSONL files"
+    )
+    evaluate.add_argument(
+        "--calibration", type=Path, default=None, help="calibration JSONL for baselines"
+    )
+    evaluate.add_argument("--report", type=Path, required=True)
+    evaluate.add_argument("--encoder", default="embedded")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=_verifier_evaluate)
