@@ -1,0 +1,104 @@
+"""The README's main command for real: the console script serves the embedded default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+STARTUP_SECONDS = 600  # a fresh machine dequantizes the GGUF once (~25 s on 2 cores)
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).parent / "sdm-router"
+    if script.exists():
+        return str(script)
+    found = shutil.which("sdm-router")
+    if found is None:
+        pytest.fail("the sdm-router console script is not installed (pip install -e .)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("e2e") / "server.log"
+    env = {**os.environ, "SDM_ROUTER_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "5"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [_console_script(), "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(
+                f"the gateway exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"not ready within {STARTUP_SECONDS} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url, process, log_path
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_ready_reports_devices(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+    ready = httpx.get(f"{served[0]}/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["components"]["backend:smollm2-135m"]["device"] in {"cpu", "cuda:0"}
+    assert ready["components"]["verifier"]["artifact_id"]
+
+
+def test_a_question_gets_a_verified_answer(
+    served: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    url = served[0]
+    with openai.OpenAI(
+        base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300
+    ) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}]
+        )
+    completion = raw.parse()
+    verification = completion.model_extra["verification"]  # type: ignore[index]
+    assert verification["decision"] in {"accept", "abstain"}
+    assert verification["attempts"], "the cascade recorded no attempt"
+    assert raw.headers["x-sdm-decision"] == verification["decision"]
+    if verification["decision"] == "accept":
+        assert "paris" in (completion.choices[0].message.content or "").lower()
+    metrics = httpx.get(f"{url}/metrics").text
+    assert "sdm_router_requests_total{" in metrics
+    assert 'sdm_router_verifier_info{artifact_id="' in metrics
+
+
+def test_sigterm_drains_and_exits(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+    process = served[1]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert "Traceback" not in served[2].read_text()
