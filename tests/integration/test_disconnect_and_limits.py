@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -81,24 +82,26 @@ def test_disconnect_during_a_live_stream_cancels_the_upstream(
     log = upstream[1].log
     before = log.disconnects.count("hang")
     body = {"model": "live", "messages": QUESTION, "stream": True}
-    with httpx.Client(timeout=10) as client:
-        with client.stream(
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
             "POST", f"{patient_gateway}/v1/chat/completions", json=body, headers=_headers()
-        ) as response:
-            assert response.status_code == 200
-            # read until the upstream is mid-stream (its first token arrived), then hang up
-            for line in response.iter_lines():
-                if line.startswith("data:") and json.loads(line[5:])["choices"][0]["delta"].get(
-                    "content"
-                ):
-                    break
+        ) as response,
+    ):
+        assert response.status_code == 200
+        # read until the upstream is mid-stream (its first token arrived), then hang up
+        for line in response.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["choices"][0]["delta"].get(
+                "content"
+            ):
+                break
     assert _wait_for(lambda: log.disconnects.count("hang") > before)
 
 
 def test_missing_or_wrong_api_key_is_401(patient_gateway: str) -> None:
-    with openai.OpenAI(base_url=f"{patient_gateway}/v1", api_key="wrong", max_retries=0) as sdk:
-        with pytest.raises(openai.AuthenticationError) as caught:
-            sdk.models.list()
+    sdk = openai.OpenAI(base_url=f"{patient_gateway}/v1", api_key="wrong", max_retries=0)
+    with sdk, pytest.raises(openai.AuthenticationError) as caught:
+        sdk.models.list()
     assert caught.value.status_code == 401
     response = httpx.get(f"{patient_gateway}/v1/models")
     assert response.status_code == 401
@@ -112,27 +115,32 @@ def test_health_endpoints_need_no_key(patient_gateway: str) -> None:
     assert ready.json()["components"]["verifier"]["device"] == "cpu"
 
 
+def _in_flight(gateway: str) -> float:
+    for line in httpx.get(f"{gateway}/metrics").text.splitlines():
+        if line.startswith("sdm_router_inflight_requests "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_overload_is_a_429_not_a_queue(patient_gateway: str) -> None:
-    results: list[int] = []
+    def occupy_the_only_slot() -> None:
+        with contextlib.suppress(httpx.ReadTimeout):
+            httpx.post(
+                f"{patient_gateway}/v1/chat/completions",
+                json={"model": "auto", "messages": QUESTION},
+                headers=_headers(),
+                timeout=6,
+            )
 
-    def slow_call() -> None:
-        response = httpx.post(
-            f"{patient_gateway}/v1/chat/completions",
-            json={"model": "slow", "messages": QUESTION},
-            headers=_headers(),
-            timeout=10,
-        )
-        results.append(response.status_code)
-
-    first = threading.Thread(target=slow_call)
+    first = threading.Thread(target=occupy_the_only_slot)
     first.start()
-    time.sleep(0.1)
-    with openai.OpenAI(base_url=f"{patient_gateway}/v1", api_key="sekret", max_retries=0) as sdk:
-        with pytest.raises(openai.RateLimitError) as caught:
-            sdk.chat.completions.create(model="slow", messages=QUESTION)  # type: ignore[arg-type]
+    assert _wait_for(lambda: _in_flight(patient_gateway) >= 1)
+    sdk = openai.OpenAI(base_url=f"{patient_gateway}/v1", api_key="sekret", max_retries=0)
+    with sdk, pytest.raises(openai.RateLimitError) as caught:
+        sdk.chat.completions.create(model="slow", messages=QUESTION)  # type: ignore[arg-type]
     first.join()
-    assert results == [200]
     assert caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.code == "overloaded"
 
 
 def test_oversized_body_is_a_413(patient_gateway: str) -> None:

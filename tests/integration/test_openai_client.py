@@ -68,7 +68,9 @@ def test_stream_with_include_usage(client: openai.OpenAI) -> None:
     assert final.usage is not None and final.usage.total_tokens > 0
     assert final.model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
     assert all(c.usage is None for c in chunks[:-1])
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
 
 
@@ -80,7 +82,9 @@ def test_stream_without_usage_puts_the_verdict_on_the_last_chunk(client: openai.
     assert "usage" not in (chunks[0].model_extra or {}) and chunks[0].usage is None
 
 
-def test_n_choices_from_best_of_n(client: openai.OpenAI, upstream: tuple[str, FakeUpstream]) -> None:
+def test_n_choices_from_best_of_n(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
     completion = client.chat.completions.create(model="best-of-3", messages=QUESTION, n=2)
     assert [choice.index for choice in completion.choices] == [0, 1]
     assert upstream[1].log.requests[-1]["n"] == 3
@@ -171,7 +175,8 @@ def test_wrong_types_are_400s_naming_the_field(
 def test_bad_message_role_names_the_path(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model="auto", messages=[{"role": "wizard", "content": "hi"}]  # type: ignore[list-item]
+            model="auto",
+            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[list-item]
         )
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["param"] == "messages[0].role"
@@ -222,7 +227,9 @@ def test_broken_json_is_a_502(client: openai.OpenAI) -> None:
 
 
 def test_passthrough_streams_then_reports_the_verdict(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="passthrough", messages=QUESTION, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="passthrough", messages=QUESTION, stream=True)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == CONFIDENT
     assert chunks[-1].model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
 

@@ -12,7 +12,6 @@ import numpy.typing as npt
 import pytest
 
 from service.config import RetrievalSettings
-from service.training.corpus import make_retriever
 from service.retrieval.base import Retriever
 from service.retrieval.faiss_store import (
     WORKER_THREAD_PREFIX,
@@ -21,6 +20,7 @@ from service.retrieval.faiss_store import (
     embedding_cache_key,
     load_jsonl_documents,
 )
+from service.training.corpus import make_retriever
 
 DIM = 64
 DOCUMENTS = [

