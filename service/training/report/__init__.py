@@ -1,0 +1,1 @@
+"""The ``verifier evaluate`` report: metrics, estimators and baselines, results, plots, Markdown."""

@@ -1,0 +1,173 @@
+"""``report.md``: acceptance check, then per split a summary, the tables and the plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .metrics import TABLE_ALPHAS
+from .results import FAMILY_ALPHA, AcceptanceCheck, SplitReport
+
+_NOTES = """\
+Notes. *Admitted set*: the rows an estimator admits at α, of either predicted class; the papers'
+metric requires every class-conditional (by true y) and prediction-conditional (by ŷ) accuracy
+to be ≥ α ("meets α"); admitting nothing is "rejects all". *Accepted answers*: what the gateway
+would serve, admitted ∧ ŷ = correct; precision = fraction truly correct, recall =
+fraction of all correct answers accepted. `sdm-*` admit rows whose assigned region alpha is ≥ α;
+`softmax` admits max softmax(z′) ≥ α; `mean-logprob` accepts answers whose mean token logprob
+reaches the smallest calibration threshold with ≥ α correct (it only ever predicts "correct", so
+any admitted wrong answer makes its y = incorrect cell 0); `conformal` is split-conformal LAC on
+the same softmax with ε = 1 − α, admitting singleton sets. Baseline thresholds are fitted on the
+calibration split. Cells show `—` when nothing falls in them.
+"""
+
+
+def fmt_rate(value: float | None) -> str:
+    """A proportion as a percentage with one decimal, ``—`` for None."""
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def fmt_accuracy(value: float | None) -> str:
+    """An accuracy with three decimals, ``—`` for None."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def acceptance_section(checks: Sequence[AcceptanceCheck]) -> list[str]:
+    """The issue's acceptance criterion, one row per split."""
+    rows = [
+        [
+            c.split,
+            c.estimator,
+            f"{c.alpha:.2f}",
+            c.verdict,
+            fmt_rate(c.admission_rate),
+            "yes" if c.holds else "**NO**",
+        ]
+        for c in checks
+    ]
+    header = ["split", "estimator", "α", "verdict", "admitted", "criterion holds"]
+    return ["## Acceptance", "", *_table(header, rows), ""]
+
+
+def _summary(report: SplitReport) -> list[str]:
+    balance = " / ".join(f"y={c}: {n}" for c, n in enumerate(report.class_counts))
+    q, d = report.q or {}, report.d or {}
+    families = _table(
+        ["family", "rows", "generator accuracy"],
+        [[f.family, str(f.rows), fmt_accuracy(f.generator_accuracy)] for f in report.families],
+    )
+    return [
+        f"## Split `{report.name}` ({report.rows} rows)",
+        "",
+        f"- class balance (1 = answer correct): {balance}",
+        f"- generator accuracy (label = 1): {fmt_accuracy(report.generator_accuracy)}; "
+        f"verifier accuracy (ŷ = y, all rows): {fmt_accuracy(report.verifier_accuracy)}",
+        f"- q min/median/p90/max: {_quartet(q)}; d: {_quartet(d)}; "
+        f"OOD (q = 0) rate: {fmt_rate(report.ood_rate)}",
+        "",
+        *families,
+        "",
+    ]
+
+
+def _quartet(values: dict[str, float]) -> str:
+    return "/".join(f"{values[k]:.3g}" for k in ("min", "median", "p90", "max")) if values else "—"
+
+
+def admitted_table(report: SplitReport, alphas: Sequence[float] = TABLE_ALPHAS) -> list[str]:
+    """The papers' metric for every estimator at each of ``alphas``."""
+    rows = []
+    for alpha in alphas:
+        for curve in report.curves:
+            s = curve.at(alpha)
+            rows.append(
+                [
+                    f"{alpha:.2f}",
+                    curve.name,
+                    fmt_rate(s.admission_rate),
+                    str(s.admitted),
+                    fmt_accuracy(s.marginal_accuracy),
+                    fmt_accuracy(s.min_class_accuracy),
+                    fmt_accuracy(s.min_prediction_accuracy),
+                    s.verdict,
+                ]
+            )
+    header = ["α", "estimator", "admitted", "n", "marginal acc", "min class-cond acc"]
+    return _table([*header, "min pred-cond acc", "meets α"], rows)
+
+
+def accepted_table(report: SplitReport, alphas: Sequence[float] = TABLE_ALPHAS) -> list[str]:
+    """The gateway view (admitted ∧ ŷ = correct) for every estimator at each of ``alphas``."""
+    rows = [
+        [
+            f"{alpha:.2f}",
+            curve.name,
+            fmt_rate(curve.at(alpha).acceptance_rate),
+            str(curve.at(alpha).accepted),
+            fmt_accuracy(curve.at(alpha).precision),
+            fmt_accuracy(curve.at(alpha).recall),
+            curve.at(alpha).gateway_verdict,
+        ]
+        for alpha in alphas
+        for curve in report.curves
+    ]
+    header = ["α", "estimator", "accepted", "n", "precision", "recall", "precision ≥ α"]
+    return _table(header, rows)
+
+
+def family_table(report: SplitReport) -> list[str]:
+    """Per family: each estimator's admission and admitted accuracy at FAMILY_ALPHA."""
+    header = ["family", "rows", *(c.name for c in report.curves)]
+    rows = [
+        [
+            f.family,
+            str(f.rows),
+            *(
+                f"{fmt_rate(s.admission_rate)} @ {fmt_accuracy(s.marginal_accuracy)}"
+                for s in f.estimators
+            ),
+        ]
+        for f in report.families
+    ]
+    return _table(header, rows)
+
+
+def split_section(report: SplitReport, plots: Sequence[str]) -> list[str]:
+    """Summary, the three tables and the plot links of one split."""
+    return [
+        *_summary(report),
+        "### Admitted set (papers' metric)",
+        "",
+        *admitted_table(report),
+        "",
+        "### Accepted answers (gateway view: admitted ∧ ŷ = correct)",
+        "",
+        *accepted_table(report),
+        "",
+        f"### Per family at α = {FAMILY_ALPHA} (admitted % @ accuracy of admitted)",
+        "",
+        *family_table(report),
+        "",
+        *(f"![{name}]({name})" for name in plots),
+        "",
+    ]
+
+
+def render_report(
+    reports: Sequence[SplitReport],
+    checks: Sequence[AcceptanceCheck],
+    plots: dict[str, list[str]],
+    meta: dict[str, Any],
+) -> str:
+    """The whole ``report.md``; ``plots`` maps split name to its PNG file names."""
+    header = ["# Verifier evaluation", ""]
+    header += [f"- {key}: {value}" for key, value in meta.items()]
+    lines = [*header, "", *acceptance_section(checks)]
+    for report in reports:
+        lines += split_section(report, plots.get(report.name, []))
+    return "\n".join([*lines, _NOTES])
