@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -76,7 +76,7 @@ def _rendering(
     nearest = body.verification.nearest_exemplars if body.verification else 0
     prefix = "chatcmpl" if kind == "chat" else "cmpl"
     return Rendering(
-        response_id=f"{prefix}-{uuid.uuid4().hex}",
+        response_id=f"{prefix}-{os.urandom(16).hex()}",
         created=int(time.time()),
         model=plan.name,
         logprobs=wants_logprobs,

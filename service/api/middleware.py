@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +29,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _REQUEST_ID.match(incoming) else f"req-{uuid.uuid4().hex}"
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"req-{os.urandom(16).hex()}"
         scope.setdefault("state", {})["request_id"] = request_id
         request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())

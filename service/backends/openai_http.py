@@ -89,7 +89,10 @@ class OpenAIHTTPBackend:
             base_url=self._settings.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect, pool=timeouts.connect),
-            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            # expire idle connections before the upstream's 5 s keep-alive timeout closes them
+            limits=httpx.Limits(
+                max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=4.0
+            ),
             transport=self._transport,
         )
 

@@ -57,9 +57,9 @@ class Job:
 
     def record_ids(self) -> list[str]:
         """The ids of the rows this job writes."""
-        if self.n == 1:
+        if self.variant != "sampled":
             return [f"{self.item.id}#{self.variant}"]
-        return [f"{self.item.id}#{self.variant}-{k}" for k in range(self.n)]
+        return [f"{self.item.id}#sampled-{k}" for k in range(self.n)]
 
 
 def _params(tier: TierSettings, n: int, seed: int) -> SamplingParams:

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks: gateway overhead (``overhead.py``) and locust scenarios."""
