@@ -41,7 +41,7 @@ LABEL org.opencontainers.image.title="sdm-router" \
       io.sdm-router.variant="${VARIANT}"
 RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/app app
 COPY --from=build /opt/venv /opt/venv
-COPY configs /app/configs
+COPY service/configs /app/configs
 COPY deploy/docker-entrypoint.sh /usr/local/bin/sdm-router-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
