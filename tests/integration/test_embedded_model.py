@@ -92,6 +92,19 @@ def test_logprobs_are_probabilities_of_the_text(greedy_alone: list[Generation]) 
     assert generation.usage.prompt_tokens > 20  # the chat template's system turn counts
 
 
+async def test_a_request_arriving_mid_decode_joins_and_answers_the_same(
+    embedded_backend: LocalTransformersBackend, greedy_alone: list[Generation]
+) -> None:
+    before = embedded_backend.stats
+    running = asyncio.create_task(embedded_backend.generate(raw("1, 2, 3, 4, 5,", max_tokens=16)))
+    while embedded_backend.stats.tokens == before.tokens:
+        await asyncio.sleep(0.005)
+    late = await embedded_backend.generate(chat(QUESTIONS[0], top_logprobs=3))
+    await running
+    assert embedded_backend.stats.joined_rows == before.joined_rows + 1
+    assert late.candidates[0].text == greedy_alone[0].candidates[0].text
+
+
 async def test_logprobs_can_be_turned_off(embedded_backend: LocalTransformersBackend) -> None:
     generation = await embedded_backend.generate(chat(QUESTIONS[0], logprobs=False, max_tokens=2))
     assert generation.candidates[0].token_logprobs is None

@@ -13,6 +13,7 @@ from service.backends import embedded_model
 from service.backends.embedded_model import (
     chat_messages,
     file_sha256,
+    folder_weights_sha256,
     gguf_cache_folder,
     locate_embedded_gguf,
     resolve_cache_dir,
@@ -74,6 +75,26 @@ def test_cache_folder_is_keyed_by_size_and_digest(tmp_path: Path) -> None:
     assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     folder = gguf_cache_folder(gguf, digest, tmp_path / "cache")
     assert folder == tmp_path / "cache" / "dequantized" / f"m-3-{digest[:16]}"
+
+
+def test_digests_are_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"abc")
+    memo = tmp_path / "memo"
+    first = file_sha256(weights, memo)
+    assert len(list((memo / "digests").iterdir())) == 1
+    assert file_sha256(weights, memo) == first
+    weights.write_bytes(b"abcd")  # new size (and mtime): hashed again
+    assert file_sha256(weights, memo) == file_sha256(weights) != first
+
+
+def test_a_folder_digest_covers_every_weight_file(tmp_path: Path) -> None:
+    (tmp_path / "a.safetensors").write_bytes(b"1")
+    before = folder_weights_sha256(tmp_path)
+    (tmp_path / "b.safetensors").write_bytes(b"2")
+    assert folder_weights_sha256(tmp_path) != before
+    with pytest.raises(ConfigurationError, match="no weight files"):
+        folder_weights_sha256(tmp_path / "a.safetensors")
 
 
 class FakeSavable:

@@ -119,3 +119,57 @@ def test_rows_cancelled_before_the_prefill_are_skipped(tiny_model: Any) -> None:
     row = make_row([1, 2], owner=Owner(cancel_after=0))
     BatchDecoder(tiny_model, torch.device("cpu"), pad_id=0).decode([row])
     assert row.token_ids == []
+
+
+def test_rows_queued_meanwhile_join_the_running_batch(tiny_model: Any) -> None:
+    decoder = BatchDecoder(tiny_model, torch.device("cpu"), pad_id=0)
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12]]
+    alone = []
+    for prompt in prompts:
+        row = make_row(prompt, max_new=10)
+        decoder.decode([row])
+        alone.append(row.token_ids)
+    first = make_row(prompts[0], max_new=10)
+    late = [make_row(prompts[1], max_new=10), make_row(prompts[2], max_new=10)]
+    calls: list[int] = []
+
+    def poll(decoding: int) -> list[RowState]:
+        calls.append(decoding)
+        # The longer prompt joins after 2 steps, the single-token one after 4.
+        if len(calls) == 2:
+            return [late[0]]
+        if len(calls) == 4:
+            return [late[1]]
+        return []
+
+    before = decoder.stats.joined_rows
+    decoder.decode([first], poll)
+    assert decoder.stats.joined_rows - before == 2
+    assert [first.token_ids, late[0].token_ids, late[1].token_ids] == alone
+    assert calls[:4] == [1, 1, 2, 2]
+
+
+def test_a_joiner_cancelled_while_queued_is_skipped(tiny_model: Any) -> None:
+    decoder = BatchDecoder(tiny_model, torch.device("cpu"), pad_id=0)
+    first = make_row([1, 2], max_new=4)
+    gone = make_row([3, 4], owner=Owner(cancel_after=0))
+    decoder.decode([first], lambda decoding: [gone] if decoding else [])
+    assert gone.token_ids == []
+    assert first.finished
+
+
+def test_cache_merge_left_pads_the_shorter_batch(tiny_model: Any) -> None:
+    from service.backends.local import kv
+
+    with torch.inference_mode():
+        short = tiny_model(input_ids=torch.tensor([[1, 2]]), use_cache=True).past_key_values
+        long = tiny_model(input_ids=torch.tensor([[3, 4, 5, 6]]), use_cache=True).past_key_values
+    assert kv.supports_surgery(short)
+    original = short.layers[0].keys.clone()
+    assert kv.merge(short, long) == 4
+    keys = short.layers[0].keys
+    assert keys.shape[0] == 2 and keys.shape[-2] == 4
+    assert torch.equal(keys[0, :, 2:], original[0])
+    assert torch.count_nonzero(keys[0, :, :2]) == 0
+    kv.trim_left(short, 1)
+    assert short.layers[1].values.shape[-2] == 3

@@ -1,0 +1,1 @@
+"""In-process generation: sampling, incremental detokenization, the batched decoding worker."""
