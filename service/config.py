@@ -80,6 +80,9 @@ class LocalBackendSettings(_Section):
     max_batch_size: int = Field(8, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     max_new_tokens: int = Field(512, ge=1)
+    max_queued_rows: int = Field(256, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch threads (default: CPUs - 1)")
     cache_dir: Path | None = None
 
 

@@ -21,5 +21,8 @@ def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettin
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         max_new_tokens=settings.max_new_tokens,
+        max_queued_rows=settings.max_queued_rows,
+        dtype=settings.dtype,
+        threads=settings.threads,
         cache_dir=settings.cache_dir,
     )

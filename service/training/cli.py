@@ -120,7 +120,7 @@ def register(commands: Any) -> None:
     vbuild.add_argument("--split-seed", type=int, default=0)
     vbuild.add_argument("--exemplar-dimension", type=int, default=128)
     vbuild.add_argument("--epochs", type=int, default=40)
-    vbuild.add_argument("--learning-rate", type=float, default=1e-4)
+    vbuild.add_argument("--learning-rate", type=float, default=1e-3)
     vbuild.add_argument("--max-neighbors", type=int, default=1024)
     vbuild.add_argument("--seed", type=int, default=0)
     vbuild.add_argument("--shuffles", type=int, default=1)

@@ -32,7 +32,7 @@ class VerifierBuildOptions:
     exemplar_dimension: int = 128
     epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
     max_neighbors: int = 1024
     alpha_resolution: float = 0.05
     seed: int = 0
