@@ -100,5 +100,8 @@ def test_a_question_gets_a_verified_answer(
 def test_sigterm_drains_and_exits(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
     process = served[1]
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-    assert "Traceback" not in served[2].read_text()
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status reports it
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    log = served[2].read_text()
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log
