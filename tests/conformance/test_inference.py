@@ -33,9 +33,13 @@ def _compare(ours: Any, theirs: Any) -> None:
     np.testing.assert_array_equal(ours.is_ood, columns(theirs, "is_ood"))
 
 
-def test_eval_and_ood_rows_match(data: dict[str, Any], reference_model_path: Path) -> None:
+@pytest.mark.parametrize("use_subspace", [True, False])
+def test_eval_and_ood_rows_match(
+    data: dict[str, Any], reference_model_path: Path, use_subspace: bool
+) -> None:
     theirs_model = reference.SDMModel.load(reference_model_path, device="cpu")
-    ours_model = SDMModel.load(reference_model_path, device="cpu")
+    ours_model = SDMModel.load(reference_model_path, device="cpu", use_subspace=use_subspace)
+    assert ours_model.uses_subspace == use_subspace  # M = 24 >= 1.5 D: column space applies
     rows = np.concatenate([data["eval"][0], data["ood"]])
     theirs = theirs_model.score(rows, nearest_exemplars=10)
     ours = ours_model.score(rows, nearest_exemplars=10)

@@ -28,6 +28,8 @@ def test_score_columns_rows_and_validation(tiny_contents) -> None:
     bad[2, 1] = np.nan
     with pytest.raises(DatasetError, match="row 2: contains a NaN"):
         model.score(bad)
+    with pytest.raises(DatasetError, match="one support index"):
+        model.score(x[:2], identity_support_indices=np.array([0, 6]))
     with pytest.raises(DatasetError, match=r"expected shape \[n, 3\]"):
         model.score(np.ones((1, 4), np.float32))
 

@@ -56,6 +56,10 @@ def test_adaptive_widening_equals_full_search_on_tied_grid() -> None:
             )
             np.testing.assert_array_equal(matches.q, q)
             np.testing.assert_array_equal(matches.nearest, nearest)
+            hint = rng.integers(0, 400, 300)  # a first-k hint never changes the result
+            hinted = match_support(index, support, predictions, facts, k_max, exclude, hint=hint)
+            np.testing.assert_array_equal(hinted.q, q)
+            np.testing.assert_array_equal(hinted.nearest, nearest)
 
 
 def test_saturation_at_k_and_support_size() -> None:

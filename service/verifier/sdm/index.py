@@ -1,0 +1,167 @@
+"""Exact squared-L2 exemplar index on faiss with a deterministic (distance, index) order.
+
+Rows are translated by support[0] before indexing (and queries likewise), so large common
+offsets do not cancel in the norm expansion. faiss returns the exact top-k by distance but
+in an unspecified order among ties; :meth:`FaissExemplarIndex.search` re-sorts every row by
+(float32 distance, support index). Whether the boundary ties are complete is decided by the
+caller (see ``similarity.py``), which widens k when the last fetched distance is tied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ConfigurationError
+
+F32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+# faiss GPU flat search is limited to this many neighbours per query.
+_GPU_MAX_K = 2048
+# Batches up to this many queries use one BLAS matrix-vector pass over faiss's own storage:
+# measured 0.6 ms vs 2.0 ms for faiss IndexFlatL2.search on one row (N=5000, M=1000, 2 cores).
+SMALL_BATCH_MAX_QUERIES = 4
+
+
+@cache
+def _numpy_blas() -> Any:
+    """numpy's OpenBLAS thread controller, or None when threadpoolctl is unavailable."""
+    try:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+    except ImportError:  # optional: only makes the small-batch path robust to contention
+        return None
+    for library in ThreadpoolController().lib_controllers:
+        if library.user_api == "blas" and "numpy" in library.filepath:
+            return library
+    return None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """One BLAS thread for a matrix-vector product: on a busy 2-core machine the
+    multi-threaded gemv waits on descheduled threads (measured 15 ms vs 2 ms)."""
+    library = _numpy_blas()
+    previous = library.num_threads if library is not None else 1
+    if library is not None and previous != 1:
+        library.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if library is not None and previous != 1:
+            library.set_num_threads(previous)
+
+
+def resolve_device(requested: str) -> str:
+    """Map ``auto|cpu|cuda|cuda:N`` to a concrete device string, refusing missing CUDA."""
+    import torch
+
+    value = requested.strip().lower()
+    if value == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if value == "cpu":
+        return "cpu"
+    if value.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigurationError("device 'cuda' requested but CUDA is not available")
+        return value if ":" in value else "cuda:0"
+    raise ConfigurationError(f"unsupported device {requested!r}; use auto, cpu or cuda")
+
+
+def lexicographic_sort(
+    distances: F32Array, indices: IntArray, presorted: bool = False
+) -> tuple[F32Array, IntArray]:
+    """Sort each row by (distance, index) ascending.
+
+    With ``presorted`` (rows already ascending by distance, as faiss returns them) only rows
+    containing an exact distance tie are re-sorted.
+    """
+    if presorted:
+        rows = np.flatnonzero((distances[:, 1:] == distances[:, :-1]).any(axis=1))
+        if rows.size == 0:
+            return distances, indices
+        distances, indices = distances.copy(), indices.copy()
+        sorted_distances, sorted_indices = lexicographic_sort(distances[rows], indices[rows])
+        distances[rows], indices[rows] = sorted_distances, sorted_indices
+        return distances, indices
+    order = np.lexsort((indices, distances), axis=1)
+    return (
+        np.take_along_axis(distances, order, axis=1),
+        np.take_along_axis(indices, order, axis=1),
+    )
+
+
+class FaissExemplarIndex:
+    """Exact exemplar index: faiss ``IndexFlatL2`` on CPU, a faiss GPU index when available."""
+
+    def __init__(self, vectors: F32Array, device: str = "cpu") -> None:
+        support = np.ascontiguousarray(vectors, dtype=np.float32)
+        if support.ndim != 2 or support.shape[0] == 0 or support.shape[1] == 0:
+            raise ConfigurationError("support vectors must have shape [N, M] with N, M > 0")
+        self._origin = support[0].copy()
+        self._count, self._dimension = int(support.shape[0]), int(support.shape[1])
+        self._cpu = faiss.IndexFlatL2(self._dimension)
+        self._cpu.add(np.ascontiguousarray(support - self._origin))
+        # Zero-copy view of faiss's storage, plus squared norms for the small-batch path.
+        self._stored = faiss.rev_swig_ptr(self._cpu.get_xb(), self._count * self._dimension)
+        self._stored = self._stored.reshape(self._count, self._dimension)
+        self._norms = np.einsum("ij,ij->i", self._stored, self._stored).astype(np.float32)
+        self._gpu: Any = None
+        self._device = "cpu"
+        if device.startswith("cuda") and hasattr(faiss, "StandardGpuResources"):
+            gpu_id = int(device.split(":")[1]) if ":" in device else 0
+            self._resources = faiss.StandardGpuResources()
+            self._gpu = faiss.index_cpu_to_gpu(self._resources, gpu_id, self._cpu)
+            self._device = f"cuda:{gpu_id}"
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        """Number of support rows."""
+        return self._count
+
+    @property
+    def dimension(self) -> int:
+        """Exemplar dimension M."""
+        return self._dimension
+
+    @property
+    def device(self) -> str:
+        """Where the search runs: ``cpu`` or ``cuda:N``."""
+        return self._device
+
+    def search(self, queries: F32Array, k: int) -> tuple[F32Array, IntArray]:
+        """Exact top-k (k capped at the support size), rows sorted by (distance, index)."""
+        k = max(1, min(int(k), self._count))
+        centered = np.ascontiguousarray(queries - self._origin, dtype=np.float32)
+        small = centered.shape[0] <= SMALL_BATCH_MAX_QUERIES and self._gpu is None
+        if small:
+            distances, indices = self._small_batch(centered, k)
+        else:
+            index = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self._cpu
+            distances, indices = index.search(centered, k)
+        distances = np.maximum(np.asarray(distances, dtype=np.float32), np.float32(0.0))
+        # Clamping keeps the ascending order; faiss returns each row sorted by distance.
+        return lexicographic_sort(
+            distances, np.asarray(indices, dtype=np.int64), presorted=not small
+        )
+
+    def _small_batch(self, centered: F32Array, k: int) -> tuple[F32Array, IntArray]:
+        """Exact top-k by ‖q‖² + ‖s‖² − 2q·s over the stored (centered) support."""
+        norms = np.einsum("ij,ij->i", centered, centered)
+        with _single_threaded_blas():
+            products = centered @ self._stored.T
+        distances = norms[:, None] + self._norms[None, :] - 2.0 * products
+        distances = distances.astype(np.float32, copy=False)
+        if k < self._count:
+            top = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(self._count), distances.shape)
+        return np.take_along_axis(distances, top, axis=1), top.astype(np.int64)

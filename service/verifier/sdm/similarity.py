@@ -1,0 +1,185 @@
+"""Similarity q by adaptive-k exact matching, plus d₀ and the nearest exemplars.
+
+q is the length of the leading run of *good* neighbours (support row correctly predicted and
+predicted like the query), capped at K. Only that run matters, so the search starts with a
+small k and widens (×4) only for rows whose fetched neighbours are all good so far. A fetched
+neighbour is *certain* when its distance is strictly below the last fetched distance (faiss is
+exact, so nothing unfetched can be closer, and ties at that distance may hide lower indices).
+A row is resolved once its run breaks inside the certain prefix, the certain prefix reaches K
+(and the requested display count), or the whole support was fetched. The result is identical
+to a full top-K search ordered by (distance, support index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ConfigurationError
+from .index import FaissExemplarIndex
+
+F32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+INITIAL_K = 32
+WIDENING_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Per-row matching results: q, d₀, nearest support index, and displayed neighbours."""
+
+    q: IntArray
+    d0: F32Array
+    nearest: IntArray
+    neighbor_indices: IntArray
+    neighbor_distances: F32Array
+
+
+@dataclass(frozen=True)
+class SupportLabels:
+    """Support-side facts needed for q: true labels and predicted labels."""
+
+    labels: IntArray
+    predictions: IntArray
+
+    @property
+    def correct(self) -> BoolArray:
+        """Support rows whose prediction equals their true label."""
+        return np.asarray(self.labels == self.predictions)
+
+
+def _drop_identity(
+    distances: F32Array, indices: IntArray, identity: IntArray | None
+) -> tuple[F32Array, IntArray, BoolArray]:
+    """Move each row's identity (if fetched) to the end with distance +inf."""
+    if identity is None:
+        return distances, indices, np.zeros(indices.shape, dtype=bool)
+    is_identity = indices == identity[:, None]
+    width = indices.shape[1]
+    position = np.where(is_identity.any(axis=1), is_identity.argmax(axis=1), width)
+    columns = np.arange(width)[None, :]
+    source = columns + (columns >= position[:, None])  # skip the identity column
+    source[:, -1] = np.where(position < width, position, width - 1)  # identity goes last
+    moved = np.take_along_axis(is_identity, source, axis=1)
+    distances = np.where(moved, np.float32(np.inf), np.take_along_axis(distances, source, axis=1))
+    return (
+        distances.astype(np.float32, copy=False),
+        np.take_along_axis(indices, source, axis=1),
+        moved,
+    )
+
+
+def _leading_run(good: BoolArray) -> IntArray:
+    """Length of the leading run of True per row."""
+    if good.shape[1] == 0:
+        return np.zeros(good.shape[0], dtype=np.int64)
+    first_bad = np.argmin(good, axis=1)
+    run = np.where(good.all(axis=1), good.shape[1], first_bad)
+    return np.asarray(run, dtype=np.int64)
+
+
+class _Accumulator:
+    def __init__(self, rows: int, display: int) -> None:
+        self.q = np.zeros(rows, dtype=np.int64)
+        self.d0 = np.zeros(rows, dtype=np.float32)
+        self.nearest = np.zeros(rows, dtype=np.int64)
+        self.indices = np.full((rows, display), -1, dtype=np.int64)
+        self.distances = np.zeros((rows, display), dtype=np.float32)
+
+    def store(self, rows: IntArray, run: IntArray, distances: F32Array, indices: IntArray) -> None:
+        display = self.indices.shape[1]
+        self.q[rows] = run
+        self.d0[rows] = distances[:, 0]
+        self.nearest[rows] = indices[:, 0]
+        if display:
+            self.indices[rows] = indices[:, :display]
+            self.distances[rows] = distances[:, :display]
+
+    def result(self) -> Matches:
+        return Matches(self.q, self.d0, self.nearest, self.indices, self.distances)
+
+
+def _first_k(rows: int, base: int, total: int, hint: IntArray | None) -> npt.NDArray[np.int64]:
+    """Per-row first k: ``base``, or a power of two above a hinted run length."""
+    k = np.full(rows, base, dtype=np.int64)
+    if hint is not None:
+        wanted = np.asarray(hint, dtype=np.int64) * 5 // 4 + base
+        k = np.maximum(k, 2 ** np.ceil(np.log2(np.maximum(wanted, 1))).astype(np.int64))
+    return np.minimum(k, total)
+
+
+def match_support(
+    index: FaissExemplarIndex,
+    queries: F32Array,
+    predictions: IntArray,
+    support: SupportLabels,
+    max_neighbors: int,
+    exclude: IntArray | None = None,
+    display: int = 0,
+    initial_k: int = INITIAL_K,
+    hint: IntArray | None = None,
+) -> Matches:
+    """Exact q, d₀ and nearest neighbours with identity exclusion and adaptive k.
+
+    ``hint`` (e.g. last epoch's q per row) only chooses each row's first k; results are the
+    same with or without it.
+    """
+    total = index.count
+    excluded = 0 if exclude is None else 1
+    k_cap = min(max_neighbors, total) - excluded
+    if k_cap < 1:
+        raise ConfigurationError("no support neighbour remains after excluding the identity")
+    display = max(0, min(display, total - excluded))
+    matcher = _Matcher(index, queries, predictions, support, exclude, k_cap, display)
+    k_rows = _first_k(queries.shape[0], max(initial_k, display, 1) + excluded + 1, total, hint)
+    pending = np.arange(queries.shape[0], dtype=np.int64)
+    while pending.size:
+        unresolved = []
+        for k in np.unique(k_rows[pending]):
+            rows = pending[k_rows[pending] == k]
+            left = matcher.resolve(rows, int(k))
+            k_rows[left] = min(total, int(k) * WIDENING_FACTOR)
+            unresolved.append(left)
+        pending = np.concatenate(unresolved)
+    return matcher.out.result()
+
+
+class _Matcher:
+    """One adaptive-k matching job; :meth:`resolve` handles one group of rows at one k."""
+
+    def __init__(
+        self,
+        index: FaissExemplarIndex,
+        queries: F32Array,
+        predictions: IntArray,
+        support: SupportLabels,
+        exclude: IntArray | None,
+        k_cap: int,
+        display: int,
+    ) -> None:
+        self.index, self.queries, self.predictions = index, queries, predictions
+        self.support, self.correct, self.exclude = support, support.correct, exclude
+        self.k_cap, self.need = k_cap, max(display, 1)
+        self.out = _Accumulator(queries.shape[0], display)
+
+    def resolve(self, rows: IntArray, k: int) -> IntArray:
+        """Search ``rows`` at ``k``; store resolved rows and return the unresolved ones."""
+        raw_distances, raw_indices = self.index.search(self.queries[rows], k)
+        full = k >= self.index.count
+        last = raw_distances[:, -1]
+        identity = None if self.exclude is None else self.exclude[rows]
+        distances, indices, is_identity = _drop_identity(raw_distances, raw_indices, identity)
+        certain = ~is_identity & ((distances < last[:, None]) | full)
+        prefix = certain.sum(axis=1)
+        neighbor_predictions = self.support.predictions[indices]
+        good = self.correct[indices] & (neighbor_predictions == self.predictions[rows][:, None])
+        good &= certain
+        good[:, self.k_cap :] = False
+        run = _leading_run(good)
+        resolved = full | (((run < prefix) | (prefix >= self.k_cap)) & (prefix >= self.need))
+        self.out.store(rows[resolved], run[resolved], distances[resolved], indices[resolved])
+        return np.asarray(rows[~resolved], dtype=np.int64)

@@ -1,0 +1,51 @@
+"""Exact matching in the adaptor's column space when M > D.
+
+Every exemplar is h′ = W₁x̂ + b₁, so all exemplars lie in the D-dimensional affine subspace
+b₁ + range(W₁). With Q an orthonormal basis of range(W₁), ‖h′_a − h′_b‖² = ‖Qᵀ(h′_a − h′_b)‖²:
+matching on the D coordinates Qᵀ(h′ − b₁) gives the same squared distances (up to float32
+rounding, like any other summation order) at D/M of the cost. Used only when the stored
+support really lies in that subspace (checked at load), so hand-built supports fall back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .adaptor import AdaptorWeights
+
+F32Array = npt.NDArray[np.float32]
+
+# Use the subspace only when it saves at least this factor of the matching work.
+MINIMUM_REDUCTION = 1.5
+# Largest off-subspace residual allowed, relative to the support's typical norm.
+RESIDUAL_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Subspace:
+    """Orthonormal coordinates of exemplars in b₁ + range(W₁)."""
+
+    origin: F32Array
+    basis: F32Array
+
+    def coordinates(self, exemplars: F32Array) -> F32Array:
+        """Qᵀ(h′ − b₁) for each row, float32 [n, D]."""
+        centered = np.asarray(exemplars, dtype=np.float32) - self.origin
+        return np.ascontiguousarray(centered @ self.basis, dtype=np.float32)
+
+
+def exemplar_subspace(weights: AdaptorWeights, support: F32Array) -> Subspace | None:
+    """The subspace when it is worth using and the support lies in it, else None."""
+    exemplar, embedding = weights.projection_weight.shape
+    if exemplar < MINIMUM_REDUCTION * embedding:
+        return None
+    basis, _ = np.linalg.qr(weights.projection_weight.astype(np.float64))
+    centered = support.astype(np.float64) - weights.projection_bias.astype(np.float64)
+    residual = centered - (centered @ basis) @ basis.T
+    scale = float(np.sqrt(np.mean(np.sum(centered * centered, axis=1)))) or 1.0
+    if float(np.max(np.linalg.norm(residual, axis=1))) > RESIDUAL_TOLERANCE * scale:
+        return None
+    return Subspace(weights.projection_bias.astype(np.float32), basis.astype(np.float32))
