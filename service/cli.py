@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from service.core.errors import ConfigurationError
 
@@ -36,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or settings.server.port
     configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
     grace = int(settings.server.graceful_shutdown_seconds)
+    target: Any = "service.main:app_from_environment"
     if args.workers > 1:
         # Each worker process builds its own app from the same file (see docs/observability.md
         # for PROMETHEUS_MULTIPROC_DIR, which several workers need).
@@ -46,20 +48,12 @@ def _serve(args: argparse.Namespace) -> int:
             from service.observability.metrics import clear_multiprocess_dir
 
             clear_multiprocess_dir(multiprocess)
-        uvicorn.run(
-            "service.main:app_from_environment",
-            factory=True,
-            workers=args.workers,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=grace,
-        )
-        return 0
-    app = build_app(settings)
+    else:
+        target = build_app(settings)
     uvicorn.run(
-        app,
+        target,
+        factory=args.workers > 1,
+        workers=args.workers if args.workers > 1 else None,
         host=host,
         port=port,
         log_config=None,
