@@ -1,4 +1,8 @@
-"""Verifier input vectors for answer records, cached on disk per encoder."""
+"""Verifier input vectors for answer records, cached per record and per encoder.
+
+The cache is one ``.npz`` store per encoder + feature composition, keyed by a digest of each
+record's conversation and answer, so adding rows to a data set encodes only the new rows.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +21,38 @@ from service.verifier.features import FEATURE_COMPOSITION, compose_features
 F32Array = npt.NDArray[np.float32]
 
 
-def cache_key(records: Sequence[AnswerRecord], encoder: HiddenStateEncoder) -> str:
-    """Changes whenever the records, the encoder or the feature composition change."""
+def record_key(record: AnswerRecord) -> str:
+    """Changes whenever what the encoder reads (conversation, answer, logprobs) changes."""
     digest = hashlib.sha256()
-    digest.update(encoder.fingerprint.encode())
-    digest.update(FEATURE_COMPOSITION.encode())
-    for record in records:
-        digest.update(record.id.encode())
-        digest.update(record.response.encode())
-        digest.update(record.messages[-1].content.encode())
-    return digest.hexdigest()[:24]
+    for message in record.messages:
+        digest.update(f"{message.role}\x00{message.content}\x00".encode())
+    digest.update(record.response.encode())
+    if record.token_logprobs is not None:
+        digest.update(repr([(t.token, t.logprob) for t in record.token_logprobs]).encode())
+    return digest.hexdigest()[:32]
+
+
+def store_path(cache_dir: Path, encoder: HiddenStateEncoder) -> Path:
+    """The store for this encoder and feature composition."""
+    identity = f"{encoder.fingerprint}|{FEATURE_COMPOSITION}".encode()
+    return cache_dir / f"features-{hashlib.sha256(identity).hexdigest()[:16]}.npz"
+
+
+def _load_store(path: Path) -> dict[str, F32Array]:
+    if not path.exists():
+        return {}
+    with np.load(path) as data:
+        keys, vectors = data["keys"], data["vectors"]
+    return {str(key): vectors[i] for i, key in enumerate(keys)}
+
+
+def _save_store(path: Path, store: dict[str, F32Array]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = np.asarray(sorted(store))
+    vectors = np.stack([store[key] for key in keys]).astype(np.float32)
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temporary, keys=keys, vectors=vectors)
+    temporary.replace(path)
 
 
 def encode_records(
@@ -37,24 +63,20 @@ def encode_records(
     show_progress: bool = True,
 ) -> F32Array:
     """[hidden state ‖ logprob attributes] for every record, in order."""
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = cache_dir / f"features-{cache_key(records, encoder)}.npy"
-        if cache_file.exists():
-            cached: F32Array = np.load(cache_file)
-            if cached.shape[0] == len(records):
-                return cached
-    chunks: list[F32Array] = []
-    bar = tqdm(total=len(records), desc="encode", unit="row", disable=not show_progress)
-    for start in range(0, len(records), batch_size):
-        batch = [record.verification_input() for record in records[start : start + batch_size]]
-        chunks.append(compose_features(encoder.encode(batch), batch))
-        bar.update(len(batch))
+    path = store_path(cache_dir, encoder) if cache_dir is not None else None
+    store = _load_store(path) if path is not None else {}
+    keys = [record_key(record) for record in records]
+    missing = [i for i, key in enumerate(keys) if key not in store]
+    bar = tqdm(total=len(missing), desc="encode", unit="row", disable=not show_progress)
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
+        batch = [records[i].verification_input() for i in chunk]
+        for i, vector in zip(chunk, compose_features(encoder.encode(batch), batch), strict=True):
+            store[keys[i]] = vector.astype(np.float32)
+        bar.update(len(chunk))
     bar.close()
-    features = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(".tmp.npy")
-        np.save(temporary, features)
-        temporary.replace(cache_file)
-    return features
+    if path is not None and missing:
+        _save_store(path, store)
+    if not records:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([store[key] for key in keys]).astype(np.float32)
