@@ -1,0 +1,68 @@
+"""The per-record feature cache encodes each distinct answer once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.core.generation import Message, TokenLogprob
+from service.core.verdict import VerificationInput
+from service.training.featurize import encode_records
+from service.training.records import AnswerRecord
+from service.verifier.features import ATTRIBUTE_DIMENSION
+
+
+class CountingEncoder:
+    """Encodes a text as [len, vowels] and counts what it was asked to encode."""
+
+    fingerprint = "counting-encoder-v1"
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, items: Sequence[VerificationInput]) -> np.ndarray[Any, Any]:
+        self.encoded.extend(item.response for item in items)
+        return np.asarray(
+            [[len(i.response), sum(c in "aeiou" for c in i.response)] for i in items],
+            dtype=np.float32,
+        )
+
+
+def record(index: int, response: str) -> AnswerRecord:
+    return AnswerRecord(
+        id=f"q{index}#greedy",
+        item_id=f"q{index}",
+        group_id=f"q{index}",
+        family="f",
+        variant="greedy",
+        question="q",
+        messages=(Message("user", f"question {index}"),),
+        response=response,
+        token_logprobs=(TokenLogprob("a", -0.5),),
+        label=1,
+        check="correct",
+        answer="a",
+        model="m",
+    )
+
+
+def test_second_call_encodes_only_new_rows(tmp_path: Path) -> None:
+    encoder = CountingEncoder()
+    first = [record(0, "Paris"), record(1, "Rome")]
+    features = encode_records(first, encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    assert features.shape == (2, 2 + ATTRIBUTE_DIMENSION)
+    assert features[0, 0] == 5.0
+    grown = [*first, record(2, "Oslo")]
+    again = encode_records(grown, encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    assert encoder.encoded == ["Paris", "Rome", "Oslo"]
+    np.testing.assert_array_equal(again[:2], features)
+
+
+def test_a_changed_answer_is_encoded_again(tmp_path: Path) -> None:
+    encoder = CountingEncoder()
+    encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    encode_records([record(0, "Lyon")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    assert encoder.encoded == ["Paris", "Lyon"]
