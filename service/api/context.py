@@ -24,16 +24,24 @@ class AdmissionGate:
         self.limit = limit
         self.in_flight = 0
 
-    def __enter__(self) -> AdmissionGate:
+    def acquire(self) -> None:
+        """Take a slot or refuse with ``Overloaded``."""
         if self.in_flight >= self.limit:
             raise Overloaded(
                 f"The gateway is at its limit of {self.limit} concurrent requests; retry shortly."
             )
         self.in_flight += 1
+
+    def release(self) -> None:
+        """Give a slot back (exactly once per ``acquire``)."""
+        self.in_flight -= 1
+
+    def __enter__(self) -> AdmissionGate:
+        self.acquire()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.in_flight -= 1
+        self.release()
 
 
 @dataclass(slots=True)

@@ -91,15 +91,18 @@ async def handle_generation(
     """Run the route ``body.model`` names and render the answer, streamed or not."""
     context = context_of(request)
     started = time.perf_counter()
-    with context.gate:
+    context.gate.acquire()
+    released_by_stream = False
+    try:
         plan = context.gateway.plan_for(body.model)
         generation_request = to_generation_request(body)
         rendering = _rendering(body, kind, plan, context.max_nearest_exemplars)
         writer = ChunkWriter(kind, rendering, body.include_usage)
         if body.stream and plan.stream_mode is StreamMode.PASSTHROUGH and body.n == 1:
-            return SSEResponse(
-                _passthrough_body(context, plan, generation_request, writer, started)
-            )
+            # the live stream keeps the admission slot until the response closes
+            stream = _passthrough_body(context, plan, generation_request, writer, started)
+            released_by_stream = True
+            return SSEResponse(stream, on_close=context.gate.release)
         with context.metrics.track_inflight():
             try:
                 result = await until_disconnected(
@@ -115,9 +118,12 @@ async def handle_generation(
             except GatewayError:
                 context.metrics.request_finished(plan.name, "error", time.perf_counter() - started)
                 raise
-    context.metrics.request_finished(
-        plan.name, result.decision.value, time.perf_counter() - started
-    )
+    finally:
+        if not released_by_stream:
+            context.gate.release()
+    elapsed = time.perf_counter() - started
+    context.metrics.request_finished(plan.name, result.decision.value, elapsed)
+    _log_request(context, generation_request, result, elapsed)
     best = result.best
     if result.decision is Action.ACCEPT and best is not None:
         rendering = _with_model(rendering, best.model)
@@ -178,7 +184,6 @@ async def _passthrough_body(
         context.metrics,
         nearest_exemplars=writer.rendering.nearest_exemplars,
     )
-    context.gate.in_flight += 1
     try:
         with context.metrics.track_inflight():
             opening = writer.opening(1)
@@ -203,7 +208,6 @@ async def _passthrough_body(
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-        context.gate.in_flight -= 1
         context.metrics.request_finished(plan.name, outcome, time.perf_counter() - started)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -148,10 +148,16 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        headers: dict[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(content=None, status_code=200, headers=headers)
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._body = body
+        self._on_close = on_close
         self.headers["cache-control"] = "no-cache"
         self.headers["x-accel-buffering"] = "no"
 
@@ -180,4 +186,6 @@ class SSEResponse(Response):
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._body.aclose()  # type: ignore[attr-defined]
+                if self._on_close is not None:
+                    self._on_close()
             group.cancel_scope.cancel()

@@ -265,3 +265,14 @@ def test_budget_exhaustion_abstains(client: openai.OpenAI) -> None:
     verification = completion.model_extra["verification"]  # type: ignore[index]
     assert verification["decision"] == "abstain"
     assert verification["reason"] == "budget_exhausted"
+
+
+def test_each_request_logs_one_structured_line_without_text(
+    client: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="service.api.generation_handler"):
+        client.chat.completions.create(model="auto", messages=QUESTION)
+    (record,) = [r for r in caplog.records if r.getMessage() == "request finished"]
+    assert (record.route, record.decision, record.tier) == ("auto", "accept", 1)  # type: ignore[attr-defined]
+    assert record.duration_ms > 0  # type: ignore[attr-defined]
+    assert not hasattr(record, "prompt")  # prompt text stays out unless log_prompts is on
