@@ -96,6 +96,18 @@ def test_disconnect_during_a_live_stream_cancels_the_upstream(
             ):
                 break
     assert _wait_for(lambda: log.disconnects.count("hang") > before)
+    # the stream gave its admission slot back: this gateway admits one request at a time
+    assert _wait_for(
+        lambda: (
+            httpx.post(
+                f"{patient_gateway}/v1/chat/completions",
+                json={"model": "slow", "messages": QUESTION},
+                headers=_headers(),
+                timeout=10,
+            ).status_code
+            == 200
+        )
+    )
 
 
 def test_missing_or_wrong_api_key_is_401(patient_gateway: str) -> None:
