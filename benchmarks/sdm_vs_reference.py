@@ -48,6 +48,13 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
+def best_of_two(function: Callable[[], Any]) -> tuple[Any, float]:
+    """Run twice (the first call pays one-time warm-up) and keep the faster time."""
+    first, first_s = timed(function)
+    _, second_s = timed(function)
+    return first, min(first_s, second_s)
+
+
 def latencies(score_one: Callable[[np.ndarray], Any], rows: np.ndarray) -> tuple[float, float]:
     for i in range(10):
         score_one(rows[i : i + 1])
@@ -81,7 +88,7 @@ def reference_side(data: dict[str, Any], folder: Path, epochs: int) -> dict[str,
     reference.write_artifact(path, result.artifact)
     model = reference.SDMModel.load(path, device="cpu")
     xe, ye = data["eval"]
-    scores, score_s = timed(lambda: model.score(xe, nearest_exemplars=0))
+    scores, score_s = best_of_two(lambda: model.score(xe, nearest_exemplars=0))
     p50, p99 = latencies(lambda r: model.score(r, nearest_exemplars=0), xe[:200])
     ood = model.score(data["ood"][0], nearest_exemplars=0)
 
@@ -92,7 +99,7 @@ def reference_side(data: dict[str, Any], folder: Path, epochs: int) -> dict[str,
         "path": path, "train_s": train_s, "score_s": score_s, "p50": p50, "p99": p99,
         "prediction": col(scores, "prediction"), "labels": ye,
         "centroid": col(scores, "centroid_region_alpha"),
-        "lower": col(scores, "lower_region_alpha"), "q": col(scores, "q"),
+        "lower": col(scores, "lower_region_alpha"), "q": col(scores, "q"), "d": col(scores, "d"),
         "ood_rejected": float(np.mean(col(ood, "centroid_region_alpha") == 0.0)),
         "best_epoch": result.best_epoch,
     }  # fmt: skip
@@ -105,7 +112,7 @@ def our_side(data: dict[str, Any], folder: Path, epochs: int) -> dict[str, Any]:
     path = model.save(folder / "ours.sdmkitmodel")
     model = SDMModel.load(path, device="cpu")
     xe, ye = data["eval"]
-    scores, score_s = timed(lambda: model.score(xe))
+    scores, score_s = best_of_two(lambda: model.score(xe))
     p50, p99 = latencies(model.score, xe[:200])
     ood = model.score(data["ood"][0])
     return {
@@ -118,18 +125,21 @@ def our_side(data: dict[str, Any], folder: Path, epochs: int) -> dict[str, Any]:
 
 
 def same_weights_check(data: dict[str, Any], reference_path: Path, ref: dict[str, Any]) -> None:
-    """Our scorer on the reference-trained artifact, full M-dim and column-space matching."""
+    """Our scorer on the reference-trained artifact: exemplar-space only, and screened (default)."""
     xe = data["eval"][0]
-    for use_subspace in (False, True):
+    for use_subspace in (False, None):
         model = SDMModel.load(reference_path, device="cpu", use_subspace=use_subspace)
-        scores, score_s = timed(lambda m=model: m.score(xe))
+        scores, score_s = best_of_two(lambda m=model: m.score(xe))
         p50, p99 = latencies(model.score, xe[:200])
         q_equal = float(np.mean(scores.q == ref["q"]))
+        d_equal = float(np.mean(np.abs(scores.d - ref["d"]) <= 1e-6))
         centroid_equal = float(np.mean(scores.centroid_region_alpha == ref["centroid"]))
         lower_equal = float(np.mean(scores.lower_region_alpha == ref["lower"]))
         print(
-            f"our scorer on the reference artifact (use_subspace={use_subspace}): "
-            f"q equal {q_equal:.4f}, centroid alpha equal {centroid_equal:.4f}, "
+            f"our scorer on the reference artifact (use_subspace={use_subspace}, "
+            f"screened={model.uses_subspace}): "
+            f"q equal {q_equal:.4f}, d equal {d_equal:.4f}, "
+            f"centroid alpha equal {centroid_equal:.4f}, "
             f"lower alpha equal {lower_equal:.4f}; score 5k {score_s:.3f} s, "
             f"p50 {p50:.3f} ms, p99 {p99:.3f} ms"
         )

@@ -29,6 +29,10 @@ _GPU_MAX_K = 2048
 # Batches up to this many queries use one BLAS matrix-vector pass over faiss's own storage:
 # measured 0.6 ms vs 2.0 ms for faiss IndexFlatL2.search on one row (N=5000, M=1000, 2 cores).
 SMALL_BATCH_MAX_QUERIES = 4
+# Bound on the float32 rounding difference between two computations of one squared distance
+# (exemplar space vs column-space coordinates), relative to ‖q‖² + ‖s‖² after centering.
+# Measured at most 5.1e-7 on 100k pairs (D = 384, M = 1000); 20x margin.
+ROUNDING_TOLERANCE = 1e-5
 
 
 @cache
@@ -113,6 +117,7 @@ class FaissExemplarIndex:
         self._stored = faiss.rev_swig_ptr(self._cpu.get_xb(), self._count * self._dimension)
         self._stored = self._stored.reshape(self._count, self._dimension)
         self._norms = np.einsum("ij,ij->i", self._stored, self._stored).astype(np.float32)
+        self._largest_norm = float(self._norms.max())
         self._gpu: Any = None
         self._device = "cpu"
         if device.startswith("cuda") and hasattr(faiss, "StandardGpuResources"):
@@ -136,6 +141,12 @@ class FaissExemplarIndex:
     def device(self) -> str:
         """Where the search runs: ``cpu`` or ``cuda:N``."""
         return self._device
+
+    def rounding_tolerance(self, queries: F32Array) -> F32Array:
+        """Per query, a bound on how far rounding alone can move any of its squared distances."""
+        centered = np.asarray(queries, dtype=np.float32) - self._origin
+        norms = np.einsum("ij,ij->i", centered, centered)
+        return (np.float32(ROUNDING_TOLERANCE) * (norms + self._largest_norm)).astype(np.float32)
 
     def search(self, queries: F32Array, k: int) -> tuple[F32Array, IntArray]:
         """Exact top-k (k capped at the support size), rows sorted by (distance, index)."""

@@ -38,19 +38,29 @@ def validate_inputs(values: Any, dimension: int, source: str = "input") -> F32Ar
 
 
 class SDMModel:
-    """A calibrated SDM estimator ready to score; see :meth:`load` and :meth:`score`."""
+    """A calibrated SDM estimator ready to score; see :meth:`load` and :meth:`score`.
+
+    When the exemplar dimension M exceeds the input dimension D enough, matching first runs on
+    the D column-space coordinates (see ``subspace.py``) and re-matches in exemplar space,
+    one query at a time, only the rows where float rounding could change q (near-ties at the
+    run break). q is then the same as single-query exemplar-space matching for every row,
+    whatever the batch. ``use_subspace``: None chooses automatically, False never screens.
+    """
 
     def __init__(
-        self, contents: ModelContents, device: str = "auto", use_subspace: bool = False
+        self, contents: ModelContents, device: str = "auto", use_subspace: bool | None = None
     ) -> None:
         self.contents = contents
         self._device = resolve_device(device)
         self._adaptor = Adaptor(contents.weights, contents.normalization, self._device)
         vectors = contents.support.vectors
-        self._subspace = exemplar_subspace(contents.weights, vectors) if use_subspace else None
+        wanted = use_subspace is not False
+        self._subspace = exemplar_subspace(contents.weights, vectors) if wanted else None
+        self._screen: FaissExemplarIndex | None = None
         if self._subspace is not None:
-            vectors = self._subspace.coordinates(vectors)
-        self._index = FaissExemplarIndex(vectors, self._device)
+            self._screen = FaissExemplarIndex(self._subspace.coordinates(vectors), self._device)
+        # With screening, the exemplar-space index only re-matches near-tie rows: keep it on CPU.
+        self._index = FaissExemplarIndex(vectors, "cpu" if self._screen else self._device)
         self._support = SupportLabels(contents.support.labels, contents.support.predictions)
 
     @classmethod
@@ -59,7 +69,7 @@ class SDMModel:
         path: str | Path,
         device: str = "auto",
         verify_checksums: bool = True,
-        use_subspace: bool = False,
+        use_subspace: bool | None = None,
     ) -> SDMModel:
         """Load a `.sdmkitmodel` package; ArtifactError names the file and the problem."""
         contents = read_artifact(path, verify_checksums=verify_checksums)
@@ -77,11 +87,11 @@ class SDMModel:
     @property
     def index_device(self) -> str:
         """Device of the exemplar search."""
-        return self._index.device
+        return (self._screen or self._index).device
 
     @property
     def uses_subspace(self) -> bool:
-        """Whether matching runs on the D-dimensional column-space coordinates."""
+        """Whether matching is screened on the D-dimensional column-space coordinates."""
         return self._subspace is not None
 
     @property
@@ -137,11 +147,26 @@ class SDMModel:
     ) -> Matches:
         """Exact adaptive-k matching of exemplars against the support."""
         k = self.contents.configuration.max_neighbors
-        if self._subspace is not None:
-            exemplars = self._subspace.coordinates(exemplars)
-        return match_support(
-            self._index, exemplars, predictions, self._support, k, exclude, display
-        )
+        if self._subspace is None or self._screen is None:
+            return match_support(
+                self._index, exemplars, predictions, self._support, k, exclude, display
+            )
+        coordinates = self._subspace.coordinates(exemplars)
+        tolerance = self._screen.rounding_tolerance(coordinates)
+        matches = match_support(
+            self._screen, coordinates, predictions, self._support, k, exclude, display,
+            tolerance=tolerance,
+        )  # fmt: skip
+        # Near-tie rows are re-matched in exemplar space one query at a time: a lone query's
+        # distances do not depend on which other rows share its batch.
+        for row in np.flatnonzero(matches.ambiguous):
+            rows = np.asarray([row], dtype=np.int64)
+            exact = match_support(
+                self._index, exemplars[rows], predictions[rows], self._support, k,
+                None if exclude is None else exclude[rows], display,
+            )  # fmt: skip
+            matches = matches.replaced(rows, exact)
+        return matches
 
     def score(
         self,

@@ -8,6 +8,13 @@ exact, so nothing unfetched can be closer, and ties at that distance may hide lo
 A row is resolved once its run breaks inside the certain prefix, the certain prefix reaches K
 (and the requested display count), or the whole support was fetched. The result is identical
 to a full top-K search ordered by (distance, support index).
+
+With a per-row rounding ``tolerance`` (screening on column-space coordinates, whose distances
+differ from the exemplar-space ones only by float rounding), a neighbour is certain only when
+it is more than the tolerance below the last fetched distance, and a resolved row is flagged
+*ambiguous* when a swap within the tolerance could change q: the run-breaking neighbour lies
+within the tolerance of the good neighbour before it, or of a good neighbour after it. The
+caller re-matches ambiguous rows in exemplar space, so q never depends on the screening.
 """
 
 from __future__ import annotations
@@ -37,6 +44,16 @@ class Matches:
     nearest: IntArray
     neighbor_indices: IntArray
     neighbor_distances: F32Array
+    ambiguous: BoolArray
+
+    def replaced(self, rows: IntArray, other: Matches) -> Matches:
+        """A copy with ``rows`` taken from ``other`` (matched for exactly those rows)."""
+        fields = {}
+        for name in ("q", "d0", "nearest", "neighbor_indices", "neighbor_distances", "ambiguous"):
+            column = getattr(self, name).copy()
+            column[rows] = getattr(other, name)
+            fields[name] = column
+        return Matches(**fields)
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,30 @@ def _leading_run(good: BoolArray) -> IntArray:
     return np.asarray(run, dtype=np.int64)
 
 
+def _near_tie_at_break(
+    distances: F32Array, good: BoolArray, k_cap: int, tolerance: F32Array
+) -> BoolArray:
+    """Rows where a distance swap within ``tolerance`` could change q.
+
+    ``good`` marks good neighbours regardless of certainty, in (distance, index) order. The
+    first bad neighbour must stay more than the tolerance away from the good neighbour that
+    ends the counted run and, when it breaks the run before K, from every good one after it.
+    """
+    width = good.shape[1]
+    first_bad = _leading_run(good)
+    present = first_bad < width
+    at = np.minimum(first_bad, width - 1)[:, None]
+    last_counted = np.minimum(first_bad, k_cap) - 1
+    with np.errstate(invalid="ignore"):
+        bad_distance = np.take_along_axis(distances, at, axis=1)[:, 0]
+        counted = np.take_along_axis(distances, np.maximum(last_counted, 0)[:, None], axis=1)[:, 0]
+        close_before = (last_counted >= 0) & (bad_distance - counted <= tolerance)
+        later_good = good & (np.arange(width)[None, :] > first_bad[:, None])
+        close_after = later_good & (distances - bad_distance[:, None] <= tolerance[:, None])
+        close_after &= (first_bad < k_cap)[:, None]
+    return np.asarray(present & (close_before | close_after.any(axis=1)))
+
+
 class _Accumulator:
     def __init__(self, rows: int, display: int) -> None:
         self.q = np.zeros(rows, dtype=np.int64)
@@ -89,10 +130,19 @@ class _Accumulator:
         self.nearest = np.zeros(rows, dtype=np.int64)
         self.indices = np.full((rows, display), -1, dtype=np.int64)
         self.distances = np.zeros((rows, display), dtype=np.float32)
+        self.ambiguous = np.zeros(rows, dtype=bool)
 
-    def store(self, rows: IntArray, run: IntArray, distances: F32Array, indices: IntArray) -> None:
+    def store(
+        self,
+        rows: IntArray,
+        run: IntArray,
+        distances: F32Array,
+        indices: IntArray,
+        ambiguous: BoolArray,
+    ) -> None:
         display = self.indices.shape[1]
         self.q[rows] = run
+        self.ambiguous[rows] = ambiguous
         self.d0[rows] = distances[:, 0]
         self.nearest[rows] = indices[:, 0]
         if display:
@@ -100,7 +150,7 @@ class _Accumulator:
             self.distances[rows] = distances[:, :display]
 
     def result(self) -> Matches:
-        return Matches(self.q, self.d0, self.nearest, self.indices, self.distances)
+        return Matches(self.q, self.d0, self.nearest, self.indices, self.distances, self.ambiguous)
 
 
 def _first_k(rows: int, base: int, total: int, hint: IntArray | None) -> npt.NDArray[np.int64]:
@@ -122,11 +172,13 @@ def match_support(
     display: int = 0,
     initial_k: int = INITIAL_K,
     hint: IntArray | None = None,
+    tolerance: F32Array | None = None,
 ) -> Matches:
     """Exact q, d₀ and nearest neighbours with identity exclusion and adaptive k.
 
     ``hint`` (e.g. last epoch's q per row) only chooses each row's first k; results are the
-    same with or without it.
+    same with or without it. ``tolerance`` (per row) marks rows whose q could change under
+    distance perturbations of that size as ``ambiguous``.
     """
     total = index.count
     excluded = 0 if exclude is None else 1
@@ -134,7 +186,9 @@ def match_support(
     if k_cap < 1:
         raise ConfigurationError("no support neighbour remains after excluding the identity")
     display = max(0, min(display, total - excluded))
-    matcher = _Matcher(index, queries, predictions, support, exclude, k_cap, display)
+    if tolerance is None:
+        tolerance = np.zeros(queries.shape[0], dtype=np.float32)
+    matcher = _Matcher(index, queries, predictions, support, exclude, k_cap, display, tolerance)
     k_rows = _first_k(queries.shape[0], max(initial_k, display, 1) + excluded + 1, total, hint)
     pending = np.arange(queries.shape[0], dtype=np.int64)
     while pending.size:
@@ -160,8 +214,10 @@ class _Matcher:
         exclude: IntArray | None,
         k_cap: int,
         display: int,
+        tolerance: F32Array,
     ) -> None:
         self.index, self.queries, self.predictions = index, queries, predictions
+        self.tolerance = np.asarray(tolerance, dtype=np.float32)
         self.support, self.correct, self.exclude = support, support.correct, exclude
         self.k_cap, self.need = k_cap, max(display, 1)
         self.out = _Accumulator(queries.shape[0], display)
@@ -173,13 +229,21 @@ class _Matcher:
         last = raw_distances[:, -1]
         identity = None if self.exclude is None else self.exclude[rows]
         distances, indices, is_identity = _drop_identity(raw_distances, raw_indices, identity)
-        certain = ~is_identity & ((distances < last[:, None]) | full)
+        tolerance = self.tolerance[rows]
+        certain = ~is_identity & ((distances < (last - tolerance)[:, None]) | full)
         prefix = certain.sum(axis=1)
         neighbor_predictions = self.support.predictions[indices]
-        good = self.correct[indices] & (neighbor_predictions == self.predictions[rows][:, None])
-        good &= certain
+        good_any = self.correct[indices] & (neighbor_predictions == self.predictions[rows][:, None])
+        good_any &= ~is_identity
+        good = good_any & certain
         good[:, self.k_cap :] = False
         run = _leading_run(good)
         resolved = full | (((run < prefix) | (prefix >= self.k_cap)) & (prefix >= self.need))
-        self.out.store(rows[resolved], run[resolved], distances[resolved], indices[resolved])
+        ambiguous = np.zeros(rows.size, dtype=bool)
+        if tolerance.any():
+            ambiguous = _near_tie_at_break(distances, good_any, self.k_cap, tolerance)
+        self.out.store(
+            rows[resolved], run[resolved], distances[resolved], indices[resolved],
+            ambiguous[resolved],
+        )  # fmt: skip
         return np.asarray(rows[~resolved], dtype=np.int64)
