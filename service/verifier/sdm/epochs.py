@@ -22,8 +22,8 @@ from .activation import per_row_sdm_loss
 from .adaptor import FORWARD_CHUNK, AdaptorWeights, forward
 from .distance import distance_cdfs, distance_quantiles
 from .errors import ConfigurationError
-from .index import FaissExemplarIndex
-from .similarity import SupportLabels, match_support
+from .matcher import ExemplarMatcher
+from .similarity import SupportLabels
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -97,17 +97,14 @@ def q_and_d(
     exemplars: F32Array,
     predictions: IntArray,
     labels: IntArray,
-    index: FaissExemplarIndex,
-    support: SupportLabels,
+    matcher: ExemplarMatcher,
     hp: Hyperparameters,
     identity: bool,
     hint: IntArray | None = None,
 ) -> tuple[F32Array, F32Array, F32Array]:
     """(q, d₀, d) of a split against the support, with CDFs built over this split."""
     exclude = np.arange(exemplars.shape[0], dtype=np.int64) if identity else None
-    matches = match_support(
-        index, exemplars, predictions, support, hp.max_neighbors, exclude, hint=hint
-    )
+    matches = matcher.match(exemplars, predictions, hp.max_neighbors, exclude, hint=hint)
     q = matches.q.astype(np.float32)
     d0 = np.maximum(matches.d0, np.float32(0.0))
     cdfs = distance_cdfs(d0, labels, q, hp.classes, hp.ood_limit)
@@ -199,16 +196,20 @@ class IterationTrainer:
         hp = self.hp
         train_logits, train_exemplars = project(params, train.vectors, self.device)
         train_predictions = np.argmax(train_logits, axis=1).astype(np.int64)
-        index = FaissExemplarIndex(train_exemplars, self.index_device)
+        weights = AdaptorWeights(*(p.detach().cpu().numpy() for p in params))
         support = SupportLabels(train.labels, train_predictions)
+        # The support is the adaptor's own output, so it lies in W₁'s column space.
+        matcher = ExemplarMatcher(
+            train_exemplars, support, weights, self.index_device, verify_subspace=False
+        )
         train_q, _, train_d = q_and_d(
-            train_exemplars, train_predictions, train.labels, index, support, hp, True,
+            train_exemplars, train_predictions, train.labels, matcher, hp, True,
             self._hints["train"],
         )  # fmt: skip
         cal_logits, cal_exemplars = project(params, calibration.vectors, self.device)
         cal_predictions = np.argmax(cal_logits, axis=1).astype(np.int64)
         cal_q, _, cal_d = q_and_d(
-            cal_exemplars, cal_predictions, calibration.labels, index, support, hp, False,
+            cal_exemplars, cal_predictions, calibration.labels, matcher, hp, False,
             self._hints["calibration"],
         )  # fmt: skip
         self._hints = {"train": train_q.astype(np.int64), "calibration": cal_q.astype(np.int64)}

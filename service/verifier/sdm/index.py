@@ -146,7 +146,8 @@ class FaissExemplarIndex:
         """Per query, a bound on how far rounding alone can move any of its squared distances."""
         centered = np.asarray(queries, dtype=np.float32) - self._origin
         norms = np.einsum("ij,ij->i", centered, centered)
-        return (np.float32(ROUNDING_TOLERANCE) * (norms + self._largest_norm)).astype(np.float32)
+        bound = np.float32(ROUNDING_TOLERANCE) * (norms + np.float32(self._largest_norm))
+        return np.asarray(bound, dtype=np.float32)
 
     def search(self, queries: F32Array, k: int) -> tuple[F32Array, IntArray]:
         """Exact top-k (k capped at the support size), rows sorted by (distance, index)."""

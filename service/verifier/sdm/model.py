@@ -14,11 +14,11 @@ from .artifact import read_artifact, write_artifact
 from .calibration import assign_alphas, effective_sample_sizes, lower_alphas
 from .distance import distance_quantiles
 from .errors import DatasetError
-from .index import FaissExemplarIndex, resolve_device
+from .index import resolve_device
 from .manifest import ModelConfiguration, ModelContents, to_manifest
+from .matcher import ExemplarMatcher
 from .scores import SDMScores
-from .similarity import Matches, SupportLabels, match_support
-from .subspace import exemplar_subspace
+from .similarity import Matches, SupportLabels
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -53,15 +53,11 @@ class SDMModel:
         self.contents = contents
         self._device = resolve_device(device)
         self._adaptor = Adaptor(contents.weights, contents.normalization, self._device)
-        vectors = contents.support.vectors
-        wanted = use_subspace is not False
-        self._subspace = exemplar_subspace(contents.weights, vectors) if wanted else None
-        self._screen: FaissExemplarIndex | None = None
-        if self._subspace is not None:
-            self._screen = FaissExemplarIndex(self._subspace.coordinates(vectors), self._device)
-        # With screening, the exemplar-space index only re-matches near-tie rows: keep it on CPU.
-        self._index = FaissExemplarIndex(vectors, "cpu" if self._screen else self._device)
         self._support = SupportLabels(contents.support.labels, contents.support.predictions)
+        self._matcher = ExemplarMatcher(
+            contents.support.vectors, self._support, contents.weights, self._device,
+            screen=use_subspace,
+        )  # fmt: skip
 
     @classmethod
     def load(
@@ -87,12 +83,12 @@ class SDMModel:
     @property
     def index_device(self) -> str:
         """Device of the exemplar search."""
-        return (self._screen or self._index).device
+        return self._matcher.device
 
     @property
     def uses_subspace(self) -> bool:
         """Whether matching is screened on the D-dimensional column-space coordinates."""
-        return self._subspace is not None
+        return self._matcher.screened
 
     @property
     def artifact_id(self) -> str:
@@ -132,7 +128,7 @@ class SDMModel:
     @property
     def support_size(self) -> int:
         """Number of support rows."""
-        return self._index.count
+        return self._matcher.count
 
     def transform(self, values: Any) -> tuple[F32Array, F32Array]:
         """(logits z′, exemplars h′) for raw input rows."""
@@ -147,26 +143,7 @@ class SDMModel:
     ) -> Matches:
         """Exact adaptive-k matching of exemplars against the support."""
         k = self.contents.configuration.max_neighbors
-        if self._subspace is None or self._screen is None:
-            return match_support(
-                self._index, exemplars, predictions, self._support, k, exclude, display
-            )
-        coordinates = self._subspace.coordinates(exemplars)
-        tolerance = self._screen.rounding_tolerance(coordinates)
-        matches = match_support(
-            self._screen, coordinates, predictions, self._support, k, exclude, display,
-            tolerance=tolerance,
-        )  # fmt: skip
-        # Near-tie rows are re-matched in exemplar space one query at a time: a lone query's
-        # distances do not depend on which other rows share its batch.
-        for row in np.flatnonzero(matches.ambiguous):
-            rows = np.asarray([row], dtype=np.int64)
-            exact = match_support(
-                self._index, exemplars[rows], predictions[rows], self._support, k,
-                None if exclude is None else exclude[rows], display,
-            )  # fmt: skip
-            matches = matches.replaced(rows, exact)
-        return matches
+        return self._matcher.match(exemplars, predictions, k, exclude, display)
 
     def score(
         self,

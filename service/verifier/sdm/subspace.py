@@ -37,12 +37,16 @@ class Subspace:
         return np.ascontiguousarray(centered @ self.basis, dtype=np.float32)
 
 
-def exemplar_subspace(weights: AdaptorWeights, support: F32Array) -> Subspace | None:
-    """The subspace when it is worth using and the support lies in it, else None."""
+def exemplar_subspace(
+    weights: AdaptorWeights, support: F32Array, verify: bool = True
+) -> Subspace | None:
+    """The subspace when it is worth using and (``verify``) the support lies in it, else None."""
     exemplar, embedding = weights.projection_weight.shape
     if exemplar < MINIMUM_REDUCTION * embedding:
         return None
     basis, _ = np.linalg.qr(weights.projection_weight.astype(np.float64))
+    if not verify:
+        return Subspace(weights.projection_bias.astype(np.float32), basis.astype(np.float32))
     centered = support.astype(np.float64) - weights.projection_bias.astype(np.float64)
     residual = centered - (centered @ basis) @ basis.T
     scale = float(np.sqrt(np.mean(np.sum(centered * centered, axis=1)))) or 1.0

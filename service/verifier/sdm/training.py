@@ -23,12 +23,13 @@ from .epochs import (
     project,
 )
 from .errors import ConfigurationError, DatasetError
-from .index import FaissExemplarIndex, resolve_device
+from .index import resolve_device
 from .manifest import ModelConfiguration, ModelContents, Support, default_representation
+from .matcher import ExemplarMatcher
 from .model import SDMModel
 from .normalization import Normalization
 from .run_metadata import calibration_rows, training_run
-from .similarity import SupportLabels, match_support
+from .similarity import SupportLabels
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -210,11 +211,12 @@ def _finalize(
     train_labels, cal_labels = pool.labels[train_rows], pool.labels[cal_rows]
     train_predictions = np.argmax(train_logits, axis=1).astype(np.int64)
     cal_predictions = np.argmax(cal_logits, axis=1).astype(np.int64)
-    index = FaissExemplarIndex(support, device)
-    matches = match_support(
-        index, cal_exemplars, cal_predictions, SupportLabels(train_labels, train_predictions),
-        config.max_neighbors,
+    # The same matching as scoring a loaded model, so calibration d₀ and later lookups agree.
+    matcher = ExemplarMatcher(
+        support, SupportLabels(train_labels, train_predictions), weights, device,
+        verify_subspace=False,
     )  # fmt: skip
+    matches = matcher.match(cal_exemplars, cal_predictions, config.max_neighbors)
     q = matches.q.astype(np.float32)
     d0 = np.maximum(matches.d0, np.float32(0.0))
     cdfs = distance_cdfs(d0, cal_labels, q, config.number_of_classes, config.ood_limit)
