@@ -2,13 +2,16 @@
 
 Every exemplar is h′ = W₁x̂ + b₁, so when M is well above D the squared distances can be
 computed on D coordinates (``subspace.py``) at D/M of the cost. Those distances differ from the
-exemplar-space ones only by float rounding, bounded by the index's rounding tolerance. Rows
-where a swap within that bound could change q (a near-tie at the run break) are re-matched in
-exemplar space one query at a time, so q equals single-query exemplar-space matching for
-every row whatever the batch. Scoring and training share this class.
+exemplar-space ones only by float rounding, bounded by the index's rounding tolerance. For
+rows where a swap within that bound could change q (a near-tie at the run break), the
+neighbours within the tolerance of the break are re-ranked by float64 exemplar-space distances
+(:func:`break_near_ties`), so q never depends on rounding or on which rows share the batch.
+Scoring and training share this class.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +48,7 @@ class ExemplarMatcher:
             self._screen = FaissExemplarIndex(self._subspace.coordinates(support), device)
         # With screening, the exemplar-space index only re-matches near-tie rows: keep it on CPU.
         self._exact = FaissExemplarIndex(support, "cpu" if self._screen else device)
+        self._support = np.ascontiguousarray(support, dtype=np.float32)
 
     @property
     def screened(self) -> bool:
@@ -81,12 +85,78 @@ class ExemplarMatcher:
             self._screen, coordinates, predictions, self._labels, max_neighbors, exclude,
             display, hint=hint, tolerance=self._screen.rounding_tolerance(coordinates),
         )  # fmt: skip
-        # A lone query's distances do not depend on which other rows share its batch.
-        for row in np.flatnonzero(matches.ambiguous):
-            rows = np.asarray([row], dtype=np.int64)
-            exact = match_support(
-                self._exact, exemplars[rows], predictions[rows], self._labels, max_neighbors,
-                None if exclude is None else exclude[rows], display,
-            )  # fmt: skip
-            matches = matches.replaced(rows, exact)
-        return matches
+        rows = np.flatnonzero(matches.ambiguous)
+        if rows.size == 0:
+            return matches
+        q = matches.q.copy()
+        q[rows] = break_near_ties(
+            self._screen, coordinates[rows], self._support, exemplars[rows], predictions[rows],
+            self._labels, min(max_neighbors, self.count) - (exclude is not None),
+            matches.q[rows], None if exclude is None else exclude[rows],
+        )  # fmt: skip
+        return replace(matches, q=q)
+
+
+def break_near_ties(
+    screen: FaissExemplarIndex,
+    coordinates: F32Array,
+    support: F32Array,
+    exemplars: F32Array,
+    predictions: IntArray,
+    labels: SupportLabels,
+    k_cap: int,
+    screened_q: IntArray,
+    exclude: IntArray | None,
+) -> IntArray:
+    """q for near-tie rows, re-ranking the neighbours around the run break in float64.
+
+    With screened distances within ``t/2`` of the true ones (t = the rounding tolerance), only
+    neighbours within t of the first bad neighbour's distance d_b can change places with it:
+    everything closer than d_b − t is good and counted, everything beyond d_b + t comes after
+    the true first bad neighbour. Those within the window are ordered by (float64 distance,
+    index), and the count continues there until the first bad one.
+    """
+    tolerance = screen.rounding_tolerance(coordinates)
+    correct = labels.correct
+    result = np.asarray(screened_q, dtype=np.int64).copy()
+    # One batched search covers most rows; rows needing a wider k search again alone.
+    first_k = int(min(int(np.max(screened_q)) + 34, screen.count))
+    all_distances, all_indices = screen.search(coordinates, first_k)
+    for i in range(coordinates.shape[0]):
+        k = first_k
+        while True:
+            if k == first_k:
+                distances, indices = all_distances[i], all_indices[i]
+            else:
+                found = screen.search(coordinates[i : i + 1], k)
+                distances, indices = found[0][0], found[1][0]
+            if exclude is not None:
+                keep = indices != exclude[i]
+                distances, indices = distances[keep], indices[keep]
+            good = correct[indices] & (labels.predictions[indices] == predictions[i])
+            bad = np.flatnonzero(~good)
+            complete = k >= screen.count
+            if bad.size and (complete or distances[-1] > distances[bad[0]] + tolerance[i]):
+                break
+            if complete:  # no bad neighbour at all: the run covers the support
+                bad = np.asarray([distances.size])
+                break
+            k = min(screen.count, k * 4)
+        if bad[0] >= distances.size:
+            result[i] = min(k_cap, distances.size)
+            continue
+        break_distance = distances[bad[0]]
+        before = int(np.count_nonzero(distances < break_distance - tolerance[i]))
+        window = np.flatnonzero(np.abs(distances - break_distance) <= tolerance[i])
+        difference = support[indices[window]].astype(np.float64) - exemplars[i].astype(np.float64)
+        exact = np.einsum("ij,ij->i", difference, difference)
+        ordered = window[np.lexsort((indices[window], exact))]
+        run = _leading_true(good[ordered])
+        result[i] = min(k_cap, before + run)
+    return result
+
+
+def _leading_true(values: npt.NDArray[np.bool_]) -> int:
+    """Length of the leading run of True."""
+    false = np.flatnonzero(~values)
+    return int(false[0]) if false.size else int(values.size)

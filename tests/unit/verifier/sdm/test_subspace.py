@@ -60,10 +60,20 @@ def test_saturated_run_is_ambiguous_only_when_a_bad_row_can_reach_k() -> None:
     assert far.q[0] == 1 and not far.ambiguous[0]  # 3.0 is 2.0 beyond the K-th (1.0)
 
 
-def test_screened_scores_equal_exemplar_space_single_queries(tiny_contents) -> None:
+def _true_q(exemplars, support, good_for_class, predictions, k):
+    """q from float64 distances ordered by (distance, index): the ground truth."""
+    result = []
+    for exemplar, prediction in zip(exemplars.astype(np.float64), predictions, strict=True):
+        distances = ((support.astype(np.float64) - exemplar) ** 2).sum(axis=1)
+        order = np.lexsort((np.arange(len(support)), distances))[:k]
+        good = good_for_class[prediction][order]
+        result.append(int(np.argmin(good)) if not good.all() else len(order))
+    return np.asarray(result)
+
+
+def test_screened_q_equals_float64_truth_on_near_duplicate_support(tiny_contents) -> None:
     rng = np.random.default_rng(3)
     weights = AdaptorWeights.initialize(rng, 6, 24, 2)
-    inputs = rng.standard_normal((400, 6)).astype(np.float32)
     configuration = replace(
         tiny_contents.configuration, embedding_dimension=6, exemplar_dimension=24, max_neighbors=64
     )
@@ -71,9 +81,13 @@ def test_screened_scores_equal_exemplar_space_single_queries(tiny_contents) -> N
         replace(tiny_contents, configuration=configuration, weights=weights),
         device="cpu", use_subspace=False,
     )  # fmt: skip
+    # Pairs of support rows ~1e-4 apart, one good and one bad: near-ties at many run breaks.
+    base = rng.standard_normal((200, 6)).astype(np.float32)
+    inputs = np.concatenate([base, base + 1e-4 * rng.standard_normal((200, 6)).astype(np.float32)])
     logits, exemplars = plain.transform(inputs)
     predictions = np.argmax(logits, axis=1)
-    labels = np.where(rng.random(400) < 0.8, predictions, 1 - predictions)
+    labels = predictions.copy()
+    labels[200:] = 1 - predictions[200:]
     contents = replace(
         tiny_contents,
         configuration=configuration,
@@ -81,10 +95,21 @@ def test_screened_scores_equal_exemplar_space_single_queries(tiny_contents) -> N
         support=Support(exemplars, tuple(f"s{i}" for i in range(400)), labels, predictions),
     )
     screened = SDMModel(contents, device="cpu")
-    exact = SDMModel(contents, device="cpu", use_subspace=False)
-    assert screened.uses_subspace and not exact.uses_subspace
-    queries = rng.standard_normal((300, 6)).astype(np.float32)
-    batch = screened.score(queries)
-    alone = [exact.score(queries[i : i + 1]).q[0] for i in range(300)]
-    np.testing.assert_array_equal(batch.q, alone)
-    np.testing.assert_allclose(batch.d0, exact.score(queries).d0, rtol=1e-4, atol=1e-5)
+    assert screened.uses_subspace
+    queries = base[:150] + 0.05 * rng.standard_normal((150, 6)).astype(np.float32)
+    query_logits, query_exemplars = screened.transform(queries)
+    query_predictions = np.argmax(query_logits, axis=1)
+    screened_only = match_support(
+        screened._matcher._screen,  # the raw screen, to show near-ties do occur here
+        screened._matcher._subspace.coordinates(query_exemplars),
+        query_predictions, screened._support, 64,
+        tolerance=screened._matcher._screen.rounding_tolerance(
+            screened._matcher._subspace.coordinates(query_exemplars)
+        ),
+    )  # fmt: skip
+    assert screened_only.ambiguous.sum() >= 5
+    good_for_class = [(labels == predictions) & (predictions == c) for c in (0, 1)]
+    truth = _true_q(query_exemplars, exemplars, good_for_class, query_predictions, 64)
+    np.testing.assert_array_equal(screened.score(queries).q, truth)
+    alone = [screened.score(queries[i : i + 1]).q[0] for i in range(0, 150, 7)]
+    np.testing.assert_array_equal(alone, truth[::7])
