@@ -46,9 +46,11 @@ class ExemplarMatcher:
         self._screen: FaissExemplarIndex | None = None
         if self._subspace is not None:
             self._screen = FaissExemplarIndex(self._subspace.coordinates(support), device)
-        # With screening, the exemplar-space index only re-matches near-tie rows: keep it on CPU.
-        self._exact = FaissExemplarIndex(support, "cpu" if self._screen else device)
+        # Exemplar-space vectors: an index without screening, float64 near-tie re-ranking with it.
         self._support = np.ascontiguousarray(support, dtype=np.float32)
+        self._exact: FaissExemplarIndex | None = None
+        if self._screen is None:
+            self._exact = FaissExemplarIndex(self._support, device)
 
     @property
     def screened(self) -> bool:
@@ -58,12 +60,13 @@ class ExemplarMatcher:
     @property
     def device(self) -> str:
         """Where the (first) search runs."""
-        return (self._screen or self._exact).device
+        index = self._screen or self._exact
+        return index.device if index is not None else "cpu"
 
     @property
     def count(self) -> int:
         """Number of support rows."""
-        return self._exact.count
+        return int(self._support.shape[0])
 
     def match(
         self,
@@ -76,6 +79,7 @@ class ExemplarMatcher:
     ) -> Matches:
         """Exact adaptive-k matching; see the module docstring for screening."""
         if self._subspace is None or self._screen is None:
+            assert self._exact is not None  # built whenever there is no screen
             return match_support(
                 self._exact, exemplars, predictions, self._labels, max_neighbors, exclude,
                 display, hint=hint,

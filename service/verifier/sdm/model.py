@@ -41,10 +41,9 @@ class SDMModel:
     """A calibrated SDM estimator ready to score; see :meth:`load` and :meth:`score`.
 
     When the exemplar dimension M exceeds the input dimension D enough, matching first runs on
-    the D column-space coordinates (see ``subspace.py``) and re-matches in exemplar space,
-    one query at a time, only the rows where float rounding could change q (near-ties at the
-    run break). q is then the same as single-query exemplar-space matching for every row,
-    whatever the batch. ``use_subspace``: None chooses automatically, False never screens.
+    the D column-space coordinates and re-ranks by float64 exemplar-space distances only the
+    neighbours where float rounding could change q (near-ties at the run break; see
+    ``matcher.py``). ``use_subspace``: None chooses automatically, False never screens.
     """
 
     def __init__(
