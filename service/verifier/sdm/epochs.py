@@ -119,6 +119,8 @@ class IterationTrainer:
         self.rng = np.random.default_rng(seed)
         # Last epoch's q per split: only a first-k hint for the exact adaptive matching.
         self._hints: dict[str, IntArray | None] = {"train": None, "calibration": None}
+        # Threads for the dense matching products (the optimizer itself runs on one).
+        self._match_threads: int | None = None
 
     def run(self, train: Split, calibration: Split, progress: Progress | None) -> IterationOutcome:
         """All epochs; returns the selected checkpoint and the history."""
@@ -127,6 +129,7 @@ class IterationTrainer:
         # One intra-op thread on CPU: the optimizer's small ops otherwise wait milliseconds on
         # OpenMP barriers while faiss's own OpenMP pool holds the cores (measured 20-40x).
         threads = torch.get_num_threads()
+        self._match_threads = threads
         torch.set_num_threads(1)
         try:
             return self._run(train, calibration, progress)
@@ -200,8 +203,9 @@ class IterationTrainer:
         support = SupportLabels(train.labels, train_predictions)
         # The support is the adaptor's own output, so it lies in W₁'s column space.
         matcher = ExemplarMatcher(
-            train_exemplars, support, weights, self.index_device, verify_subspace=False
-        )
+            train_exemplars, support, weights, self.index_device, verify_subspace=False,
+            threads=self._match_threads,
+        )  # fmt: skip
         train_q, _, train_d = q_and_d(
             train_exemplars, train_predictions, train.labels, matcher, hp, True,
             self._hints["train"],

@@ -142,6 +142,17 @@ class FaissExemplarIndex:
         """Where the search runs: ``cpu`` or ``cuda:N``."""
         return self._device
 
+    @property
+    def stored_vectors(self) -> F32Array:
+        """The support as stored: translated by the first support row (read-only view)."""
+        view: F32Array = self._stored.view()
+        view.flags.writeable = False
+        return view
+
+    def center(self, queries: F32Array) -> F32Array:
+        """Queries translated into the stored frame."""
+        return np.ascontiguousarray(queries - self._origin, dtype=np.float32)
+
     def rounding_tolerance(self, queries: F32Array) -> F32Array:
         """Per query, a bound on how far rounding alone can move any of its squared distances."""
         centered = np.asarray(queries, dtype=np.float32) - self._origin

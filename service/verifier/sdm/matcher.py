@@ -6,7 +6,10 @@ exemplar-space ones only by float rounding, bounded by the index's rounding tole
 rows where a swap within that bound could change q (a near-tie at the run break), the
 neighbours within the tolerance of the break are re-ranked by float64 exemplar-space distances
 (:func:`break_near_ties`), so q never depends on rounding or on which rows share the batch.
-Scoring and training share this class.
+Unscreened matching uses the same tolerance and re-ranking (any two float32 computations of a
+distance differ by rounding). Large CPU batches take the dense path (``dense.py``: one matrix
+product per row and per-group reductions instead of widening top-k searches); small batches
+and GPU indexes the adaptive top-k search. Scoring and training share this class.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from .adaptor import AdaptorWeights
+from .dense import GroupedSupport, dense_match, torch_threads
 from .index import FaissExemplarIndex
 from .similarity import Matches, SupportLabels, match_support
 from .subspace import Subspace, exemplar_subspace
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+
+# Batches of at least this many rows take the dense path on CPU (below it, the adaptive
+# top-k search over faiss or the small-batch product is faster).
+DENSE_MIN_ROWS = 64
 
 
 class ExemplarMatcher:
@@ -36,9 +45,13 @@ class ExemplarMatcher:
         device: str = "cpu",
         screen: bool | None = None,
         verify_subspace: bool = True,
+        dense: bool = True,
+        threads: int | None = None,
     ) -> None:
         """``screen``: None screens when it pays off, False never. ``verify_subspace`` checks
-        that the support really is W₁x̂ + b₁ (skip only for supports built by the adaptor)."""
+        that the support really is W₁x̂ + b₁ (skip only for supports built by the adaptor).
+        ``dense``: large CPU batches use per-group reductions; ``threads``: torch threads for
+        them (default: torch's current setting)."""
         self._labels = labels
         self._subspace: Subspace | None = None
         if screen is not False:
@@ -51,6 +64,13 @@ class ExemplarMatcher:
         self._exact: FaissExemplarIndex | None = None
         if self._screen is None:
             self._exact = FaissExemplarIndex(self._support, device)
+        self._grouped: GroupedSupport | None = None
+        searched = self._screen or self._exact
+        assert searched is not None
+        if dense and searched.device == "cpu":
+            classes = weights.shape[2]
+            self._grouped = GroupedSupport(searched.stored_vectors, labels, classes)
+        self._threads = threads
 
     @property
     def screened(self) -> bool:
@@ -77,24 +97,28 @@ class ExemplarMatcher:
         display: int = 0,
         hint: IntArray | None = None,
     ) -> Matches:
-        """Exact adaptive-k matching; see the module docstring for screening."""
-        if self._subspace is None or self._screen is None:
-            assert self._exact is not None  # built whenever there is no screen
-            return match_support(
-                self._exact, exemplars, predictions, self._labels, max_neighbors, exclude,
-                display, hint=hint,
+        """Exact matching; see the module docstring for screening and the dense path."""
+        index = self._screen or self._exact
+        assert index is not None  # one of them is always built
+        queries = exemplars if self._subspace is None else self._subspace.coordinates(exemplars)
+        if self._grouped is not None and exemplars.shape[0] >= DENSE_MIN_ROWS:
+            tolerance = index.rounding_tolerance(queries)
+            with torch_threads(self._threads or torch.get_num_threads()):
+                matches = dense_match(
+                    self._grouped, index.center(queries), predictions, max_neighbors,
+                    tolerance, exclude, display,
+                )  # fmt: skip
+        else:
+            matches = match_support(
+                index, queries, predictions, self._labels, max_neighbors, exclude, display,
+                hint=hint, tolerance=index.rounding_tolerance(queries),
             )  # fmt: skip
-        coordinates = self._subspace.coordinates(exemplars)
-        matches = match_support(
-            self._screen, coordinates, predictions, self._labels, max_neighbors, exclude,
-            display, hint=hint, tolerance=self._screen.rounding_tolerance(coordinates),
-        )  # fmt: skip
         rows = np.flatnonzero(matches.ambiguous)
         if rows.size == 0:
             return matches
         q = matches.q.copy()
         q[rows] = break_near_ties(
-            self._screen, coordinates[rows], self._support, exemplars[rows], predictions[rows],
+            index, queries[rows], self._support, exemplars[rows], predictions[rows],
             self._labels, min(max_neighbors, self.count) - (exclude is not None),
             matches.q[rows], None if exclude is None else exclude[rows],
         )  # fmt: skip

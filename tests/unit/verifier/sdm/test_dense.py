@@ -1,0 +1,89 @@
+"""Dense per-group matching gives what the adaptive top-k search gives."""
+
+import numpy as np
+import pytest
+
+from service.verifier.sdm.dense import GroupedSupport, dense_match
+from service.verifier.sdm.index import FaissExemplarIndex
+from service.verifier.sdm.similarity import SupportLabels, match_support
+
+
+def _clustered(rng: np.random.Generator, n: int, dimension: int = 5, with_clusters=False):
+    centers = rng.standard_normal((4, dimension)).astype(np.float32) * 4.0
+    cluster = rng.integers(0, 4, n)
+    points = (centers[cluster] + rng.standard_normal((n, dimension))).astype(np.float32)
+    return (points, cluster) if with_clusters else points
+
+
+def _both(support, labels, queries, predictions, k, exclude=None, display=0, tolerance=None):
+    index = FaissExemplarIndex(support)
+    if tolerance is None:
+        tolerance = index.rounding_tolerance(queries)
+    adaptive = match_support(
+        index, queries, predictions, labels, k, exclude, display, tolerance=tolerance
+    )
+    grouped = GroupedSupport(index.stored_vectors, labels, classes=2)
+    dense = dense_match(grouped, index.center(queries), predictions, k, tolerance, exclude, display)
+    return adaptive, dense
+
+
+@pytest.mark.parametrize("k", [3, 40, 5000])
+def test_dense_equals_adaptive_with_identity_exclusion_and_display(k: int) -> None:
+    rng = np.random.default_rng(1)
+    support, cluster = _clustered(rng, 600, with_clusters=True)
+    support[300:320] = support[280:300]  # exact duplicates: distance ties
+    cluster[300:320] = cluster[280:300]
+    # Labels follow the clusters, 5% of rows mispredicted: long runs, some past a small K.
+    truth = (cluster % 2).astype(np.int64)
+    predicted = np.where(rng.random(600) < 0.05, 1 - truth, truth)
+    labels = SupportLabels(truth, predicted)
+    predictions = predicted.copy()
+    adaptive, dense = _both(
+        support, labels, support, predictions, k, exclude=np.arange(600), display=4
+    )
+    np.testing.assert_array_equal(dense.ambiguous, adaptive.ambiguous)
+    clear = ~dense.ambiguous  # ambiguous rows get their q from the float64 re-ranking
+    assert clear.sum() > 500
+    np.testing.assert_array_equal(dense.q[clear], adaptive.q[clear])
+    np.testing.assert_array_equal(dense.nearest, adaptive.nearest)
+    bound = FaissExemplarIndex(support).rounding_tolerance(support)
+    assert (np.abs(dense.d0 - adaptive.d0) <= bound).all()  # two float32 computations
+    np.testing.assert_array_equal(dense.neighbor_indices, adaptive.neighbor_indices)
+    assert (dense.nearest != np.arange(600)).all()  # the identity is never a neighbour
+    # K counts the identity as the reference does: at most min(K, N) - 1 after excluding it.
+    assert dense.q.max() == min(k, 600) - 1 or k == 5000  # some rows saturate at a small K
+    assert np.median(dense.q) > 0
+
+
+def test_near_ties_are_flagged_like_the_adaptive_search() -> None:
+    rng = np.random.default_rng(2)
+    support = _clustered(rng, 400)
+    labels = SupportLabels(rng.integers(0, 2, 400), rng.integers(0, 2, 400))
+    queries = _clustered(rng, 200)
+    predictions = rng.integers(0, 2, 200)
+    # A tolerance this wide makes many rows ambiguous: both paths must flag the same rows.
+    tolerance = np.full(200, 0.5, np.float32)
+    adaptive, dense = _both(support, labels, queries, predictions, 30, tolerance=tolerance)
+    assert 10 <= adaptive.ambiguous.sum() < 200
+    np.testing.assert_array_equal(dense.ambiguous, adaptive.ambiguous)
+    clear = ~dense.ambiguous
+    np.testing.assert_array_equal(dense.q[clear], adaptive.q[clear])
+
+
+def test_a_class_without_good_rows_and_a_support_without_bad_rows() -> None:
+    rng = np.random.default_rng(3)
+    support = _clustered(rng, 50)
+    queries = _clustered(rng, 10)
+    all_good_for_zero = SupportLabels(np.zeros(50, np.int64), np.zeros(50, np.int64))
+    mixed = np.array([0] * 5 + [1] * 5)
+    adaptive, dense = _both(support, all_good_for_zero, queries, mixed, 20)
+    np.testing.assert_array_equal(dense.q, [20] * 5 + [0] * 5)
+    np.testing.assert_array_equal(dense.q, adaptive.q)
+    assert not dense.ambiguous.any()
+    # Identity excluded and no bad row at all: the run is the whole rest of the support.
+    adaptive, dense = _both(
+        support, all_good_for_zero, support, np.zeros(50, np.int64), 100, exclude=np.arange(50)
+    )
+    np.testing.assert_array_equal(dense.q, np.full(50, 49))
+    np.testing.assert_array_equal(dense.q, adaptive.q)
+    assert not dense.ambiguous.any()
