@@ -158,6 +158,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return available or os.cpu_count() or 1
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads (process-wide) to ``threads``, by default one per CPU but one.
 
@@ -165,8 +171,7 @@ def configure_threads(threads: int | None = None) -> int:
     2-core machine two spinning OpenMP threads decode 5-8x slower than one (measured).
     """
     if threads is None:
-        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        threads = (available or os.cpu_count() or 1) - 1
+        threads = available_cpus() - 1
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

@@ -68,11 +68,25 @@ def _verifier_build(args: argparse.Namespace) -> int:
         max_neighbors=args.max_neighbors,
         seed=args.seed,
         shuffles=args.shuffles,
+        target_alpha=args.target_alpha,
+        attempts=args.attempts,
         device=args.device,
         overwrite=args.overwrite,
     )
+    if args.attempts < 1:
+        print("sdm-router: --attempts must be at least 1", file=sys.stderr)
+        return 2
     started = time.perf_counter()
-    encoder = HiddenStateEncoder.from_local(args.encoder, device=args.device)
+    from service.backends.embedded_model import available_cpus
+
+    try:
+        # Offline: every CPU encodes (the server keeps one free for its event loop).
+        encoder = HiddenStateEncoder.from_local(
+            args.encoder, device=args.device, layer=args.layer, threads=available_cpus()
+        )
+    except ValueError as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
     model = build_verifier(options, encoder)
     print(
         f"wrote verifier {model.artifact_id} ({model.support_size} support rows) to {args.out} "
@@ -115,6 +129,10 @@ def register(commands: Any) -> None:
         "--encoder", default="embedded", help="causal LM: embedded, .gguf or folder"
     )
     vbuild.add_argument(
+        "--layer", type=int, default=None,
+        help="decoder layer whose hidden states are pooled (default: the final layer)",
+    )  # fmt: skip
+    vbuild.add_argument(
         "--holdout-family", default="weekdays", help="family kept out as shift test"
     )
     vbuild.add_argument("--split-seed", type=int, default=0)
@@ -124,6 +142,12 @@ def register(commands: Any) -> None:
     vbuild.add_argument("--max-neighbors", type=int, default=1024)
     vbuild.add_argument("--seed", type=int, default=0)
     vbuild.add_argument("--shuffles", type=int, default=1)
+    vbuild.add_argument(
+        "--target-alpha", type=float, default=None,
+        help="retrain with the next block of seeds while calibration yields no region at this "
+        "alpha (see --attempts)",
+    )  # fmt: skip
+    vbuild.add_argument("--attempts", type=int, default=1, help="training attempts at most")
     vbuild.add_argument("--device", default="auto")
     vbuild.add_argument("--overwrite", action="store_true")
     vbuild.set_defaults(func=_verifier_build)

@@ -55,18 +55,29 @@ def _save_store(path: Path, store: dict[str, F32Array]) -> None:
     temporary.replace(path)
 
 
+def _text_length(record: AnswerRecord) -> int:
+    """Characters the encoder reads, a proxy for its token count."""
+    return len(record.response) + sum(len(message.content) for message in record.messages)
+
+
 def encode_records(
     records: Sequence[AnswerRecord],
     encoder: HiddenStateEncoder,
     cache_dir: Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = 256,
     show_progress: bool = True,
 ) -> F32Array:
-    """[hidden state ‖ logprob attributes] for every record, in order."""
+    """[hidden state ‖ logprob attributes] for every record, in order.
+
+    Missing rows are encoded shortest first, ``batch_size`` rows per encoder call (which pads
+    them into batches), so the padding waste stays small.
+    """
     path = store_path(cache_dir, encoder) if cache_dir is not None else None
     store = _load_store(path) if path is not None else {}
     keys = [record_key(record) for record in records]
     missing = [i for i, key in enumerate(keys) if key not in store]
+    # Rows of similar length share padded batches: sort the whole set, not each chunk.
+    missing.sort(key=lambda i: _text_length(records[i]))
     bar = tqdm(total=len(missing), desc="encode", unit="row", disable=not show_progress)
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class VerifierBuildOptions:
     alpha_resolution: float = 0.05
     seed: int = 0
     shuffles: int = 1
+    target_alpha: float | None = None
+    attempts: int = 1
     device: str = "auto"
     overwrite: bool = False
     show_progress: bool = True
@@ -49,6 +51,11 @@ def write_splits(splits: Splits, folder: Path) -> dict[str, int]:
         name: write_records(folder / f"{name}.jsonl", rows)
         for name, rows in splits.as_dict().items()
     }
+
+
+def has_region(alphas: list[float], target: float | None) -> bool:
+    """Whether a calibrated ladder reaches ``target`` (always true without a target)."""
+    return target is None or any(alpha >= target - 1e-9 for alpha in alphas)
 
 
 def _labels(records: list[AnswerRecord]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -65,6 +72,8 @@ def build_verifier(options: VerifierBuildOptions, encoder: HiddenStateEncoder) -
     x_train = encode_records(splits.train, encoder, cache, show_progress=options.show_progress)
     x_cal = encode_records(splits.calibration, encoder, cache, show_progress=options.show_progress)
     encoded = time.perf_counter()
+    if options.attempts < 1:
+        raise ValueError("attempts must be at least 1")
     config = TrainingConfig(
         exemplar_dimension=options.exemplar_dimension,
         epochs=options.epochs,
@@ -89,18 +98,29 @@ def build_verifier(options: VerifierBuildOptions, encoder: HiddenStateEncoder) -
             "encodeSeconds": round(encoded - started, 1),
         }
     }
-    model = train_model(
-        x_train,
-        _labels(splits.train),
-        x_cal,
-        _labels(splits.calibration),
-        config,
-        ids_train=[record.id for record in splits.train],
-        ids_cal=[record.id for record in splits.calibration],
-        representation=encoder.representation,
-        metadata=metadata,
-        progress=None,
-    )
+    rejected: list[dict[str, Any]] = []
+    for attempt in range(options.attempts):
+        # Each attempt trains a fresh block of `shuffles` seeds; stop at the first whose
+        # calibration (only: the test splits are never looked at) yields a region at the
+        # target alpha. The artifact records the seed it kept and the seeds it rejected.
+        seed = (options.seed + attempt * options.shuffles) % 2**64
+        recorded = {"trainingSeed": seed, "rejectedSeeds": list(rejected)}
+        model = train_model(
+            x_train,
+            _labels(splits.train),
+            x_cal,
+            _labels(splits.calibration),
+            replace(config, seed=seed),
+            ids_train=[record.id for record in splits.train],
+            ids_cal=[record.id for record in splits.calibration],
+            representation=encoder.representation,
+            metadata={**metadata, "sdmRouter": {**metadata["sdmRouter"], **recorded}},
+            progress=None,
+        )
+        alphas = [region.alpha for region in model.contents.regions]
+        if has_region(alphas, options.target_alpha) or attempt == options.attempts - 1:
+            break
+        rejected.append({"seed": seed, "regionAlphas": alphas})
     model.save(options.out, overwrite=options.overwrite)
     summary = {
         "artifact": str(options.out),
@@ -108,6 +128,8 @@ def build_verifier(options: VerifierBuildOptions, encoder: HiddenStateEncoder) -
         "splits": counts,
         "encode_seconds": round(encoded - started, 1),
         "train_seconds": round(time.perf_counter() - encoded, 1),
+        "training_seed": seed,
+        "rejected_seeds": rejected,
     }
     (options.data / "build-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return model

@@ -2,8 +2,9 @@
 
 The pair is rendered with the model's chat template (the answer as the assistant turn), run
 through the transformer body without the LM head, and pooled as in the SDM papers:
-``[hidden state of the final token ‖ mean of the final layer over the real tokens]``
-(2 × 576 = 1152 dims for SmolLM2-135M).
+``[hidden state of the final token ‖ mean over the real tokens]`` (2 × 576 = 1152 dims for
+SmolLM2-135M), taken from the final layer or from one chosen decoder layer (``layer``; middle
+layers often carry more about correctness than the last one, which is shaped for the next token).
 
 Batches are right-padded with an attention mask, so a row's real tokens see exactly what they
 would see alone; a vector is the same batched or not (up to float rounding, ~1e-6).
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,14 +33,34 @@ F32Array = npt.NDArray[np.float32]
 POOLING = "final+mean"
 PROVIDER = "sdm-router/hidden-state"
 PLAIN_TEMPLATE = "plain-v1"
+FINAL_LAYER = "final"
+
+
+def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:
+    """The decoder layer an artifact's recorded encoder identity names (None: the final layer)."""
+    value = (identity or {}).get("layer", FINAL_LAYER)
+    return None if value in (None, FINAL_LAYER) else int(value)
 
 
 class HiddenStateEncoder:
-    """Encodes verification inputs as ``[final-token ‖ mean]`` final-layer hidden states."""
+    """Encodes verification inputs as ``[final-token ‖ mean]`` hidden states of one layer."""
 
-    def __init__(self, loaded: LoadedCausalLM, *, max_length: int = 2048, batch_size: int = 16):
+    def __init__(
+        self,
+        loaded: LoadedCausalLM,
+        *,
+        layer: int | None = None,
+        max_length: int = 2048,
+        batch_size: int = 16,
+    ):
+        """``layer``: decoder layer 1..L whose output is pooled; None pools the final
+        (normalized) hidden state."""
         if max_length < 2 or batch_size < 1:
             raise ValueError("max_length must be >= 2 and batch_size >= 1")
+        layers = int(getattr(loaded.model.config, "num_hidden_layers", 0) or 0)
+        if layer is not None and not 1 <= layer <= layers:
+            raise ValueError(f"encoder layer must be in 1..{layers} for {loaded.name}, got {layer}")
+        self._layer = layer
         self._loaded = loaded
         self._max_length = max_length
         self._batch_size = batch_size
@@ -69,6 +90,7 @@ class HiddenStateEncoder:
         dtype: str = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
+        layer: int | None = None,
         max_length: int = 2048,
         batch_size: int = 16,
     ) -> HiddenStateEncoder:
@@ -76,7 +98,7 @@ class HiddenStateEncoder:
         loaded = load_causal_lm(
             source, name=name, device=device, dtype=dtype, cache_dir=cache_dir, threads=threads
         )
-        return cls(loaded, max_length=max_length, batch_size=batch_size)
+        return cls(loaded, layer=layer, max_length=max_length, batch_size=batch_size)
 
     @property
     def loaded(self) -> LoadedCausalLM:
@@ -87,6 +109,16 @@ class HiddenStateEncoder:
     def device(self) -> str:
         """``cpu`` or ``cuda:N``."""
         return self._loaded.device_label
+
+    @property
+    def layer(self) -> int | None:
+        """The pooled decoder layer (None: the final hidden state)."""
+        return self._layer
+
+    @property
+    def pooling(self) -> str:
+        """``final+mean`` over the final hidden state, ``final+mean@layerN`` over layer N."""
+        return POOLING if self._layer is None else f"{POOLING}@layer{self._layer}"
 
     @property
     def dimension(self) -> int:
@@ -102,15 +134,16 @@ class HiddenStateEncoder:
             "revision": self._loaded.revision,
             "template": self._template_name,
             "pooling": POOLING,
+            "layer": FINAL_LAYER if self._layer is None else str(self._layer),
             "dimension": str(self.dimension),
         }
 
     @property
     def fingerprint(self) -> str:
-        """A stable digest of :attr:`identity`, e.g. ``hidden:final+mean:1152:<16 hex>``."""
+        """A stable digest of :attr:`identity`, e.g. ``hidden:final+mean@layer20:1152:<16 hex>``."""
         canonical = json.dumps(self.identity, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
-        return f"hidden:{POOLING}:{self.dimension}:{digest}"
+        return f"hidden:{self.pooling}:{self.dimension}:{digest}"
 
     @property
     def representation(self) -> dict[str, str | None]:
@@ -165,7 +198,7 @@ class HiddenStateEncoder:
             ids[index, : len(row)] = torch.tensor(list(row), dtype=torch.long)
             mask[index, : len(row)] = 1
         with torch.inference_mode():
-            hidden = self._final_layer(ids.to(device), mask.to(device)).float()
+            hidden = self._hidden_states(ids.to(device), mask.to(device)).float()
             weights = mask.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
             lengths = mask.sum(dim=1).to(device)
             final = hidden[torch.arange(len(rows), device=device), lengths - 1]
@@ -174,10 +207,19 @@ class HiddenStateEncoder:
         result: F32Array = pooled.cpu().numpy().astype(np.float32, copy=False)
         return result
 
-    def _final_layer(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+    def _hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        """[batch, tokens, hidden] of the pooled layer."""
+        every_layer = self._layer is not None
         if self._body is not None:
-            return self._body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        output = self._loaded.model(
-            input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
-        )
-        return output.hidden_states[-1]
+            output = self._body(
+                input_ids=ids, attention_mask=mask, use_cache=False,
+                output_hidden_states=every_layer,
+            )  # fmt: skip
+            if not every_layer:
+                return output.last_hidden_state
+        else:
+            output = self._loaded.model(
+                input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
+            )
+        # hidden_states[0] is the embedding output, [i] the output of decoder layer i.
+        return output.hidden_states[self._layer if every_layer else -1]

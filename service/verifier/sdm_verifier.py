@@ -14,7 +14,7 @@ from service.config import VerifierSettings
 from service.core.errors import ConfigurationError
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
 from service.verifier.batching import MicroBatcher
-from service.verifier.encoder import HiddenStateEncoder
+from service.verifier.encoder import HiddenStateEncoder, layer_from_identity
 from service.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
 from service.verifier.sdm import ArtifactError, SDMModel, SDMScores
 
@@ -29,6 +29,13 @@ class VerifierObserver(Protocol):
 
     def verifier_batch(self, size: int) -> None:
         """One device call verified ``size`` answers."""
+
+
+def recorded_encoder_layer(model: SDMModel) -> int | None:
+    """The encoder layer recorded in the artifact's metadata (None: the final layer)."""
+    metadata = model.contents.metadata or {}
+    identity = metadata.get("sdmRouter", {}).get("encoder")
+    return layer_from_identity(identity if isinstance(identity, dict) else None)
 
 
 def check_compatible(model: SDMModel, encoder: HiddenStateEncoder, artifact: Path) -> None:
@@ -145,12 +152,21 @@ class SDMVerifier:
         self._batcher.start()
 
     def _load_encoder(self) -> HiddenStateEncoder:
-        if self._encoder_backend is not None:
-            return HiddenStateEncoder(self._encoder_backend.loaded)
-        assert self._settings.encoder_model is not None
-        return HiddenStateEncoder.from_local(
-            self._settings.encoder_model, device=self._settings.device
-        )
+        # The artifact says which layer it was trained on; the fingerprint check then covers
+        # the rest (model weights, template, pooling).
+        assert self._model is not None
+        try:
+            layer = recorded_encoder_layer(self._model)
+            if self._encoder_backend is not None:
+                return HiddenStateEncoder(self._encoder_backend.loaded, layer=layer)
+            assert self._settings.encoder_model is not None
+            return HiddenStateEncoder.from_local(
+                self._settings.encoder_model, device=self._settings.device, layer=layer
+            )
+        except ValueError as error:
+            raise ConfigurationError(
+                f"verifier artifact {self._settings.artifact}: {error}"
+            ) from error
 
     async def close(self) -> None:
         """Stop the worker."""

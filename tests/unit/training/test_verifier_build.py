@@ -1,0 +1,87 @@
+"""``verifier build`` retrains with the next seed block while no region reaches the target."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from service.core.verdict import VerificationInput
+from service.training.records import ROWS_FILE, AnswerRecord, write_records
+from service.training.verifier_build import VerifierBuildOptions, build_verifier, has_region
+
+
+class ToyEncoder:
+    """A deterministic 4-d vector per answer; label 1 answers sit near +1, label 0 near -1."""
+
+    fingerprint = "toy-encoder-v1"
+    identity: ClassVar[dict[str, str]] = {"model": "toy"}
+    representation: ClassVar[dict[str, str]] = {"provider": "test", "fingerprint": fingerprint}
+
+    def encode(self, items: Sequence[VerificationInput]) -> np.ndarray[Any, Any]:
+        rows = []
+        for item in items:
+            rng = np.random.default_rng(sum(map(ord, item.response)))
+            sign = 1.0 if item.response.startswith("right") else -1.0
+            rows.append(sign + 0.8 * rng.standard_normal(4))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _records(count: int) -> list[AnswerRecord]:
+    return [
+        AnswerRecord.from_json(
+            {
+                "id": f"f/{i}#greedy",
+                "item_id": f"f/{i}",
+                "family": "f",
+                "variant": "greedy",
+                "question": f"question {i}",
+                "label": i % 2,
+                "token_logprobs": None,
+                "messages": [{"role": "user", "content": f"question {i}"}],
+                "response": f"{'right' if i % 2 else 'wrong'} answer {i}",
+            }
+        )
+        for i in range(count)
+    ]
+
+
+def _build(tmp_path: Path, target: float | None, attempts: int) -> dict[str, Any]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    write_records(data / ROWS_FILE, _records(240))
+    options = VerifierBuildOptions(
+        data=data, out=tmp_path / f"v-{attempts}.sdmkitmodel", holdout_family=None,
+        exemplar_dimension=8, epochs=2, max_neighbors=64, seed=3, shuffles=2,
+        target_alpha=target, attempts=attempts, device="cpu", show_progress=False,
+    )  # fmt: skip
+    model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
+    summary: dict[str, Any] = json.loads((data / "build-summary.json").read_text())
+    assert model.contents.metadata is not None
+    assert model.contents.metadata["sdmRouter"]["trainingSeed"] == summary["training_seed"]
+    return summary
+
+
+def test_without_a_target_one_attempt_is_made(tmp_path: Path) -> None:
+    summary = _build(tmp_path, None, 3)
+    assert summary["training_seed"] == 3
+    assert summary["rejected_seeds"] == []
+
+
+def test_an_unreachable_target_uses_every_attempt_and_keeps_the_last(tmp_path: Path) -> None:
+    summary = _build(tmp_path, 1.5, 3)
+    # Seed blocks of `shuffles` = 2: 3, 5, 7; the last is kept, the others are recorded.
+    assert summary["training_seed"] == 7
+    assert [entry["seed"] for entry in summary["rejected_seeds"]] == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("alphas", "target", "expected"),
+    [([0.9, 0.8], 0.95, False), ([0.95, 0.8], 0.95, True), ([], None, True), ([], 0.5, False)],
+)
+def test_has_region(alphas: list[float], target: float | None, expected: bool) -> None:
+    assert has_region(alphas, target) is expected
