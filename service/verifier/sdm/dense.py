@@ -11,14 +11,16 @@ product, and then only reductions over support rows grouped by (correct, predict
 
 One product per row replaces the widening searches of the adaptive path, and no top-k
 selection runs at all. With the rounding tolerance t, a row is *ambiguous* exactly when the
-adaptive path flags it (a good neighbour within t of the break while fewer than K are certain),
-and the caller re-ranks those rows in float64. The results are those of :func:`match_support`.
+adaptive path flags it (a good neighbour within t of the break while fewer than K are certain);
+for those rows the support rows within t of the break come back as a :class:`NearTie`, and the
+caller re-ranks just them in float64. The results are those of :func:`match_support`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +36,16 @@ IntArray = npt.NDArray[np.int64]
 # Largest distance block held at once (float32 entries): 8M entries = 32 MB.
 BLOCK_ENTRIES = 8 * 1024 * 1024
 MINIMUM_TILE_ROWS = 64
+
+
+@dataclass(frozen=True)
+class NearTie:
+    """An ambiguous row: ``counted`` good rows lie certainly before its run break, and
+    ``candidates`` (support indices) lie within the rounding tolerance of the break."""
+
+    row: int
+    counted: int
+    candidates: IntArray
 
 
 @contextlib.contextmanager
@@ -64,9 +76,11 @@ class GroupedSupport:
         self.bounds = [(int(edges[g]), int(edges[g + 1])) for g in range(classes + 1)]
         self.classes = classes
         self.count = int(vectors.shape[0])
-        ordered = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
-        self.vectors = torch.from_numpy(ordered)
-        self.squared_norms = (self.vectors * self.vectors).sum(dim=1)
+        ordered = np.asarray(vectors[self.order], dtype=np.float32)
+        norms = np.einsum("ij,ij->i", ordered, ordered)
+        # [s ‖ ‖s‖² ‖ 1]: one product with [−2q ‖ 1 ‖ ‖q‖²] gives ‖q‖² + ‖s‖² − 2q·s directly.
+        augmented = np.concatenate([ordered, norms[:, None], np.ones((self.count, 1))], axis=1)
+        self.augmented = torch.from_numpy(np.ascontiguousarray(augmented, dtype=np.float32))
         # Position in the reordered support of every original row (for identity exclusion).
         self.position = np.empty(self.count, dtype=np.int64)
         self.position[self.order] = np.arange(self.count)
@@ -80,8 +94,9 @@ def dense_match(
     tolerance: F32Array,
     exclude: IntArray | None = None,
     display: int = 0,
-) -> Matches:
-    """q, d₀, nearest and ``display`` nearest rows for every query; see the module docstring.
+) -> tuple[Matches, list[NearTie]]:
+    """q, d₀, nearest and ``display`` nearest rows for every query, plus the near-tie window
+    of every ambiguous row (for float64 re-ranking); see the module docstring.
 
     ``queries`` must be in the same (centered) frame as the support vectors; ``tolerance`` is
     the per-row rounding bound on squared distances.
@@ -99,6 +114,7 @@ def dense_match(
     ambiguous = np.zeros(rows, dtype=bool)
     shown = np.full((rows, display), -1, dtype=np.int64)
     shown_distances = np.zeros((rows, display), dtype=np.float32)
+    ties: list[NearTie] = []
     with torch.inference_mode():
         for start in range(0, rows, tile):
             stop = min(rows, start + tile)
@@ -109,20 +125,22 @@ def dense_match(
             part = _reduce_block(
                 support, block, predictions[start:stop], tolerance[start:stop], k_cap
             )
-            q[start:stop], d0[start:stop], nearest[start:stop], ambiguous[start:stop] = part
+            q[start:stop], d0[start:stop], nearest[start:stop], ambiguous[start:stop] = part[:4]
+            ties.extend(NearTie(start + tie.row, tie.counted, tie.candidates) for tie in part[4])
             if display:
                 shown_distances[start:stop], shown[start:stop] = _nearest_rows(
                     support, block, display
                 )
-    return Matches(q, d0, nearest, shown, shown_distances, ambiguous)
+    return Matches(q, d0, nearest, shown, shown_distances, ambiguous), ties
 
 
 def _distance_block(support: GroupedSupport, queries: F32Array) -> torch.Tensor:
-    """Squared distances [tile, N] (clamped at 0) by ‖q‖² + ‖s‖² − 2 q·s."""
-    block_queries = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    norms = (block_queries * block_queries).sum(dim=1, keepdim=True)
-    block = torch.addmm(support.squared_norms, block_queries, support.vectors.T, alpha=-2.0)
-    return block.add_(norms).clamp_(min=0.0)
+    """Squared distances [tile, N] by ‖q‖² + ‖s‖² − 2 q·s in one product (not clamped:
+    rounding can leave tiny negatives; d₀ is clamped by the caller)."""
+    values = np.asarray(queries, dtype=np.float32)
+    norms = np.einsum("ij,ij->i", values, values)
+    augmented = np.concatenate([-2.0 * values, np.ones((len(values), 1)), norms[:, None]], axis=1)
+    return torch.from_numpy(augmented.astype(np.float32)) @ support.augmented.T
 
 
 def _reduce_block(
@@ -131,8 +149,8 @@ def _reduce_block(
     predictions: IntArray,
     tolerance: F32Array,
     k_cap: int,
-) -> tuple[IntArray, F32Array, IntArray, npt.NDArray[np.bool_]]:
-    """(q, d₀, nearest original index, ambiguous) for one block of distances."""
+) -> tuple[IntArray, F32Array, IntArray, npt.NDArray[np.bool_], list[NearTie]]:
+    """(q, d₀, nearest original index, ambiguous, near-tie windows) for one block."""
     groups = len(support.bounds)
     minima = torch.full((block.shape[0], groups), float("inf"))
     arg = torch.zeros((block.shape[0], groups), dtype=torch.long)
@@ -145,10 +163,11 @@ def _reduce_block(
     # Nearest row: smallest distance, ties to the lowest original index.
     pick = np.lexsort((original, minima_np), axis=1)[:, 0]
     take = np.arange(block.shape[0])
-    d0 = minima_np[take, pick].astype(np.float32)
+    d0 = np.maximum(minima_np[take, pick], 0.0).astype(np.float32)
     nearest = original[take, pick]
     q = np.zeros(block.shape[0], dtype=np.int64)
     ambiguous = np.zeros(block.shape[0], dtype=bool)
+    ties: list[NearTie] = []
     t = torch.from_numpy(np.asarray(tolerance, dtype=np.float32))
     for c in range(support.classes):
         members = np.flatnonzero(predictions == c)
@@ -165,8 +184,14 @@ def _reduce_block(
         window = (good <= (limit + t[index])[:, None]).sum(dim=1).numpy()
         q[members] = np.minimum(certain, k_cap)
         # No bad row at all (others = inf): the run covers the support, nothing can tie.
-        ambiguous[members] = (window > certain) & (certain < k_cap) & np.isfinite(others)
-    return q, d0, nearest, ambiguous
+        tied = (window > certain) & (certain < k_cap) & np.isfinite(others)
+        ambiguous[members] = tied
+        for j in np.flatnonzero(tied):
+            row = int(members[j])
+            near = torch.nonzero((block[row] - float(others[j])).abs() <= float(tolerance[row]))
+            candidates = support.order[near[:, 0].numpy()]
+            ties.append(NearTie(row, int(certain[j]), candidates))
+    return q, d0, nearest, ambiguous, ties
 
 
 def _nearest_rows(
@@ -176,7 +201,7 @@ def _nearest_rows(
     # Fetch a few extra so that ties at the last displayed distance resolve by index.
     fetch = min(support.count, display + 8)
     values, where = torch.topk(block, fetch, dim=1, largest=False, sorted=True)
-    distances = values.numpy().astype(np.float32, copy=False)
+    distances = np.maximum(values.numpy(), 0.0).astype(np.float32)
     indices = support.order[where.numpy()]
     distances, indices = lexicographic_sort(distances, indices)
     return distances[:, :display], indices[:, :display]

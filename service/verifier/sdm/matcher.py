@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 
 from .adaptor import AdaptorWeights
-from .dense import GroupedSupport, dense_match, torch_threads
+from .dense import GroupedSupport, NearTie, dense_match, torch_threads
 from .index import FaissExemplarIndex
 from .similarity import Matches, SupportLabels, match_support
 from .subspace import Subspace, exemplar_subspace
@@ -104,10 +104,17 @@ class ExemplarMatcher:
         if self._grouped is not None and exemplars.shape[0] >= DENSE_MIN_ROWS:
             tolerance = index.rounding_tolerance(queries)
             with torch_threads(self._threads or torch.get_num_threads()):
-                matches = dense_match(
+                matches, ties = dense_match(
                     self._grouped, index.center(queries), predictions, max_neighbors,
                     tolerance, exclude, display,
                 )  # fmt: skip
+            if not ties:
+                return matches
+            k_cap = min(max_neighbors, self.count) - (exclude is not None)
+            q = matches.q.copy()
+            for tie in ties:
+                q[tie.row] = self._rerank(tie, exemplars[tie.row], predictions[tie.row], k_cap)
+            return replace(matches, q=q)
         else:
             matches = match_support(
                 index, queries, predictions, self._labels, max_neighbors, exclude, display,
@@ -123,6 +130,16 @@ class ExemplarMatcher:
             matches.q[rows], None if exclude is None else exclude[rows],
         )  # fmt: skip
         return replace(matches, q=q)
+
+    def _rerank(self, tie: NearTie, exemplar: F32Array, prediction: int, k_cap: int) -> int:
+        """q of one near-tie row: its window ordered by (float64 distance, index)."""
+        candidates = tie.candidates
+        difference = self._support[candidates].astype(np.float64) - exemplar.astype(np.float64)
+        ordered = candidates[
+            np.lexsort((candidates, np.einsum("ij,ij->i", difference, difference)))
+        ]
+        good = self._labels.correct[ordered] & (self._labels.predictions[ordered] == prediction)
+        return min(k_cap, tie.counted + _leading_true(good))
 
 
 def break_near_ties(

@@ -23,7 +23,13 @@ def _both(support, labels, queries, predictions, k, exclude=None, display=0, tol
         index, queries, predictions, labels, k, exclude, display, tolerance=tolerance
     )
     grouped = GroupedSupport(index.stored_vectors, labels, classes=2)
-    dense = dense_match(grouped, index.center(queries), predictions, k, tolerance, exclude, display)
+    dense, ties = dense_match(
+        grouped, index.center(queries), predictions, k, tolerance, exclude, display
+    )
+    # Every ambiguous row comes with its window: at least the break and a good row near it.
+    assert sorted(tie.row for tie in ties) == list(np.flatnonzero(dense.ambiguous))
+    assert all(tie.candidates.size >= 2 for tie in ties)
+    assert all(tie.counted == dense.q[tie.row] for tie in ties)
     return adaptive, dense
 
 
