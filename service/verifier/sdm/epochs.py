@@ -23,6 +23,7 @@ from .adaptor import FORWARD_CHUNK, AdaptorWeights, forward
 from .distance import distance_cdfs, distance_quantiles
 from .errors import ConfigurationError
 from .matcher import ExemplarMatcher
+from .optimizer import Adam
 from .similarity import SupportLabels
 
 F32Array = npt.NDArray[np.float32]
@@ -142,7 +143,7 @@ class IterationTrainer:
             self.rng, train.vectors.shape[1], hp.exemplar_dimension, hp.classes
         )
         params = [torch.nn.Parameter(t) for t in initial.tensors(self.device)]
-        optimizer = torch.optim.Adam(params, lr=hp.learning_rate)
+        optimizer = Adam(params, lr=hp.learning_rate)
         count = train.labels.size
         q = np.full(count, np.float32(math.e - hp.q_offset), dtype=np.float32)
         d = np.ones(count, dtype=np.float32)
@@ -166,7 +167,7 @@ class IterationTrainer:
     def _epoch(
         self,
         params: list[torch.nn.Parameter],
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam,
         train: Split,
         q: F32Array,
         d: F32Array,
@@ -179,7 +180,7 @@ class IterationTrainer:
             y = torch.as_tensor(train.labels[rows], device=self.device)
             q_rows = torch.as_tensor(q[rows], device=self.device)
             d_rows = torch.as_tensor(d[rows], device=self.device)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             logits, _ = forward(tuple(params), x)
             log_base = torch.log(q_rows + float(hp.q_offset))
             scaled = logits * d_rows[:, None] * log_base[:, None]
