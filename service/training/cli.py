@@ -54,7 +54,11 @@ def _with_batch_size(settings: Any, size: int) -> Any:
 
 
 def _verifier_build(args: argparse.Namespace) -> int:
-    from service.training.verifier_build import VerifierBuildOptions, build_verifier
+    from service.training.verifier_build import (
+        VerifierBuildOptions,
+        build_verifier,
+        has_region,
+    )
     from service.verifier.encoder import HiddenStateEncoder
 
     options = VerifierBuildOptions(
@@ -92,6 +96,14 @@ def _verifier_build(args: argparse.Namespace) -> int:
         f"wrote verifier {model.artifact_id} ({model.support_size} support rows) to {args.out} "
         f"in {time.perf_counter() - started:.0f} s"
     )
+    alphas = [region.alpha for region in model.contents.regions]
+    if not has_region(alphas, args.target_alpha):
+        print(
+            f"sdm-router: warning: no attempt yielded a region at alpha {args.target_alpha} "
+            f"(kept the last; its regions: {alphas or 'none'}); more calibration data or "
+            "more --attempts may help",
+            file=sys.stderr,
+        )
     return 0
 
 
