@@ -57,8 +57,11 @@ class ExemplarMatcher:
         if screen is not False:
             self._subspace = exemplar_subspace(weights, support, verify=verify_subspace)
         self._screen: FaissExemplarIndex | None = None
+        # The support itself as queries (training's self-match) reuses its coordinates.
+        self._source, self._source_coordinates = support, support
         if self._subspace is not None:
-            self._screen = FaissExemplarIndex(self._subspace.coordinates(support), device)
+            self._source_coordinates = self._subspace.coordinates(support)
+            self._screen = FaissExemplarIndex(self._source_coordinates, device)
         # Exemplar-space vectors: an index without screening, float64 near-tie re-ranking with it.
         self._support = np.ascontiguousarray(support, dtype=np.float32)
         self._exact: FaissExemplarIndex | None = None
@@ -96,17 +99,23 @@ class ExemplarMatcher:
         exclude: IntArray | None = None,
         display: int = 0,
         hint: IntArray | None = None,
+        locate_nearest: bool = True,
     ) -> Matches:
-        """Exact matching; see the module docstring for screening and the dense path."""
+        """Exact matching; see the module docstring for screening and the dense path.
+        ``locate_nearest=False``: the dense path may leave ``nearest`` at −1 (training needs
+        only q and d₀)."""
         index = self._screen or self._exact
         assert index is not None  # one of them is always built
-        queries = exemplars if self._subspace is None else self._subspace.coordinates(exemplars)
+        if exemplars is self._source or self._subspace is None:
+            queries = self._source_coordinates if exemplars is self._source else exemplars
+        else:
+            queries = self._subspace.coordinates(exemplars)
         if self._grouped is not None and exemplars.shape[0] >= DENSE_MIN_ROWS:
             tolerance = index.rounding_tolerance(queries)
             with torch_threads(self._threads or torch.get_num_threads()):
                 matches, ties = dense_match(
                     self._grouped, index.center(queries), predictions, max_neighbors,
-                    tolerance, exclude, display,
+                    tolerance, exclude, display, locate_nearest,
                 )  # fmt: skip
             if not ties:
                 return matches

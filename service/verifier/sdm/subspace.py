@@ -20,6 +20,8 @@ F32Array = npt.NDArray[np.float32]
 
 # Use the subspace only when it saves at least this factor of the matching work.
 MINIMUM_REDUCTION = 1.5
+# Largest deviation of QᵀQ from the identity accepted from the Cholesky route.
+ORTHONORMALITY_TOLERANCE = 1e-10
 # Largest off-subspace residual allowed, relative to the support's typical norm.
 RESIDUAL_TOLERANCE = 1e-5
 
@@ -44,7 +46,7 @@ def exemplar_subspace(
     exemplar, embedding = weights.projection_weight.shape
     if exemplar < MINIMUM_REDUCTION * embedding:
         return None
-    basis, _ = np.linalg.qr(weights.projection_weight.astype(np.float64))
+    basis = orthonormal_basis(weights.projection_weight.astype(np.float64))
     if not verify:
         return Subspace(weights.projection_bias.astype(np.float32), basis.astype(np.float32))
     centered = support.astype(np.float64) - weights.projection_bias.astype(np.float64)
@@ -53,3 +55,24 @@ def exemplar_subspace(
     if float(np.max(np.linalg.norm(residual, axis=1))) > RESIDUAL_TOLERANCE * scale:
         return None
     return Subspace(weights.projection_bias.astype(np.float32), basis.astype(np.float32))
+
+
+def orthonormal_basis(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """An orthonormal basis Q of range(A) for a tall full-rank A (float64).
+
+    Cholesky route first (R from AᵀA, Q = A R⁻¹: a few products, 5-10x faster than Householder
+    QR at M = 1000, D = 384); it squares A's condition number, so when QᵀQ is not the identity
+    to ``ORTHONORMALITY_TOLERANCE`` (or AᵀA is numerically singular) Householder QR answers.
+    """
+    try:
+        upper = np.linalg.cholesky(matrix.T @ matrix).T
+        basis = np.linalg.solve(upper.T, matrix.T).T
+    except np.linalg.LinAlgError:
+        basis = None
+    if basis is not None and np.all(np.isfinite(basis)):
+        deviation = basis.T @ basis
+        deviation[np.diag_indices_from(deviation)] -= 1.0
+        if float(np.max(np.abs(deviation))) <= ORTHONORMALITY_TOLERANCE:
+            return basis
+    householder, _ = np.linalg.qr(matrix)
+    return householder

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.verifier.sdm.dense import GroupedSupport, dense_match
+from service.verifier.sdm.dense import CHUNK, GroupedSupport, dense_match
 from service.verifier.sdm.index import FaissExemplarIndex
 from service.verifier.sdm.similarity import SupportLabels, match_support
 
@@ -93,3 +93,42 @@ def test_a_class_without_good_rows_and_a_support_without_bad_rows() -> None:
     np.testing.assert_array_equal(dense.q, np.full(50, 49))
     np.testing.assert_array_equal(dense.q, adaptive.q)
     assert not dense.ambiguous.any()
+
+
+def test_chunked_groups_with_duplicates_across_chunks_and_groups() -> None:
+    # Groups span many chunks and end mid-chunk (padding); duplicated rows sit in different
+    # chunks and groups, so the nearest row ties across them and resolves to the lowest index.
+    rng = np.random.default_rng(4)
+    support, cluster = _clustered(rng, 1500, dimension=3, with_clusters=True)
+    support[1400:1450] = support[10:60]
+    truth = (cluster % 2).astype(np.int64)
+    predicted = np.where(rng.random(1500) < 0.02, 1 - truth, truth)
+    predicted[1400:1450] = 1 - predicted[10:60]  # the duplicates land in other groups
+    labels = SupportLabels(truth, predicted)
+    queries = np.concatenate([support[10:60], support[100:400] + np.float32(0.01)])
+    predictions = np.concatenate([rng.integers(0, 2, 50), predicted[100:400]])
+    adaptive, dense = _both(support, labels, queries, predictions, 2048, display=3)
+    clear = ~dense.ambiguous
+    np.testing.assert_array_equal(dense.q[clear], adaptive.q[clear])
+    np.testing.assert_array_equal(dense.nearest, adaptive.nearest)
+    np.testing.assert_array_equal(dense.nearest[:50], np.arange(10, 60))
+    np.testing.assert_array_equal(dense.neighbor_indices, adaptive.neighbor_indices)
+    assert dense.q.max() > CHUNK  # long runs read several chunks of their group
+
+
+def test_nearest_can_be_skipped() -> None:
+    rng = np.random.default_rng(5)
+    support = _clustered(rng, 200)
+    labels = SupportLabels(rng.integers(0, 2, 200), rng.integers(0, 2, 200))
+    index = FaissExemplarIndex(support)
+    grouped = GroupedSupport(index.stored_vectors, labels, classes=2)
+    queries = _clustered(rng, 80)
+    predictions = rng.integers(0, 2, 80)
+    tolerance = index.rounding_tolerance(queries)
+    full, _ = dense_match(grouped, index.center(queries), predictions, 50, tolerance)
+    bare, _ = dense_match(
+        grouped, index.center(queries), predictions, 50, tolerance, locate_nearest=False
+    )
+    np.testing.assert_array_equal(bare.q, full.q)
+    np.testing.assert_array_equal(bare.d0, full.d0)
+    assert (bare.nearest == -1).all() and (full.nearest >= 0).all()

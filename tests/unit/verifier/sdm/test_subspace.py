@@ -9,7 +9,7 @@ from service.verifier.sdm.adaptor import AdaptorWeights
 from service.verifier.sdm.index import FaissExemplarIndex
 from service.verifier.sdm.manifest import Support
 from service.verifier.sdm.similarity import SupportLabels, match_support
-from service.verifier.sdm.subspace import exemplar_subspace
+from service.verifier.sdm.subspace import exemplar_subspace, orthonormal_basis
 
 
 def test_distances_preserved_and_fallback() -> None:
@@ -113,3 +113,16 @@ def test_screened_q_equals_float64_truth_on_near_duplicate_support(tiny_contents
     np.testing.assert_array_equal(screened.score(queries).q, truth)
     alone = [screened.score(queries[i : i + 1]).q[0] for i in range(0, 150, 7)]
     np.testing.assert_array_equal(alone, truth[::7])
+
+
+def test_orthonormal_basis_spans_the_columns_and_falls_back_when_ill_conditioned() -> None:
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((60, 12))
+    basis = orthonormal_basis(matrix)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(basis @ (basis.T @ matrix), matrix, atol=1e-12)
+    # Nearly dependent columns: the Gram matrix loses orthonormality, Householder QR answers.
+    matrix[:, 0] = matrix[:, 1] * (1 + 1e-9) + 1e-12
+    basis = orthonormal_basis(matrix)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(basis @ (basis.T @ matrix), matrix, atol=1e-9)
