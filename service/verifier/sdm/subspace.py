@@ -66,7 +66,7 @@ def orthonormal_basis(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64
     """
     try:
         upper = np.linalg.cholesky(matrix.T @ matrix).T
-        basis = np.linalg.solve(upper.T, matrix.T).T
+        basis = matrix @ np.linalg.inv(upper)  # D×D inverse: cheaper than D-by-M solves
     except np.linalg.LinAlgError:
         basis = None
     if basis is not None and np.all(np.isfinite(basis)):
