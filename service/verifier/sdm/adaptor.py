@@ -147,10 +147,14 @@ class Adaptor:
             return self._empty()
         x = np.asarray(values, dtype=np.float32)
         if normalize:
-            x = (x - np.float32(self._mean)) / np.float32(self._std)
+            x = x - np.float32(self._mean)
+            x /= np.float32(self._std)
         w = self.weights
-        exemplars = x @ w.projection_weight.T + w.projection_bias
-        logits = exemplars @ w.classifier_weight.T + w.classifier_bias
+        # In place: the same float32 additions without a second [n, M] temporary.
+        exemplars = x @ w.projection_weight.T
+        exemplars += w.projection_bias
+        logits = exemplars @ w.classifier_weight.T
+        logits += w.classifier_bias
         return (
             np.ascontiguousarray(logits, dtype=np.float32),
             np.ascontiguousarray(exemplars, dtype=np.float32),
