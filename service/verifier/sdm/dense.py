@@ -238,13 +238,34 @@ def _reduce_block(
         q[first:last] = np.minimum(certain, k_cap)
         tied = (window > certain) & (certain < k_cap) & bounded
         ambiguous[first:last] = tied
-        for j in np.flatnonzero(tied):
-            row = first + int(j)
-            near = np.flatnonzero(np.abs(values[row] - others[j]) <= t[j])
-            ties.append(NearTie(row, int(certain[j]), support.order[near]))
+        ties.extend(_windows(support, values, first, np.flatnonzero(tied), others, t, certain))
     row_minimum = minima.min(axis=1)
     d0 = np.maximum(row_minimum, 0.0).astype(np.float32)
     return _BlockResult(q, d0, ambiguous, ties, row_minimum, chunk_minima)
+
+
+def _windows(
+    support: GroupedSupport,
+    values: F32Array,
+    first: int,
+    tied: IntArray,
+    others: F32Array,
+    tolerance: F32Array,
+    certain: IntArray,
+) -> list[NearTie]:
+    """The near-tie window (support rows within t of the break) of each tied row, in one
+    comparison over the tied rows of the block."""
+    if tied.size == 0:
+        return []
+    near = np.abs(values[first + tied] - others[tied, None]) <= tolerance[tied, None]
+    rows, columns = np.nonzero(near)
+    windows = np.split(
+        support.order[columns], np.cumsum(np.bincount(rows, minlength=tied.size))[:-1]
+    )
+    return [
+        NearTie(first + int(j), int(certain[j]), window)
+        for j, window in zip(tied, windows, strict=True)
+    ]
 
 
 def _count_in_chunks(

@@ -121,8 +121,8 @@ class ExemplarMatcher:
                 return matches
             k_cap = min(max_neighbors, self.count) - (exclude is not None)
             q = matches.q.copy()
-            for tie in ties:
-                q[tie.row] = self._rerank(tie, exemplars[tie.row], predictions[tie.row], k_cap)
+            rows = np.asarray([tie.row for tie in ties], dtype=np.int64)
+            q[rows] = self._rerank(ties, exemplars[rows], predictions[rows], k_cap)
             return replace(matches, q=q)
         else:
             matches = match_support(
@@ -140,15 +140,30 @@ class ExemplarMatcher:
         )  # fmt: skip
         return replace(matches, q=q)
 
-    def _rerank(self, tie: NearTie, exemplar: F32Array, prediction: int, k_cap: int) -> int:
-        """q of one near-tie row: its window ordered by (float64 distance, index)."""
-        candidates = tie.candidates
-        difference = self._support[candidates].astype(np.float64) - exemplar.astype(np.float64)
-        ordered = candidates[
-            np.lexsort((candidates, np.einsum("ij,ij->i", difference, difference)))
-        ]
-        good = self._labels.correct[ordered] & (self._labels.predictions[ordered] == prediction)
-        return min(k_cap, tie.counted + _leading_true(good))
+    def _rerank(
+        self, ties: list[NearTie], exemplars: F32Array, predictions: IntArray, k_cap: int
+    ) -> IntArray:
+        """q of near-tie rows: each window ordered by (float64 distance, index), the count
+        continued there up to its first bad row. All windows in one pass."""
+        sizes = np.asarray([tie.candidates.size for tie in ties], dtype=np.int64)
+        owner = np.repeat(np.arange(len(ties)), sizes)
+        candidates = np.concatenate([tie.candidates for tie in ties])
+        difference = self._support[candidates].astype(np.float64) - exemplars[owner].astype(
+            np.float64
+        )
+        distances = np.einsum("ij,ij->i", difference, difference)
+        ordered = np.lexsort((candidates, distances, owner))  # owner-major: windows stay apart
+        candidates, owner = candidates[ordered], owner[ordered]
+        good = self._labels.correct[candidates] & (
+            self._labels.predictions[candidates] == predictions[owner]
+        )
+        offset = np.arange(candidates.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        run = sizes.copy()  # a window without a bad row is good throughout
+        bad = np.flatnonzero(~good)
+        np.minimum.at(run, owner[bad], offset[bad])
+        counted = np.asarray([tie.counted for tie in ties], dtype=np.int64)
+        result: IntArray = np.minimum(k_cap, counted + run)
+        return result
 
 
 def break_near_ties(

@@ -111,6 +111,8 @@ def test_screened_q_equals_float64_truth_on_near_duplicate_support(tiny_contents
     good_for_class = [(labels == predictions) & (predictions == c) for c in (0, 1)]
     truth = _true_q(query_exemplars, exemplars, good_for_class, query_predictions, 64)
     np.testing.assert_array_equal(screened.score(queries).q, truth)
+    unscreened = SDMModel(contents, device="cpu", use_subspace=False)  # dense, exemplar space
+    np.testing.assert_array_equal(unscreened.score(queries).q, truth)
     alone = [screened.score(queries[i : i + 1]).q[0] for i in range(0, 150, 7)]
     np.testing.assert_array_equal(alone, truth[::7])
 
