@@ -132,3 +132,19 @@ def test_nearest_can_be_skipped() -> None:
     np.testing.assert_array_equal(bare.q, full.q)
     np.testing.assert_array_equal(bare.d0, full.d0)
     assert (bare.nearest == -1).all() and (full.nearest >= 0).all()
+
+
+def test_small_batches_use_the_matrix_vector_product_with_the_same_results() -> None:
+    rng = np.random.default_rng(6)
+    support = _clustered(rng, 700)
+    labels = SupportLabels(rng.integers(0, 2, 700), rng.integers(0, 2, 700))
+    queries = _clustered(rng, 40)
+    predictions = rng.integers(0, 2, 40)
+    _, batched = _both(support, labels, queries, predictions, 100, display=2)
+    for start in range(0, 40, 3):  # batches of 1-3 rows take the single-threaded BLAS product
+        rows = slice(start, start + 3)
+        _, alone = _both(support, labels, queries[rows], predictions[rows], 100, display=2)
+        clear = ~alone.ambiguous
+        np.testing.assert_array_equal(alone.q[clear], batched.q[rows][clear])
+        np.testing.assert_array_equal(alone.nearest, batched.nearest[rows])
+        np.testing.assert_array_equal(alone.neighbor_indices, batched.neighbor_indices[rows])
