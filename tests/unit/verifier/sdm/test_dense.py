@@ -134,14 +134,14 @@ def test_nearest_can_be_skipped() -> None:
     assert (bare.nearest == -1).all() and (full.nearest >= 0).all()
 
 
-def test_small_batches_use_the_matrix_vector_product_with_the_same_results() -> None:
+def test_small_batches_give_the_same_results_as_one_large_batch() -> None:
     rng = np.random.default_rng(6)
     support = _clustered(rng, 700)
     labels = SupportLabels(rng.integers(0, 2, 700), rng.integers(0, 2, 700))
     queries = _clustered(rng, 40)
     predictions = rng.integers(0, 2, 40)
     _, batched = _both(support, labels, queries, predictions, 100, display=2)
-    for start in range(0, 40, 3):  # batches of 1-3 rows take the single-threaded BLAS product
+    for start in range(0, 40, 3):  # tiles of 1-3 rows
         rows = slice(start, start + 3)
         _, alone = _both(support, labels, queries[rows], predictions[rows], 100, display=2)
         clear = ~alone.ambiguous
