@@ -134,7 +134,8 @@ def dense_match(
     tolerance = np.asarray(tolerance, dtype=np.float32)[order]
     exclude = None if exclude is None else exclude[order]
     largest_tile = max(MINIMUM_TILE_ROWS, BLOCK_ENTRIES // support.columns)
-    tile = -(-rows // -(-rows // largest_tile))  # equal tiles: no small last product
+    tiles = max(1, -(-rows // largest_tile))
+    tile = max(1, -(-rows // tiles))  # equal tiles: no small last product
     buffer = torch.empty(tile * support.columns)  # reused: fresh blocks cost page faults
     q = np.zeros(rows, dtype=np.int64)
     d0 = np.zeros(rows, dtype=np.float32)

@@ -155,10 +155,14 @@ class FaissExemplarIndex:
 
     def rounding_tolerance(self, queries: F32Array) -> F32Array:
         """Per query, a bound on how far rounding alone can move any of its squared distances."""
-        centered = np.asarray(queries, dtype=np.float32) - self._origin
+        return self.centered_with_tolerance(queries)[1]
+
+    def centered_with_tolerance(self, queries: F32Array) -> tuple[F32Array, F32Array]:
+        """(:meth:`center`, :meth:`rounding_tolerance`) from one translated copy."""
+        centered = self.center(queries)
         norms = np.einsum("ij,ij->i", centered, centered)
         bound = np.float32(ROUNDING_TOLERANCE) * (norms + np.float32(self._largest_norm))
-        return np.asarray(bound, dtype=np.float32)
+        return centered, np.asarray(bound, dtype=np.float32)
 
     def search(self, queries: F32Array, k: int) -> tuple[F32Array, IntArray]:
         """Exact top-k (k capped at the support size), rows sorted by (distance, index)."""

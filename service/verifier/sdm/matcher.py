@@ -111,10 +111,10 @@ class ExemplarMatcher:
         else:
             queries = self._subspace.coordinates(exemplars)
         if self._grouped is not None and exemplars.shape[0] >= DENSE_MIN_ROWS:
-            tolerance = index.rounding_tolerance(queries)
+            centered, tolerance = index.centered_with_tolerance(queries)
             with torch_threads(self._threads or torch.get_num_threads()):
                 matches, ties = dense_match(
-                    self._grouped, index.center(queries), predictions, max_neighbors,
+                    self._grouped, centered, predictions, max_neighbors,
                     tolerance, exclude, display, locate_nearest,
                 )  # fmt: skip
             if not ties:

@@ -132,6 +132,8 @@ def test_nearest_can_be_skipped() -> None:
     np.testing.assert_array_equal(bare.q, full.q)
     np.testing.assert_array_equal(bare.d0, full.d0)
     assert (bare.nearest == -1).all() and (full.nearest >= 0).all()
+    empty, ties = dense_match(grouped, queries[:0], predictions[:0], 50, tolerance[:0])
+    assert empty.q.shape == (0,) and ties == []
 
 
 def test_small_batches_give_the_same_results_as_one_large_batch() -> None:
