@@ -5,7 +5,8 @@ computed on D coordinates (``subspace.py``) at D/M of the cost. Those distances 
 exemplar-space ones only by float rounding, bounded by the index's rounding tolerance. For
 rows where a swap within that bound could change q (a near-tie at the run break), the
 neighbours within the tolerance of the break are re-ranked by float64 exemplar-space distances
-(:func:`break_near_ties`), so q never depends on rounding or on which rows share the batch.
+(windows from the dense path or :func:`near_tie_windows`, all ordered in one pass), so q never
+depends on rounding or on which rows share the batch.
 Unscreened matching uses the same tolerance and re-ranking (any two float32 computations of a
 distance differ by rounding). Large CPU batches take the dense path (``dense.py``: one matrix
 product per row and per-group reductions instead of widening top-k searches); small batches
@@ -132,12 +133,13 @@ class ExemplarMatcher:
         rows = np.flatnonzero(matches.ambiguous)
         if rows.size == 0:
             return matches
-        q = matches.q.copy()
-        q[rows] = break_near_ties(
-            index, queries[rows], self._support, exemplars[rows], predictions[rows],
-            self._labels, min(max_neighbors, self.count) - (exclude is not None),
-            matches.q[rows], None if exclude is None else exclude[rows],
+        windows = near_tie_windows(
+            index, queries[rows], predictions[rows], self._labels, matches.q[rows],
+            None if exclude is None else exclude[rows],
         )  # fmt: skip
+        q = matches.q.copy()
+        k_cap = min(max_neighbors, self.count) - (exclude is not None)
+        q[rows] = self._rerank(windows, exemplars[rows], predictions[rows], k_cap)
         return replace(matches, q=q)
 
     def _rerank(
@@ -166,28 +168,26 @@ class ExemplarMatcher:
         return result
 
 
-def break_near_ties(
+def near_tie_windows(
     screen: FaissExemplarIndex,
     coordinates: F32Array,
-    support: F32Array,
-    exemplars: F32Array,
     predictions: IntArray,
     labels: SupportLabels,
-    k_cap: int,
     screened_q: IntArray,
     exclude: IntArray | None,
-) -> IntArray:
-    """q for near-tie rows, re-ranking the neighbours around the run break in float64.
+) -> list[NearTie]:
+    """For near-tie rows found by the adaptive search, the window around each run break.
 
     With screened distances within ``t/2`` of the true ones (t = the rounding tolerance), only
     neighbours within t of the first bad neighbour's distance d_b can change places with it:
     everything closer than d_b − t is good and counted, everything beyond d_b + t comes after
-    the true first bad neighbour. Those within the window are ordered by (float64 distance,
-    index), and the count continues there until the first bad one.
+    the true first bad neighbour. The window (ordered later by float64 distance, then index)
+    holds the neighbours within t of d_b; a row without any bad neighbour gets an empty window
+    and its whole support counted. ``NearTie.row`` is the position in ``coordinates``.
     """
     tolerance = screen.rounding_tolerance(coordinates)
     correct = labels.correct
-    result = np.asarray(screened_q, dtype=np.int64).copy()
+    windows: list[NearTie] = []
     # One batched search covers most rows; rows needing a wider k search again alone.
     first_k = int(min(int(np.max(screened_q)) + 34, screen.count))
     all_distances, all_indices = screen.search(coordinates, first_k)
@@ -212,20 +212,10 @@ def break_near_ties(
                 break
             k = min(screen.count, k * 4)
         if bad[0] >= distances.size:
-            result[i] = min(k_cap, distances.size)
+            windows.append(NearTie(i, int(distances.size), np.empty(0, dtype=np.int64)))
             continue
         break_distance = distances[bad[0]]
         before = int(np.count_nonzero(distances < break_distance - tolerance[i]))
-        window = np.flatnonzero(np.abs(distances - break_distance) <= tolerance[i])
-        difference = support[indices[window]].astype(np.float64) - exemplars[i].astype(np.float64)
-        exact = np.einsum("ij,ij->i", difference, difference)
-        ordered = window[np.lexsort((indices[window], exact))]
-        run = _leading_true(good[ordered])
-        result[i] = min(k_cap, before + run)
-    return result
-
-
-def _leading_true(values: npt.NDArray[np.bool_]) -> int:
-    """Length of the leading run of True."""
-    false = np.flatnonzero(~values)
-    return int(false[0]) if false.size else int(values.size)
+        window = np.abs(distances - break_distance) <= tolerance[i]
+        windows.append(NearTie(i, before, np.asarray(indices[window], dtype=np.int64)))
+    return windows
