@@ -15,6 +15,14 @@ def _clustered(rng: np.random.Generator, n: int, dimension: int = 5, with_cluste
     return (points, cluster) if with_clusters else points
 
 
+def _random_case(rng: np.random.Generator, support_rows: int, query_rows: int):
+    """Clustered support with random labels and predictions, and clustered queries."""
+    support = _clustered(rng, support_rows)
+    labels = SupportLabels(rng.integers(0, 2, support_rows), rng.integers(0, 2, support_rows))
+    queries = _clustered(rng, query_rows)
+    return support, labels, queries, rng.integers(0, 2, query_rows)
+
+
 def _both(support, labels, queries, predictions, k, exclude=None, display=0, tolerance=None):
     index = FaissExemplarIndex(support)
     if tolerance is None:
@@ -63,10 +71,7 @@ def test_dense_equals_adaptive_with_identity_exclusion_and_display(k: int) -> No
 
 def test_near_ties_are_flagged_like_the_adaptive_search() -> None:
     rng = np.random.default_rng(2)
-    support = _clustered(rng, 400)
-    labels = SupportLabels(rng.integers(0, 2, 400), rng.integers(0, 2, 400))
-    queries = _clustered(rng, 200)
-    predictions = rng.integers(0, 2, 200)
+    support, labels, queries, predictions = _random_case(rng, 400, 200)
     # A tolerance this wide makes many rows ambiguous: both paths must flag the same rows.
     tolerance = np.full(200, 0.5, np.float32)
     adaptive, dense = _both(support, labels, queries, predictions, 30, tolerance=tolerance)
@@ -118,12 +123,9 @@ def test_chunked_groups_with_duplicates_across_chunks_and_groups() -> None:
 
 def test_nearest_can_be_skipped() -> None:
     rng = np.random.default_rng(5)
-    support = _clustered(rng, 200)
-    labels = SupportLabels(rng.integers(0, 2, 200), rng.integers(0, 2, 200))
+    support, labels, queries, predictions = _random_case(rng, 200, 80)
     index = FaissExemplarIndex(support)
     grouped = GroupedSupport(index.stored_vectors, labels, classes=2)
-    queries = _clustered(rng, 80)
-    predictions = rng.integers(0, 2, 80)
     tolerance = index.rounding_tolerance(queries)
     full, _ = dense_match(grouped, index.center(queries), predictions, 50, tolerance)
     bare, _ = dense_match(
@@ -138,10 +140,7 @@ def test_nearest_can_be_skipped() -> None:
 
 def test_small_batches_give_the_same_results_as_one_large_batch() -> None:
     rng = np.random.default_rng(6)
-    support = _clustered(rng, 700)
-    labels = SupportLabels(rng.integers(0, 2, 700), rng.integers(0, 2, 700))
-    queries = _clustered(rng, 40)
-    predictions = rng.integers(0, 2, 40)
+    support, labels, queries, predictions = _random_case(rng, 700, 40)
     _, batched = _both(support, labels, queries, predictions, 100, display=2)
     for start in range(0, 40, 3):  # tiles of 1-3 rows
         rows = slice(start, start + 3)
