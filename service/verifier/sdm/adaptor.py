@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from .blas import TORCH_MIN_ROWS, single_threaded_blas
 from .normalization import Normalization
 
 F32Array = npt.NDArray[np.float32]
@@ -118,7 +119,7 @@ class Adaptor:
         return self._run(normalized, normalize=False)
 
     def _run(self, values: F32Array, normalize: bool) -> tuple[F32Array, F32Array]:
-        if self.device == "cpu":
+        if self.device == "cpu" and values.shape[0] < TORCH_MIN_ROWS:
             return self._run_host(values, normalize)
         logits, exemplars = [], []
         with torch.inference_mode():
@@ -141,8 +142,9 @@ class Adaptor:
         )
 
     def _run_host(self, values: F32Array, normalize: bool) -> tuple[F32Array, F32Array]:
-        # numpy BLAS on CPU: torch's OpenMP pool costs milliseconds per tiny batch when
-        # another OpenMP runtime (faiss) shares the cores; results agree within float32 noise.
+        # Small CPU batches: single-threaded numpy BLAS (torch's OpenMP pool costs
+        # milliseconds per tiny batch when faiss's runtime shares the cores). Larger batches
+        # take torch in FORWARD_CHUNK rows, like training; both agree within float32 noise.
         if values.shape[0] == 0:
             return self._empty()
         x = np.asarray(values, dtype=np.float32)
@@ -151,9 +153,10 @@ class Adaptor:
             x /= np.float32(self._std)
         w = self.weights
         # In place: the same float32 additions without a second [n, M] temporary.
-        exemplars = x @ w.projection_weight.T
-        exemplars += w.projection_bias
-        logits = exemplars @ w.classifier_weight.T
+        with single_threaded_blas():
+            exemplars = x @ w.projection_weight.T
+            exemplars += w.projection_bias
+            logits = exemplars @ w.classifier_weight.T
         logits += w.classifier_bias
         return (
             np.ascontiguousarray(logits, dtype=np.float32),

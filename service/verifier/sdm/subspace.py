@@ -16,11 +16,11 @@ import numpy.typing as npt
 import torch
 
 from .adaptor import AdaptorWeights
+from .blas import TORCH_MIN_ROWS, single_threaded_blas
 
 F32Array = npt.NDArray[np.float32]
 
-# Batches from this many rows compute coordinates with torch, in chunks of COORDINATE_CHUNK.
-TORCH_MIN_ROWS = 64
+# Batches from TORCH_MIN_ROWS rows compute coordinates with torch, in chunks of this size.
 COORDINATE_CHUNK = 1024
 # Use the subspace only when it saves at least this factor of the matching work.
 MINIMUM_REDUCTION = 1.5
@@ -43,7 +43,9 @@ class Subspace:
         the two differ only in float32 summation order, which the rounding tolerance covers."""
         values = np.asarray(exemplars, dtype=np.float32)
         if values.ndim != 2 or values.shape[0] < TORCH_MIN_ROWS:
-            return np.ascontiguousarray((values - self.origin) @ self.basis, dtype=np.float32)
+            with single_threaded_blas():
+                product = (values - self.origin) @ self.basis
+            return np.ascontiguousarray(product, dtype=np.float32)
         source = torch.from_numpy(np.ascontiguousarray(values))
         origin, basis = torch.from_numpy(self.origin), torch.from_numpy(self.basis)
         result = torch.empty((values.shape[0], basis.shape[1]))
@@ -67,7 +69,8 @@ def exemplar_subspace(
     if not verify:
         return Subspace(weights.projection_bias.astype(np.float32), basis.astype(np.float32))
     centered = support.astype(np.float64) - weights.projection_bias.astype(np.float64)
-    residual = centered - (centered @ basis) @ basis.T
+    with single_threaded_blas():
+        residual = centered - (centered @ basis) @ basis.T
     scale = float(np.sqrt(np.mean(np.sum(centered * centered, axis=1)))) or 1.0
     if float(np.max(np.linalg.norm(residual, axis=1))) > RESIDUAL_TOLERANCE * scale:
         return None
@@ -81,15 +84,16 @@ def orthonormal_basis(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64
     QR at M = 1000, D = 384); it squares A's condition number, so when QᵀQ is not the identity
     to ``ORTHONORMALITY_TOLERANCE`` (or AᵀA is numerically singular) Householder QR answers.
     """
-    try:
-        upper = np.linalg.cholesky(matrix.T @ matrix).T
-        basis = matrix @ np.linalg.inv(upper)  # D×D inverse: cheaper than D-by-M solves
-    except np.linalg.LinAlgError:
-        basis = None
-    if basis is not None and np.all(np.isfinite(basis)):
-        deviation = basis.T @ basis
-        deviation[np.diag_indices_from(deviation)] -= 1.0
-        if float(np.max(np.abs(deviation))) <= ORTHONORMALITY_TOLERANCE:
-            return basis
-    householder, _ = np.linalg.qr(matrix)
+    with single_threaded_blas():  # run once per epoch, between torch products
+        try:
+            upper = np.linalg.cholesky(matrix.T @ matrix).T
+            basis = matrix @ np.linalg.inv(upper)  # D×D inverse: cheaper than D-by-M solves
+        except np.linalg.LinAlgError:
+            basis = None
+        if basis is not None and np.all(np.isfinite(basis)):
+            deviation = basis.T @ basis
+            deviation[np.diag_indices_from(deviation)] -= 1.0
+            if float(np.max(np.abs(deviation))) <= ORTHONORMALITY_TOLERANCE:
+                return basis
+        householder, _ = np.linalg.qr(matrix)
     return householder
