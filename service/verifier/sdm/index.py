@@ -9,7 +9,7 @@ caller (see ``similarity.py``), which widens k when the last fetched distance is
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -95,7 +95,6 @@ class FaissExemplarIndex:
             self._resources = faiss.StandardGpuResources()
             self._gpu = faiss.index_cpu_to_gpu(self._resources, gpu_id, self._cpu)
             self._device = f"cuda:{gpu_id}"
-        self._lock = threading.Lock()
 
     @property
     def count(self) -> int:
@@ -136,29 +135,40 @@ class FaissExemplarIndex:
 
     def search(self, queries: F32Array, k: int) -> tuple[F32Array, IntArray]:
         """Exact top-k (k capped at the support size), rows sorted by (distance, index)."""
+        return self.prepare(queries)(np.arange(queries.shape[0]), k)
+
+    def prepare(self, queries: F32Array) -> Callable[[IntArray, int], tuple[F32Array, IntArray]]:
+        """A search over fixed queries: ``search(rows, k)`` is :meth:`search` on
+        ``queries[rows]``. A small CPU batch gets its full distance rows once (one BLAS pass
+        over the support), so widening k only selects again instead of recomputing them."""
+        centered = self.center(queries)
+        if centered.shape[0] <= SMALL_BATCH_MAX_QUERIES and self._gpu is None:
+            distances = self._distance_rows(centered)
+            return lambda rows, k: self._top_k(distances[rows], k)
+        return lambda rows, k: self._faiss_search(centered[rows], k)
+
+    def _faiss_search(self, centered: F32Array, k: int) -> tuple[F32Array, IntArray]:
         k = max(1, min(int(k), self._count))
-        centered = np.ascontiguousarray(queries - self._origin, dtype=np.float32)
-        small = centered.shape[0] <= SMALL_BATCH_MAX_QUERIES and self._gpu is None
-        if small:
-            distances, indices = self._small_batch(centered, k)
-        else:
-            index = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self._cpu
-            distances, indices = index.search(centered, k)
+        index = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self._cpu
+        distances, indices = index.search(centered, k)
         distances = np.maximum(np.asarray(distances, dtype=np.float32), np.float32(0.0))
         # Clamping keeps the ascending order; faiss returns each row sorted by distance.
-        return lexicographic_sort(
-            distances, np.asarray(indices, dtype=np.int64), presorted=not small
-        )
+        return lexicographic_sort(distances, np.asarray(indices, dtype=np.int64), presorted=True)
 
-    def _small_batch(self, centered: F32Array, k: int) -> tuple[F32Array, IntArray]:
-        """Exact top-k by ‖q‖² + ‖s‖² − 2q·s over the stored (centered) support."""
+    def _distance_rows(self, centered: F32Array) -> F32Array:
+        """Squared distances [n, N] by ‖q‖² + ‖s‖² − 2q·s over the stored (centered) support."""
         norms = np.einsum("ij,ij->i", centered, centered)
         with single_threaded_blas():
             products = centered @ self._stored.T
         distances = norms[:, None] + self._norms[None, :] - 2.0 * products
-        distances = distances.astype(np.float32, copy=False)
+        clamped: F32Array = np.maximum(distances.astype(np.float32, copy=False), np.float32(0.0))
+        return clamped
+
+    def _top_k(self, distances: F32Array, k: int) -> tuple[F32Array, IntArray]:
+        """Exact top-k of full distance rows, sorted by (distance, index)."""
+        k = max(1, min(int(k), self._count))
         if k < self._count:
             top = np.argpartition(distances, k - 1, axis=1)[:, :k]
         else:
             top = np.broadcast_to(np.arange(self._count), distances.shape)
-        return np.take_along_axis(distances, top, axis=1), top.astype(np.int64)
+        return lexicographic_sort(np.take_along_axis(distances, top, axis=1), top.astype(np.int64))

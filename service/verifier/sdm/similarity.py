@@ -216,7 +216,8 @@ class _Matcher:
         display: int,
         tolerance: F32Array,
     ) -> None:
-        self.index, self.queries, self.predictions = index, queries, predictions
+        self.index, self.predictions = index, predictions
+        self.search = index.prepare(queries)  # small batches: distances computed once
         self.tolerance = np.asarray(tolerance, dtype=np.float32)
         self.support, self.correct, self.exclude = support, support.correct, exclude
         self.k_cap, self.need = k_cap, max(display, 1)
@@ -224,7 +225,7 @@ class _Matcher:
 
     def resolve(self, rows: IntArray, k: int) -> IntArray:
         """Search ``rows`` at ``k``; store resolved rows and return the unresolved ones."""
-        raw_distances, raw_indices = self.index.search(self.queries[rows], k)
+        raw_distances, raw_indices = self.search(rows, k)
         full = k >= self.index.count
         last = raw_distances[:, -1]
         identity = None if self.exclude is None else self.exclude[rows]

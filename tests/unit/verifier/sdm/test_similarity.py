@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from service.verifier.sdm.index import FaissExemplarIndex
+from service.verifier.sdm.index import SMALL_BATCH_MAX_QUERIES, FaissExemplarIndex
 from service.verifier.sdm.similarity import SupportLabels, match_support
 
 
@@ -60,6 +60,15 @@ def test_adaptive_widening_equals_full_search_on_tied_grid() -> None:
             hinted = match_support(index, support, predictions, facts, k_max, exclude, hint=hint)
             np.testing.assert_array_equal(hinted.q, q)
             np.testing.assert_array_equal(hinted.nearest, nearest)
+            # Small batches select from distance rows computed once, widening from k = 2.
+            for start in range(0, 60, SMALL_BATCH_MAX_QUERIES):
+                rows = np.arange(start, start + SMALL_BATCH_MAX_QUERIES)
+                small = match_support(
+                    index, support[rows], predictions[rows], facts, k_max,
+                    None if exclude is None else exclude[rows], initial_k=2,
+                )  # fmt: skip
+                np.testing.assert_array_equal(small.q, q[rows])
+                np.testing.assert_array_equal(small.nearest, nearest[rows])
 
 
 def test_saturation_at_k_and_support_size() -> None:
