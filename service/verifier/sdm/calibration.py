@@ -6,6 +6,7 @@ visits α from high to low on the residual rows not yet admitted by a higher run
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -123,8 +124,28 @@ def fit_nested_regions(
     return regions
 
 
+@dataclass(frozen=True)
+class _Ladder:
+    """A region list as arrays (built once per list: scoring one row reads them every call)."""
+
+    alphas: F64Array
+    minimum: F32Array  # q′_min per rung
+    thresholds: F32Array  # ψ per rung [R, C]
+    dkw_numerators: F32Array  # ln(2 / (1 − α)) per rung, float32
+
+
+@functools.lru_cache(maxsize=32)
+def _ladder(regions: tuple[Region, ...]) -> _Ladder:
+    return _Ladder(
+        np.asarray([r.alpha for r in regions], dtype=np.float64),
+        np.asarray([r.minimum_rescaled_similarity for r in regions], np.float32),
+        np.asarray([r.output_thresholds for r in regions], np.float32),
+        _dkw_numerators([r.alpha for r in regions]),
+    )
+
+
 def _stacked_members(
-    regions: list[Region],
+    ladder: _Ladder,
     q_prime: F32Array,
     probabilities: F32Array,
     predictions: IntArray,
@@ -132,22 +153,21 @@ def _stacked_members(
 ) -> BoolArray:
     """Membership [R, n]: q_prime [R, n] or [n], probabilities [R, n, C] or [n, C]."""
     q32 = np.asarray(q_prime, dtype=np.float32)
-    minimum = np.asarray([r.minimum_rescaled_similarity for r in regions], np.float32)
-    thresholds = np.asarray([r.output_thresholds for r in regions], np.float32)
-    gate = (np.floor(q32) > ood_limit) & (q32 >= minimum[:, None])
-    above = np.asarray(probabilities, dtype=np.float32) >= thresholds[:, None, :]
-    predicted = np.take_along_axis(above, predictions[None, :, None], axis=2)[..., 0]
-    return np.asarray(gate & (above.sum(axis=2) == 1) & predicted)
+    gate = (np.floor(q32) > ood_limit) & (q32 >= ladder.minimum[:, None])
+    above = np.asarray(probabilities, dtype=np.float32) >= ladder.thresholds[:, None, :]
+    # Exactly one class at or above its threshold, and it is the prediction.
+    only = above.sum(axis=2) == 1
+    predicted = above.reshape(-1, above.shape[-1])[
+        np.arange(above.shape[0] * above.shape[1]), np.tile(predictions, above.shape[0])
+    ].reshape(above.shape[:2])
+    return np.asarray(gate & only & predicted)
 
 
-def _first_region(
-    regions: list[Region], members: BoolArray
-) -> tuple[F64Array, IntArray, BoolArray]:
+def _first_region(ladder: _Ladder, members: BoolArray) -> tuple[F64Array, IntArray, BoolArray]:
     """(assigned alpha, index of the first admitting region, whether any admits) per row."""
-    admitted = members.any(axis=0)
     first = np.argmax(members, axis=0)
-    alphas = np.asarray([r.alpha for r in regions], dtype=np.float64)
-    assigned = np.asarray(np.where(admitted, alphas[first], 0.0), dtype=np.float64)
+    admitted = members[first, np.arange(members.shape[1])]
+    assigned = np.asarray(np.where(admitted, ladder.alphas[first], 0.0), dtype=np.float64)
     return assigned, np.asarray(first, dtype=np.int64), np.asarray(admitted, dtype=bool)
 
 
@@ -161,8 +181,9 @@ def assign_alphas(
     """Centroid estimator: alpha of the first (highest) region admitting the row, else 0."""
     if not regions:
         return np.zeros(predictions.size, dtype=np.float64)
-    members = _stacked_members(regions, q_prime, probabilities, predictions, ood_limit)
-    return _first_region(regions, members)[0]
+    ladder = _ladder(tuple(regions))
+    members = _stacked_members(ladder, q_prime, probabilities, predictions, ood_limit)
+    return _first_region(ladder, members)[0]
 
 
 def effective_sample_sizes(q_prime: F32Array, q_prime_cdfs: list[F32Array]) -> IntArray:
@@ -181,16 +202,23 @@ def dkw_errors(sample_sizes: IntArray, alpha: float) -> F32Array:
 
 def stacked_dkw_errors(sample_sizes: IntArray, alphas: list[float]) -> F32Array:
     """:func:`dkw_errors` for several α at once: [len(alphas), *sample_sizes.shape]."""
-    numerators = np.asarray([np.log(np.float32(2.0 / (1.0 - a))) for a in alphas], np.float32)
+    return _stacked_dkw_errors(sample_sizes, _dkw_numerators(alphas))
+
+
+def _dkw_numerators(alphas: list[float]) -> F32Array:
+    return np.asarray([np.log(np.float32(2.0 / (1.0 - a))) for a in alphas], np.float32)
+
+
+def _stacked_dkw_errors(sample_sizes: IntArray, numerators: F32Array) -> F32Array:
     doubled = np.maximum(2 * sample_sizes, 1).astype(np.float32)
-    shape = (len(alphas),) + (1,) * sample_sizes.ndim
+    shape = (numerators.size,) + (1,) * sample_sizes.ndim
     errors = np.sqrt(numerators.reshape(shape) / doubled).astype(np.float32)
     return np.asarray(np.where(sample_sizes > 0, errors, np.float32(1.0)), dtype=np.float32)
 
 
 def distance_band(d: F32Array, errors: F32Array) -> tuple[F32Array, F32Array]:
-    """(clip(d − max_c ε_c), clip(d + max_c ε_c)) in [0, 1]."""
-    widest = np.max(errors, axis=1).astype(np.float32)
+    """(clip(d − max_c ε_c), clip(d + max_c ε_c)) in [0, 1]; errors [n, C] or [R, n, C]."""
+    widest = np.max(errors, axis=-1).astype(np.float32)
     d32 = np.asarray(d, dtype=np.float32)
     low = np.clip(d32 - widest, np.float32(0.0), np.float32(1.0)).astype(np.float32)
     high = np.clip(d32 + widest, np.float32(0.0), np.float32(1.0)).astype(np.float32)
@@ -233,25 +261,25 @@ def lower_alphas(
     assigned = np.zeros(n, dtype=np.float64)
     if not regions or n == 0:
         return LowerEstimate(assigned, d_low, d_high, sdm_low, q_low, errors)
-    count = len(regions)
-    rung_errors = stacked_dkw_errors(sample_sizes, [r.alpha for r in regions])  # [R, n, C]
-    rung_low, rung_high = distance_band(
-        np.tile(np.asarray(d, np.float32), count), rung_errors.reshape(count * n, classes)
-    )
+    ladder = _ladder(tuple(regions))
+    count = ladder.alphas.size
+    rung_errors = _stacked_dkw_errors(sample_sizes, ladder.dkw_numerators)  # [R, n, C]
+    rung_low, rung_high = distance_band(d, rung_errors)  # [R, n]
     tiled_q = np.tile(np.asarray(q, np.float32), count)
-    rung_sdm = sdm_activation(np.tile(logits, (count, 1)), tiled_q, rung_low, q_offset)
+    rung_sdm = sdm_activation(np.tile(logits, (count, 1)), tiled_q, rung_low.ravel(), q_offset)
     rung_q = rescaled_similarity(
         tiled_q, rung_sdm[np.arange(count * n), np.tile(predictions, count)], q_offset
     )
     members = _stacked_members(
-        regions, rung_q.reshape(count, n), rung_sdm.reshape(count, n, classes), predictions,
+        ladder, rung_q.reshape(count, n), rung_sdm.reshape(count, n, classes), predictions,
         ood_limit,
     )  # fmt: skip
-    assigned, first, admitted = _first_region(regions, members)
-    pick = first * n + rows
-    errors[admitted] = rung_errors.reshape(count * n, classes)[pick][admitted]
-    d_low[admitted] = rung_low[pick][admitted]
-    d_high[admitted] = rung_high[pick][admitted]
-    sdm_low[admitted] = rung_sdm[pick][admitted]
-    q_low[admitted] = rung_q[pick][admitted]
+    assigned, first, admitted = _first_region(ladder, members)
+    chosen = rows[admitted]
+    picked = first[admitted]
+    errors[chosen] = rung_errors[picked, chosen]
+    d_low[chosen] = rung_low[picked, chosen]
+    d_high[chosen] = rung_high[picked, chosen]
+    sdm_low[chosen] = rung_sdm[picked * n + chosen]
+    q_low[chosen] = rung_q[picked * n + chosen]
     return LowerEstimate(assigned, d_low, d_high, sdm_low, q_low, errors)
