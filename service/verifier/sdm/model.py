@@ -11,6 +11,7 @@ import numpy.typing as npt
 from .activation import rescaled_similarity, sdm_activation
 from .adaptor import Adaptor
 from .artifact import read_artifact, write_artifact
+from .blas import single_threaded_blas
 from .calibration import assign_alphas, effective_sample_sizes, lower_alphas
 from .distance import distance_quantiles
 from .errors import DatasetError
@@ -151,6 +152,12 @@ class SDMModel:
         identity_support_indices: IntArray | None = None,
     ) -> SDMScores:
         """Score raw rows [n, D]; identity exclusion only when indices are passed."""
+        with single_threaded_blas():  # one switch per call instead of one per product
+            return self._score(values, nearest_exemplars, identity_support_indices)
+
+    def _score(
+        self, values: Any, nearest_exemplars: int, identity_support_indices: IntArray | None
+    ) -> SDMScores:
         logits, exemplars = self.transform(values)
         predictions = np.argmax(logits, axis=1).astype(np.int64)
         exclude = None

@@ -111,11 +111,12 @@ def _near_tie_at_break(
     width = good.shape[1]
     first_bad = _leading_run(good)
     present = first_bad < width
-    at = np.minimum(first_bad, width - 1)[:, None]
+    at = np.minimum(first_bad, width - 1)
     last_counted = np.minimum(first_bad, k_cap) - 1
+    rows = np.arange(distances.shape[0])
     with np.errstate(invalid="ignore"):
-        bad_distance = np.take_along_axis(distances, at, axis=1)[:, 0]
-        counted = np.take_along_axis(distances, np.maximum(last_counted, 0)[:, None], axis=1)[:, 0]
+        bad_distance = distances[rows, at]
+        counted = distances[rows, np.maximum(last_counted, 0)]
         close_before = (last_counted >= 0) & (bad_distance - counted <= tolerance)
         later_good = good & (np.arange(width)[None, :] > first_bad[:, None])
         close_after = later_good & (distances - bad_distance[:, None] <= tolerance[:, None])
