@@ -1,4 +1,4 @@
-"""Exact q, d₀ and nearest support rows for large CPU batches, by per-group reductions.
+"""Exact q, d₀ and nearest support rows for CPU batches (from two rows), by per-group reductions.
 
 For a query predicted c, q is the number of *good* support rows (correctly predicted, predicted
 c) closer than its nearest *other* row (the first bad neighbour), capped at K: a count, not a
@@ -21,8 +21,6 @@ caller re-ranks just them in float64. The results are those of :func:`match_supp
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,19 +51,6 @@ class NearTie:
     row: int
     counted: int
     candidates: IntArray
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads (training holds one elsewhere)."""
-    previous = torch.get_num_threads()
-    if previous != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if previous != count:
-            torch.set_num_threads(previous)
 
 
 class GroupedSupport:

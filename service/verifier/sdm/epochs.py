@@ -22,7 +22,7 @@ from .activation import per_row_sdm_loss
 from .adaptor import FORWARD_CHUNK, AdaptorWeights, forward
 from .distance import distance_cdfs, distance_quantiles
 from .errors import ConfigurationError
-from .matcher import DENSE_MIN_ROWS, ExemplarMatcher
+from .matcher import ExemplarMatcher
 from .optimizer import Adam
 from .similarity import SupportLabels
 
@@ -122,27 +122,11 @@ class IterationTrainer:
         self.rng = np.random.default_rng(seed)
         # Last epoch's q per split: only a first-k hint for the exact adaptive matching.
         self._hints: dict[str, IntArray | None] = {"train": None, "calibration": None}
-        # Threads for the dense matching products (the optimizer itself runs on one).
-        self._match_threads: int | None = None
 
     def run(self, train: Split, calibration: Split, progress: Progress | None) -> IterationOutcome:
-        """All epochs; returns the selected checkpoint and the history."""
-        smallest = min(train.labels.size, calibration.labels.size)
-        if self.device != "cpu" or smallest >= DENSE_MIN_ROWS:
-            # Matching runs as torch products (dense path) or on the GPU: faiss's OpenMP pool
-            # stays idle, so the optimizer keeps every thread (0.31 vs 0.44 s per 5k epoch).
-            return self._run(train, calibration, progress)
-        # One intra-op thread while faiss searches: the optimizer's small ops otherwise wait
-        # milliseconds on OpenMP barriers while faiss's own pool holds the cores (20-40x).
-        threads = torch.get_num_threads()
-        self._match_threads = threads
-        torch.set_num_threads(1)
-        try:
-            return self._run(train, calibration, progress)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _run(self, train: Split, calibration: Split, progress: Progress | None) -> IterationOutcome:
+        """All epochs; returns the selected checkpoint and the history. Matching runs as torch
+        products (the dense path) or on the GPU, so faiss's OpenMP pool stays idle and the
+        optimizer keeps every torch thread (0.31 vs 0.44 s per 5k-row epoch with two)."""
         hp = self.hp
         initial = AdaptorWeights.initialize(
             self.rng, train.vectors.shape[1], hp.exemplar_dimension, hp.classes
@@ -209,9 +193,8 @@ class IterationTrainer:
         support = SupportLabels(train.labels, train_predictions)
         # The support is the adaptor's own output, so it lies in W₁'s column space.
         matcher = ExemplarMatcher(
-            train_exemplars, support, weights, self.index_device, verify_subspace=False,
-            threads=self._match_threads,
-        )  # fmt: skip
+            train_exemplars, support, weights, self.index_device, verify_subspace=False
+        )
         train_q, _, train_d = q_and_d(
             train_exemplars, train_predictions, train.labels, matcher, hp, True,
             self._hints["train"],
