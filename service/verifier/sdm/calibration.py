@@ -32,6 +32,10 @@ class Region:
     minimum_rescaled_similarity: float
     output_thresholds: tuple[float, ...]
 
+    def __post_init__(self) -> None:
+        # A tuple of floats whatever sequence was passed: regions are hashed (cached arrays).
+        object.__setattr__(self, "output_thresholds", tuple(map(float, self.output_thresholds)))
+
 
 def ladder_alphas(alpha_resolution: float) -> list[float]:
     """{round(1 − k·r, 10) : k = 1, 2, … while > 0.5}."""
@@ -136,12 +140,15 @@ class _Ladder:
 
 @functools.lru_cache(maxsize=32)
 def _ladder(regions: tuple[Region, ...]) -> _Ladder:
-    return _Ladder(
+    ladder = _Ladder(
         np.asarray([r.alpha for r in regions], dtype=np.float64),
         np.asarray([r.minimum_rescaled_similarity for r in regions], np.float32),
         np.asarray([r.output_thresholds for r in regions], np.float32),
         _dkw_numerators([r.alpha for r in regions]),
     )
+    for array in (ladder.alphas, ladder.minimum, ladder.thresholds, ladder.dkw_numerators):
+        array.flags.writeable = False  # shared by every later call with the same regions
+    return ladder
 
 
 def _stacked_members(

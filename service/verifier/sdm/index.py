@@ -136,7 +136,7 @@ class FaissExemplarIndex:
         return self.prepare(queries)(np.arange(queries.shape[0]), k)
 
     def prepare(self, queries: F32Array) -> Callable[[IntArray, int], tuple[F32Array, IntArray]]:
-        """A search over fixed queries: ``search(rows, k)`` is :meth:`search` on
+        """A search over fixed queries: ``search(rows, k)`` returns the exact top-k of
         ``queries[rows]``. A small CPU batch gets its full distance rows once (one BLAS pass
         over the support), so widening k only selects again instead of recomputing them."""
         centered = self.center(queries)

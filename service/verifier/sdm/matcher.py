@@ -184,7 +184,8 @@ def near_tie_windows(
     tolerance = screen.rounding_tolerance(coordinates)
     correct = labels.correct
     windows: list[NearTie] = []
-    # One batched search covers most rows; rows needing a wider k search again alone.
+    # One batched search covers most rows (on CPU this path sees single rows only; GPU
+    # indexes get whole batches); rows needing a wider k search again alone.
     first_k = int(min(int(np.max(screened_q)) + 34, screen.count))
     all_distances, all_indices = screen.search(coordinates, first_k)
     for i in range(coordinates.shape[0]):

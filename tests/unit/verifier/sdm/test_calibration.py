@@ -69,6 +69,13 @@ def test_membership_and_assignment() -> None:
     np.testing.assert_array_equal(members, [True, False, False, False])
     alphas = assign_alphas([region], q_prime, probabilities, predictions, 0)
     np.testing.assert_array_equal(alphas, [0.9, 0, 0, 0])
+    # Thresholds given as a list or an array are stored as a tuple (regions are hashed).
+    for thresholds in ([0.92, 0.92], np.array([0.92, 0.92])):
+        same = Region(0.9, 5.0, thresholds)  # type: ignore[arg-type]
+        assert same == region and same.output_thresholds == (0.92, 0.92)
+        np.testing.assert_array_equal(
+            assign_alphas([same], q_prime, probabilities, predictions, 0), alphas
+        )
 
 
 def test_no_region_when_a_class_has_no_candidates() -> None:

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from service.verifier.sdm.adaptor import AdaptorWeights
 from service.verifier.sdm.dense import CHUNK, GroupedSupport, dense_match
 from service.verifier.sdm.index import FaissExemplarIndex
+from service.verifier.sdm.matcher import ExemplarMatcher
 from service.verifier.sdm.similarity import SupportLabels, match_support
 
 
@@ -149,3 +151,41 @@ def test_small_batches_give_the_same_results_as_one_large_batch() -> None:
         np.testing.assert_array_equal(alone.q[clear], batched.q[rows][clear])
         np.testing.assert_array_equal(alone.nearest, batched.nearest[rows])
         np.testing.assert_array_equal(alone.neighbor_indices, batched.neighbor_indices[rows])
+
+
+def test_matcher_single_rows_and_pairs_agree_with_identity_exclusion() -> None:
+    """One row takes the adaptive search, two rows the dense path: the same q and nearest."""
+    rng = np.random.default_rng(9)
+    weights = AdaptorWeights.initialize(rng, 5, 12, 2)
+    x, cluster = _clustered(rng, 400, with_clusters=True)
+    x[200:220] = x[180:200]  # exact duplicates
+    cluster[200:220] = cluster[180:200]
+    truth = (cluster % 2).astype(np.int64)
+    predicted = np.where(rng.random(400) < 0.05, 1 - truth, truth)
+    support = (x @ weights.projection_weight.T + weights.projection_bias).astype(np.float32)
+    matcher = ExemplarMatcher(support, SupportLabels(truth, predicted), weights)
+    assert matcher.screened
+    rows = np.r_[0:400:9, 180:220:3]
+    rows = rows[: rows.size // 2 * 2]
+    single = [matcher.match(support[[i]], predicted[[i]], 60, exclude=np.array([i])) for i in rows]
+    pairs = [
+        matcher.match(support[pair], predicted[pair], 60, exclude=pair)
+        for pair in rows.reshape(-1, 2)
+    ]
+    q_single = np.concatenate([m.q for m in single])
+    assert q_single.max() > 10 and (q_single == 0).any()  # long runs and immediate breaks
+    np.testing.assert_array_equal(np.concatenate([m.q for m in pairs]), q_single)
+    nearest = np.concatenate([m.nearest for m in single])
+    np.testing.assert_array_equal(np.concatenate([m.nearest for m in pairs]), nearest)
+    duplicated = (rows >= 180) & (rows < 220)
+    np.testing.assert_array_equal(
+        nearest[duplicated], np.where(rows < 200, rows + 20, rows - 20)[duplicated]
+    )
+    # d₀ within the rounding bound of the norm expansion (1e-5 of the squared norms involved).
+    spread = float(np.max(np.sum((support - support[0]) ** 2, axis=1)))
+    np.testing.assert_allclose(
+        np.concatenate([m.d0 for m in pairs]),
+        np.concatenate([m.d0 for m in single]),
+        rtol=0,
+        atol=2e-5 * spread,
+    )
