@@ -204,12 +204,8 @@ def effective_sample_sizes(q_prime: F32Array, q_prime_cdfs: list[F32Array]) -> I
 
 def dkw_errors(sample_sizes: IntArray, alpha: float) -> F32Array:
     """ε = sqrt(ln(2/(1 − α)) / (2 n̂)) in float32, or 1 where n̂ = 0 (DKW, Massart)."""
-    return np.asarray(stacked_dkw_errors(sample_sizes, [alpha])[0], dtype=np.float32)
-
-
-def stacked_dkw_errors(sample_sizes: IntArray, alphas: list[float]) -> F32Array:
-    """:func:`dkw_errors` for several α at once: [len(alphas), *sample_sizes.shape]."""
-    return _stacked_dkw_errors(sample_sizes, _dkw_numerators(alphas))
+    errors = _stacked_dkw_errors(sample_sizes, _dkw_numerators([alpha]))[0]
+    return np.asarray(errors, dtype=np.float32)
 
 
 def _dkw_numerators(alphas: list[float]) -> F32Array:
@@ -217,6 +213,7 @@ def _dkw_numerators(alphas: list[float]) -> F32Array:
 
 
 def _stacked_dkw_errors(sample_sizes: IntArray, numerators: F32Array) -> F32Array:
+    """:func:`dkw_errors` for several α at once: [len(numerators), *sample_sizes.shape]."""
     doubled = np.maximum(2 * sample_sizes, 1).astype(np.float32)
     shape = (numerators.size,) + (1,) * sample_sizes.ndim
     errors = np.sqrt(numerators.reshape(shape) / doubled).astype(np.float32)
