@@ -6,6 +6,8 @@ Nothing here reads the environment at import time: :func:`load_settings` builds 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +28,8 @@ from service.core.routing import OnAbstain, StreamMode
 from service.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
+ENV_PREFIX = "SDM_ROUTER_"
+ENV_NESTING = "__"
 
 
 class _Section(BaseModel):
@@ -180,7 +184,7 @@ class Settings(BaseSettings):
     """The whole gateway configuration."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SDM_ROUTER_", env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTING, extra="forbid"
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -244,12 +248,30 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 retrieval[key] = str((base / value).resolve())
 
 
+def environment_name(location: Sequence[str | int]) -> str:
+    """The environment variable that overrides a field, e.g. ``SDM_ROUTER_SERVER__PORT``."""
+    return ENV_PREFIX + ENV_NESTING.join(str(part).upper() for part in location)
+
+
+def _origin_of(location: Sequence[str | int], origin: str) -> str:
+    """The environment variable that set the field (or one of its parents), else ``origin``."""
+    for end in range(len(location), 0, -1):
+        name = environment_name(location[:end])
+        if name in os.environ:
+            return f"environment variable {name}"
+    return origin
+
+
 def format_validation_error(error: ValidationError, origin: str) -> str:
-    """One line per problem, each naming the dotted field path."""
-    lines = [f"invalid configuration in {origin}:"]
-    for problem in error.errors():
+    """One line per problem, each naming the dotted field path and where its value came from."""
+    problems = error.errors()
+    sources = {_origin_of(problem["loc"], origin) for problem in problems}
+    lines = [f"invalid configuration in {' and '.join(sorted(sources))}:"]
+    for problem in problems:
         location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"  {location}: {problem['msg']}")
+        source = _origin_of(problem["loc"], origin)
+        suffix = f" (from {source})" if len(sources) > 1 and source != origin else ""
+        lines.append(f"  {location}: {problem['msg']}{suffix}")
     return "\n".join(lines)
 
 
