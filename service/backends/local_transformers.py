@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from service.backends.embedded_model import (
     EMBEDDED_NAME,
@@ -42,6 +42,8 @@ from service.core.generation import (
     StreamDelta,
     Usage,
 )
+
+T = TypeVar("T")
 
 
 class LocalTransformersBackend:
@@ -115,6 +117,19 @@ class LocalTransformersBackend:
     def queued(self) -> int:
         """Rows waiting for a batch (for an in-flight gauge)."""
         return self._worker.queued if self._worker is not None else 0
+
+    def run_on_model(self, forward: Callable[[], T]) -> T:
+        """Run ``forward`` on the thread that owns the model, between two decoding steps.
+
+        Blocks the calling thread (never the event loop) until it has run. Every pass on the
+        shared weights goes through here, so no two threads ever run the model at once.
+        """
+        worker = self._worker
+        if worker is None:
+            raise NoHealthyBackend(f"{self._name} is not running")
+        if worker.owns_current_thread():
+            return forward()
+        return worker.run(forward).result()
 
     @property
     def ready(self) -> bool:

@@ -10,7 +10,10 @@ Batches are right-padded with an attention mask, so a row's real tokens see exac
 would see alone; a vector is the same batched or not (up to float rounding, ~1e-6).
 
 The encoder is synchronous and not thread-safe: the verifier's worker thread calls it. It can
-share its :class:`LoadedCausalLM` with a :class:`LocalTransformersBackend`.
+share its :class:`LoadedCausalLM` with a :class:`LocalTransformersBackend`; it then needs that
+backend as its ``owner``, and every forward pass runs on the backend's model thread (between
+decoding steps), because transformers records hidden states by patching the model instance's
+layers for the duration of a call: two threads running one instance would mix their states.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,10 +34,18 @@ from service.core.generation import Message
 from service.core.verdict import VerificationInput
 
 F32Array = npt.NDArray[np.float32]
+T = TypeVar("T")
 POOLING = "final+mean"
 PROVIDER = "sdm-router/hidden-state"
 PLAIN_TEMPLATE = "plain-v1"
 FINAL_LAYER = "final"
+
+
+class ModelOwner(Protocol):
+    """The one thread allowed to run a shared model (``LocalTransformersBackend``)."""
+
+    def run_on_model(self, forward: Callable[[], T]) -> T:
+        """Run ``forward`` on the model's own thread and return its result."""
 
 
 def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:
@@ -52,9 +64,11 @@ class HiddenStateEncoder:
         layer: int | None = None,
         max_length: int = 2048,
         batch_size: int = 16,
+        owner: ModelOwner | None = None,
     ):
         """``layer``: decoder layer 1..L whose output is pooled; None pools the final
-        (normalized) hidden state."""
+        (normalized) hidden state. ``owner``: the component whose thread runs ``loaded``'s
+        forwards when the weights are shared; None runs them on the calling thread."""
         if max_length < 2 or batch_size < 1:
             raise ValueError("max_length must be >= 2 and batch_size >= 1")
         layers = int(getattr(loaded.model.config, "num_hidden_layers", 0) or 0)
@@ -62,6 +76,7 @@ class HiddenStateEncoder:
             raise ValueError(f"encoder layer must be in 1..{layers} for {loaded.name}, got {layer}")
         self._layer = layer
         self._loaded = loaded
+        self._owner = owner
         self._max_length = max_length
         self._batch_size = batch_size
         tokenizer = loaded.tokenizer
@@ -186,7 +201,8 @@ class HiddenStateEncoder:
         result = np.empty((len(ids), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            result[chunk] = self._encode_ids([ids[index] for index in chunk])
+            forward = partial(self._encode_ids, [ids[index] for index in chunk])
+            result[chunk] = forward() if self._owner is None else self._owner.run_on_model(forward)
         return result
 
     def _encode_ids(self, rows: Sequence[Sequence[int]]) -> F32Array:

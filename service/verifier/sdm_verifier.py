@@ -158,7 +158,8 @@ class SDMVerifier:
         try:
             layer = recorded_encoder_layer(self._model)
             if self._encoder_backend is not None:
-                return HiddenStateEncoder(self._encoder_backend.loaded, layer=layer)
+                backend = self._encoder_backend
+                return HiddenStateEncoder(backend.loaded, layer=layer, owner=backend)
             assert self._settings.encoder_model is not None
             return HiddenStateEncoder.from_local(
                 self._settings.encoder_model, device=self._settings.device, layer=layer

@@ -18,8 +18,9 @@ from service.backends.local import kv
 from service.backends.local.rows import RowState
 from service.backends.local.sampling import choose_tokens, step_logprobs
 
-# Given the number of rows decoding now, hands out queued rows that may join (maybe none).
-Poll = Callable[[int], list[RowState]]
+# Given the rows decoding now and whether rows may join (the cache supports merging), hands out
+# queued rows that join (maybe none). The worker also runs its queued tasks inside the call.
+Poll = Callable[[int, bool], list[RowState]]
 
 
 def left_pad(
@@ -81,8 +82,8 @@ class BatchDecoder:
             self.stats.batches += 1
             while True:
                 self._advance(batch)
-                if poll is not None and kv.supports_surgery(batch.cache):
-                    self._join(batch, poll(len(batch.rows)))
+                if poll is not None:
+                    self._join(batch, poll(len(batch.rows), kv.supports_surgery(batch.cache)))
                 if not batch.rows:
                     return
                 self._step(batch)

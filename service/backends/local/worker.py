@@ -1,37 +1,54 @@
-"""The thread that owns the model: it gathers rows into micro-batches and decodes them.
+"""The thread that owns the model: every forward pass on it runs here, one at a time.
 
-Rows are queued by the event loop; the worker waits for the first one, then up to
-``max_wait_s`` for more, up to ``max_batch_size`` rows, and decodes that batch. While it
-decodes, the decoder polls for rows queued since and lets them join, up to the same size.
-Results travel back through each row's :class:`RowOwner`.
+It gathers queued rows into micro-batches and decodes them: it waits for the first row, then up
+to ``max_wait_s`` for more, up to ``max_batch_size`` rows. While it decodes, the decoder polls
+between steps: rows queued since may join, up to the same size, and queued *tasks* (other
+forward passes on the same model, such as the verifier's encoder) run there, between two steps.
+No other thread ever runs the model, so nothing that transformers patches onto the model
+instance during a call (the hidden-state recording of 4.56+) can see another caller's pass.
+Row results travel back through each row's :class:`RowOwner`; task results through a
+:class:`concurrent.futures.Future`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from service.backends.local.decoding import Poll
 from service.backends.local.rows import RowState
 from service.core.errors import NoHealthyBackend
 
 logger = logging.getLogger(__name__)
 
-Poll = Callable[[int], list[RowState]]
+T = TypeVar("T")
 DecodeFn = Callable[[Sequence[RowState], Poll], None]
 
 
-class _Stop:
-    """Queue sentinel that ends the worker."""
+@dataclass(slots=True)
+class _Task:
+    """A forward pass another component asked to run on the model."""
 
+    function: Callable[[], Any]
+    future: Future[Any]
 
-_STOP = _Stop()
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            self.future.set_result(self.function())
+        except BaseException as error:  # delivered to the caller, never kills the worker
+            self.future.set_exception(error)
 
 
 class BatchingWorker:
-    """A daemon thread running ``decode`` over micro-batches of queued rows."""
+    """A daemon thread running ``decode`` over micro-batches of queued rows, and tasks between."""
 
     def __init__(
         self, decode: DecodeFn, *, max_batch_size: int, max_wait_s: float, name: str
@@ -41,20 +58,26 @@ class BatchingWorker:
         self._decode = decode
         self._max_batch_size = max_batch_size
         self._max_wait_s = max(0.0, max_wait_s)
-        self._queue: queue.Queue[RowState | _Stop] = queue.Queue()
+        self._wakeup = threading.Condition()
+        self._rows: deque[RowState] = deque()
+        self._tasks: deque[_Task] = deque()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._stopping = threading.Event()
         self._in_flight: list[RowState] = []
 
     @property
     def queued(self) -> int:
         """Rows waiting for a batch."""
-        return self._queue.qsize()
+        return len(self._rows)
 
     @property
     def alive(self) -> bool:
         """Whether the thread is running."""
         return self._thread.is_alive()
+
+    def owns_current_thread(self) -> bool:
+        """Whether the caller is this worker's thread (a task calling back in)."""
+        return threading.current_thread() is self._thread
 
     def start(self) -> None:
         """Start the thread."""
@@ -62,46 +85,75 @@ class BatchingWorker:
 
     def submit(self, rows: Sequence[RowState]) -> None:
         """Queue rows; thread-safe."""
-        for row in rows:
-            self._queue.put(row)
+        with self._wakeup:
+            self._rows.extend(rows)
+            self._wakeup.notify()
+
+    def run(self, function: Callable[[], T]) -> Future[T]:
+        """Run ``function`` on the worker thread, between two decoding steps; thread-safe.
+
+        Raises ``NoHealthyBackend`` once the worker is stopping.
+        """
+        future: Future[T] = Future()
+        with self._wakeup:
+            if self._stopping or not self._thread.is_alive():
+                raise NoHealthyBackend("the local model is not running")
+            self._tasks.append(_Task(function, future))
+            self._wakeup.notify()
+        return future
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the current batch, fail the queued rows, end the thread."""
-        self._stopping.set()
-        self._queue.put(_STOP)  # wakes a worker waiting for its first row
+        """Finish the current batch, fail the queued rows and tasks, end the thread."""
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            batch, stopping = self._collect()
-            if batch:
-                self._decode_batch(batch)
-            if stopping or self._stopping.is_set():
+            batch = self._collect()
+            if batch is None:
                 self._fail_queued()
                 return
+            if batch:
+                self._decode_batch(batch)
 
-    def _collect(self) -> tuple[list[RowState], bool]:
-        first = self._queue.get()
-        if isinstance(first, _Stop):
-            return [], True
-        batch = [first]
+    def _run_tasks(self) -> None:
+        while True:
+            with self._wakeup:
+                if not self._tasks:
+                    return
+                task = self._tasks.popleft()
+            task.run()
+
+    def _collect(self) -> list[RowState] | None:
+        """The next batch (maybe empty after running tasks); None when stopping."""
+        with self._wakeup:
+            while not (self._rows or self._tasks or self._stopping):
+                self._wakeup.wait()
+        with self._wakeup:
+            if self._stopping:
+                return None
+        self._run_tasks()
+        with self._wakeup:
+            if not self._rows:
+                return []
+            batch = [self._rows.popleft()]
         deadline = time.monotonic() + self._max_wait_s
         while len(batch) < self._max_batch_size:
-            remaining = deadline - time.monotonic()
-            try:
+            with self._wakeup:
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and not (self._rows or self._tasks or self._stopping):
+                    self._wakeup.wait(remaining)
                 # Past the deadline, rows already queued still join; none is waited for.
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
+                while self._rows and len(batch) < self._max_batch_size:
+                    batch.append(self._rows.popleft())
+                done = self._stopping or time.monotonic() >= deadline
+            self._run_tasks()
+            if done:
                 break
-            if isinstance(item, _Stop):
-                return batch, True
-            batch.append(item)
-        return batch, False
+        return batch
 
     def _decode_batch(self, batch: list[RowState]) -> None:
         self._in_flight = list(batch)
@@ -114,26 +166,25 @@ class BatchingWorker:
         finally:
             self._in_flight = []
 
-    def _poll(self, decoding: int) -> list[RowState]:
-        """Queued rows that may join a batch of ``decoding`` rows now (never waits)."""
+    def _poll(self, decoding: int, may_join: bool) -> list[RowState]:
+        """Run queued tasks; hand out rows that may join a batch of ``decoding`` (never waits)."""
+        self._run_tasks()
         joiners: list[RowState] = []
-        while decoding + len(joiners) < self._max_batch_size and not self._stopping.is_set():
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Stop):
-                self._stopping.set()
-                break
-            joiners.append(item)
+        with self._wakeup:
+            if not may_join or self._stopping:
+                return joiners
+            while self._rows and decoding + len(joiners) < self._max_batch_size:
+                joiners.append(self._rows.popleft())
         self._in_flight.extend(joiners)
         return joiners
 
     def _fail_queued(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, RowState):
-                item.owner.on_error(NoHealthyBackend("the local model is shutting down"))
+        with self._wakeup:
+            rows, self._rows = list(self._rows), deque()
+            tasks, self._tasks = list(self._tasks), deque()
+        error = NoHealthyBackend("the local model is shutting down")
+        for row in rows:
+            row.owner.on_error(error)
+        for task in tasks:
+            if task.future.set_running_or_notify_cancel():
+                task.future.set_exception(error)

@@ -133,7 +133,8 @@ def test_rows_queued_meanwhile_join_the_running_batch(tiny_model: Any) -> None:
     late = [make_row(prompts[1], max_new=10), make_row(prompts[2], max_new=10)]
     calls: list[int] = []
 
-    def poll(decoding: int) -> list[RowState]:
+    def poll(decoding: int, may_join: bool) -> list[RowState]:
+        assert may_join  # a DynamicCache of full-attention layers supports merging
         calls.append(decoding)
         # The longer prompt joins after 2 steps, the single-token one after 4.
         if len(calls) == 2:
@@ -153,7 +154,7 @@ def test_a_joiner_cancelled_while_queued_is_skipped(tiny_model: Any) -> None:
     decoder = BatchDecoder(tiny_model, torch.device("cpu"), pad_id=0)
     first = make_row([1, 2], max_new=4)
     gone = make_row([3, 4], owner=Owner(cancel_after=0))
-    decoder.decode([first], lambda decoding: [gone] if decoding else [])
+    decoder.decode([first], lambda decoding, may_join: [gone] if decoding and may_join else [])
     assert gone.token_ids == []
     assert first.finished
 

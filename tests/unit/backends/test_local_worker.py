@@ -84,9 +84,10 @@ async def test_a_failing_batch_fails_its_requests_and_the_worker_survives() -> N
 
 
 async def test_stop_fails_rows_still_queued() -> None:
-    release = threading.Event()
+    release, decoding = threading.Event(), threading.Event()
 
     def decode_batch(rows: Sequence[RowState], poll: object) -> None:
+        decoding.set()
         release.wait(5)
         finish_all(rows)
 
@@ -96,6 +97,7 @@ async def test_stop_fails_rows_still_queued() -> None:
     first, second = Job(loop, 1, stream=False), Job(loop, 1, stream=False)
     worker.submit([make_row(first)])
     worker.submit([make_row(second)])
+    assert await asyncio.to_thread(decoding.wait, 5)  # the first batch is in progress
     stopper = asyncio.create_task(asyncio.to_thread(worker.stop, 5))
     await asyncio.sleep(0.05)
     release.set()
@@ -126,15 +128,86 @@ async def test_cancelled_job_rows_are_not_decoded() -> None:
     seen: list[int] = []
 
     def decode_batch(rows: Sequence[RowState], poll: object) -> None:
-        seen.extend(len(row.token_ids) for row in rows)
         finish_all(rows)
         seen.extend(len(row.token_ids) for row in rows)
 
+    worker = BatchingWorker(decode_batch, max_batch_size=2, max_wait_s=0.05, name="test")
+    worker.start()
+    loop = asyncio.get_running_loop()
+    gone, live = Job(loop, 1, stream=False), Job(loop, 1, stream=False)
+    gone.cancel()
+    worker.submit([make_row(gone), make_row(live)])
+    await asyncio.wait_for(live.done, 5)
+    await asyncio.to_thread(worker.stop, 5)
+    assert seen == [0, 3]
+    assert not gone.done.done()
+
+
+async def test_a_task_runs_on_the_worker_thread_and_returns_or_raises() -> None:
+    worker = BatchingWorker(finish_all, max_batch_size=2, max_wait_s=0.0, name="test")
+    worker.start()
+    where = worker.run(threading.get_ident).result(5)
+    assert where != threading.get_ident()
+    assert worker.run(lambda: worker.owns_current_thread()).result(5) is True
+    assert not worker.owns_current_thread()
+
+    def broken() -> None:
+        raise ValueError("bad forward")
+
+    with pytest.raises(ValueError, match="bad forward"):
+        worker.run(broken).result(5)
+    assert worker.run(lambda: 7).result(5) == 7  # the worker survived the failed task
+    worker.stop(5)
+
+
+async def test_tasks_run_between_decoding_steps_not_after_the_batch() -> None:
+    """A task queued while a batch decodes runs at the next step, on the decoding thread."""
+    events: list[str] = []
+    step_started = threading.Event()
+
+    def decode_batch(rows: Sequence[RowState], poll: object) -> None:
+        assert callable(poll)
+        for step in range(3):
+            events.append(f"step {step}")
+            step_started.set()
+            if step == 0:
+                # the test queues a task while step 0 runs
+                assert task_queued.wait(5)
+            poll(len(rows), True)
+        finish_all(rows)
+
+    task_queued = threading.Event()
     worker = BatchingWorker(decode_batch, max_batch_size=2, max_wait_s=0.0, name="test")
     worker.start()
     job = Job(asyncio.get_running_loop(), 1, stream=False)
-    job.cancel()
     worker.submit([make_row(job)])
-    await asyncio.to_thread(worker.stop, 5)
-    assert seen == [0, 0]
-    assert not job.done.done()
+    assert await asyncio.to_thread(step_started.wait, 5)
+    future = worker.run(lambda: events.append("task"))
+    task_queued.set()
+    await asyncio.wait_for(job.done, 5)
+    future.result(5)
+    worker.stop(5)
+    assert events == ["step 0", "task", "step 1", "step 2"]
+
+
+async def test_tasks_fail_once_the_worker_stops() -> None:
+    release = threading.Event()
+
+    def decode_batch(rows: Sequence[RowState], poll: object) -> None:
+        release.wait(5)
+        finish_all(rows)
+
+    worker = BatchingWorker(decode_batch, max_batch_size=1, max_wait_s=0.0, name="test")
+    worker.start()
+    job = Job(asyncio.get_running_loop(), 1, stream=False)
+    worker.submit([make_row(job)])
+    await asyncio.sleep(0.05)
+    queued = worker.run(lambda: "never")  # waits behind a batch that does not poll
+    stopper = asyncio.create_task(asyncio.to_thread(worker.stop, 5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(NoHealthyBackend):
+        worker.run(lambda: "refused")
+    release.set()
+    await stopper
+    with pytest.raises(NoHealthyBackend):
+        queued.result(5)
