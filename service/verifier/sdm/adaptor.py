@@ -13,6 +13,7 @@ from .blas import TORCH_MIN_ROWS, single_threaded_blas
 from .normalization import Normalization
 
 F32Array = npt.NDArray[np.float32]
+F64Array = npt.NDArray[np.float64]
 
 # Rows per forward chunk; fixed so exemplars do not depend on the caller's batch size.
 FORWARD_CHUNK = 256
@@ -117,6 +118,14 @@ class Adaptor:
     def project_normalized(self, normalized: F32Array) -> tuple[F32Array, F32Array]:
         """(logits, exemplars) for rows already normalized on the host."""
         return self._run(normalized, normalize=False)
+
+    def exemplars_float64(self, raw: F32Array) -> F64Array:
+        """Exemplars of raw rows computed in float64 throughout (no BLAS-dependent rounding
+        at float32 precision); for the few near-tie rows whose d₀ is settled exactly."""
+        x = (np.asarray(raw, dtype=np.float64) - self._mean) / self._std
+        w = self.weights
+        result: F64Array = x @ w.projection_weight.astype(np.float64).T + w.projection_bias
+        return result
 
     def _run(self, values: F32Array, normalize: bool) -> tuple[F32Array, F32Array]:
         if self.device == "cpu" and values.shape[0] < TORCH_MIN_ROWS:

@@ -27,6 +27,7 @@ from .similarity import Matches, SupportLabels, match_support
 from .subspace import Subspace, exemplar_subspace
 
 F32Array = npt.NDArray[np.float32]
+F64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 # CPU batches from this many rows take the dense path: 1.5-4x faster than the adaptive
@@ -88,6 +89,29 @@ class ExemplarMatcher:
     def count(self) -> int:
         """Number of support rows."""
         return int(self._support.shape[0])
+
+    def rounding_tolerance(self, exemplars: F32Array) -> F32Array:
+        """Per row, a bound on how far float rounding can move its squared distances."""
+        index = self._screen or self._exact
+        assert index is not None
+        if self._subspace is None:
+            return index.rounding_tolerance(exemplars)
+        return index.rounding_tolerance(self._subspace.coordinates(exemplars))
+
+    def exact_nearest_distances(
+        self, exemplars: F64Array, exclude: IntArray | None = None
+    ) -> F64Array:
+        """Float64 squared distance from each (float64) exemplar to its nearest support row,
+        skipping ``exclude[i]`` for row i; one full pass over the support per row."""
+        support = self._support.astype(np.float64)
+        result = np.empty(exemplars.shape[0], dtype=np.float64)
+        for i, exemplar in enumerate(exemplars):
+            difference = support - exemplar
+            distances = np.einsum("ij,ij->i", difference, difference)
+            if exclude is not None:
+                distances[exclude[i]] = np.inf
+            result[i] = distances.min() if distances.size else np.inf
+        return result
 
     def match(
         self,

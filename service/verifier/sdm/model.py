@@ -13,7 +13,7 @@ from .adaptor import Adaptor
 from .artifact import read_artifact, write_artifact
 from .blas import single_threaded_blas
 from .calibration import assign_alphas, effective_sample_sizes, lower_alphas
-from .distance import distance_quantiles
+from .distance import distance_quantiles, near_tie_rows
 from .errors import DatasetError
 from .index import resolve_device
 from .manifest import ModelConfiguration, ModelContents, to_manifest
@@ -22,6 +22,7 @@ from .scores import SDMScores
 from .similarity import Matches, SupportLabels
 
 F32Array = npt.NDArray[np.float32]
+F64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
@@ -170,14 +171,42 @@ class SDMModel:
                     "need one support index in [0, support size) per row",
                 )  # fmt: skip
         matches = self.match(exemplars, predictions, exclude, nearest_exemplars)
-        return self._scores(logits, predictions, matches)
+        d0 = np.maximum(matches.d0, np.float32(0.0))
+        settled = self._settle_near_ties(values, exemplars, d0, exclude)
+        return self._scores(logits, predictions, matches, settled)
 
-    def _scores(self, logits: F32Array, predictions: IntArray, matches: Matches) -> SDMScores:
+    def _settle_near_ties(
+        self, values: Any, exemplars: F32Array, d0: F32Array, exclude: IntArray | None
+    ) -> tuple[F32Array | F64Array, IntArray]:
+        """(d₀ for d, the settled rows): float64 for rows whose float32 d₀ lies within rounding
+        of a calibration d₀ (see ``distance.py``), else the float32 d₀ itself."""
+        tolerance = self._matcher.rounding_tolerance(exemplars)
+        rows = near_tie_rows(d0, self.contents.distance_cdfs, tolerance)
+        if rows.size == 0:
+            return d0, rows
+        raw = validate_inputs(values, self.embedding_dimension)[rows]
+        exact = self._matcher.exact_nearest_distances(
+            self._adaptor.exemplars_float64(raw), None if exclude is None else exclude[rows]
+        )
+        settled = d0.astype(np.float64)
+        settled[rows] = np.maximum(exact, 0.0)
+        return settled, rows
+
+    def _scores(
+        self,
+        logits: F32Array,
+        predictions: IntArray,
+        matches: Matches,
+        settled: tuple[F32Array | F64Array, IntArray],
+    ) -> SDMScores:
         cfg, contents = self.contents.configuration, self.contents
         rows = np.arange(predictions.size)
         q = matches.q.astype(np.float32)
         d0 = np.maximum(matches.d0, np.float32(0.0))
-        d = distance_quantiles(d0, contents.distance_cdfs)
+        settled_d0, settled_rows = settled
+        d = distance_quantiles(settled_d0, contents.distance_cdfs)
+        d_settled = np.zeros(predictions.size, dtype=bool)
+        d_settled[settled_rows] = True
         sdm = sdm_activation(logits, q, d, cfg.q_offset)
         q_prime = rescaled_similarity(q, sdm[rows, predictions], cfg.q_offset)
         sizes = effective_sample_sizes(q_prime, contents.q_prime_cdfs)
@@ -208,4 +237,5 @@ class SDMModel:
             nearest_squared_distances=matches.neighbor_distances,
             nearest_support_indices=shown,
             support_ids=support.ids,
+            d_settled=d_settled,
         )

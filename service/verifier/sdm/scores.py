@@ -105,6 +105,8 @@ class SDMScores:
     nearest_squared_distances: F32Array
     nearest_support_indices: IntArray
     support_ids: tuple[str, ...] = ()
+    # Rows whose d₀ lay within rounding of a calibration d₀: their d compares a float64 d₀.
+    d_settled: BoolArray | None = None
 
     def __len__(self) -> int:
         return int(self.prediction.shape[0])
