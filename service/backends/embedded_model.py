@@ -2,8 +2,11 @@
 
 Loading a GGUF makes transformers dequantize every tensor (~25 s for SmolLM2-135M on two CPU
 cores), so the dequantized weights are saved once as safetensors in a cache folder keyed by the
-GGUF file's size and sha256; later loads read the cache (~1 s). Nothing is ever downloaded: every
-``from_pretrained`` call here is ``local_files_only``.
+GGUF file's size and sha256 and by the versions of the libraries that wrote it (transformers,
+tokenizers, torch, gguf, safetensors): another version rebuilds its own copy instead of loading
+this one, and a copy that fails to load is rebuilt with a warning. Later loads read the cache
+(~1 s). Nothing is ever downloaded: every ``from_pretrained`` call here is
+``local_files_only``.
 
 The result is a :class:`LoadedCausalLM` so that the generating backend and the verifier's
 encoder can share one copy of the weights.
@@ -28,6 +31,7 @@ import torch
 
 from service.core.errors import ConfigurationError
 from service.core.generation import Message
+from service.core.provenance import library_versions, versions_digest
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ EMBEDDED_NAME = "smollm2-135m"
 EMBEDDED_SOURCE = "embedded"
 CACHE_ENV = "SDM_ROUTER_CACHE_DIR"
 _CACHE_COMPLETE = "COMPLETE"
+_CACHE_PROVENANCE = "PROVENANCE.json"
+# The libraries whose versions decide what a dequantized cache holds and whether it loads.
+CACHE_LIBRARIES = ("transformers", "tokenizers", "torch", "gguf", "safetensors")
 _HASH_CHUNK = 1 << 20
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -231,9 +238,11 @@ def folder_weights_sha256(folder: Path, memo_dir: Path | None = None) -> str:
 
 
 def gguf_cache_folder(gguf: Path, sha256: str, cache_dir: Path) -> Path:
-    """Where the dequantized copy of ``gguf`` lives: keyed by its size and sha256."""
+    """Where the dequantized copy of ``gguf`` lives: keyed by its size and sha256 and by the
+    versions of :data:`CACHE_LIBRARIES`."""
     size = gguf.stat().st_size
-    return cache_dir / "dequantized" / f"{gguf.stem}-{size}-{sha256[:16]}"
+    libraries = versions_digest(CACHE_LIBRARIES)
+    return cache_dir / "dequantized" / f"{gguf.stem}-{size}-{sha256[:16]}-lib{libraries}"
 
 
 def _from_folder(
@@ -273,6 +282,8 @@ def _write_cache(model: Any, tokenizer: Any, target: Path) -> None:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        provenance = json.dumps(library_versions(CACHE_LIBRARIES), indent=2, sort_keys=True)
+        (staging / _CACHE_PROVENANCE).write_text(provenance + "\n")
         (staging / _CACHE_COMPLETE).write_text("ok\n")
         try:
             staging.rename(target)
@@ -285,11 +296,35 @@ def _write_cache(model: Any, tokenizer: Any, target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _cached_copy(cached: Path) -> tuple[Any, Any] | None:
+    """The cached model and tokenizer, or None (absent, written by other libraries, or corrupt:
+    a corrupt copy is removed with a warning so that it is rebuilt)."""
+    if not (cached / _CACHE_COMPLETE).is_file():
+        return None
+    try:
+        recorded = json.loads((cached / _CACHE_PROVENANCE).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != library_versions(CACHE_LIBRARIES):
+        logger.warning(
+            "dequantized cache %s was written by other library versions; rebuilding", cached
+        )
+        shutil.rmtree(cached, ignore_errors=True)
+        return None
+    logger.info("loading dequantized weights from cache %s", cached)
+    try:
+        return _from_folder(cached, torch.float32)
+    except Exception as error:  # any failure to load a cache entry means: rebuild it
+        logger.warning("dequantized cache %s is unreadable (%s); rebuilding it", cached, error)
+        shutil.rmtree(cached, ignore_errors=True)
+        return None
+
+
 def _load_gguf_cached(gguf: Path, sha256: str, cache_dir: Path) -> tuple[Any, Any]:
     cached = gguf_cache_folder(gguf, sha256, cache_dir)
-    if (cached / _CACHE_COMPLETE).is_file():
-        logger.info("loading dequantized weights from cache %s", cached)
-        return _from_folder(cached, torch.float32)
+    loaded = _cached_copy(cached)
+    if loaded is not None:
+        return loaded
     logger.info("dequantizing %s (once; cached in %s)", gguf, cached)
     model, tokenizer = _from_gguf(gguf)
     try:

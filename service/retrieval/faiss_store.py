@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -21,8 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.core.provenance import library_versions
 from service.retrieval.base import Passage
 from service.retrieval.embedding_model import SentenceEncoder, load_sentence_encoder
+
+logger = logging.getLogger(__name__)
 
 WORKER_THREAD_PREFIX = "retrieval-worker"
 
@@ -65,9 +69,16 @@ def load_jsonl_documents(path: str | Path) -> list[Document]:
     return documents
 
 
+# The libraries whose versions can change the embeddings a cache file holds.
+EMBEDDING_LIBRARIES = ("sentence-transformers", "transformers", "tokenizers", "torch")
+
+
 def embedding_cache_key(model_id: str, documents: Iterable[Document]) -> str:
-    """A hash of the model and the documents' ids and texts (the embedding cache file name)."""
-    payload = json.dumps([model_id, [[doc.id, doc.text] for doc in documents]])
+    """A hash of the model, the documents' ids and texts, and the versions of
+    :data:`EMBEDDING_LIBRARIES` (the embedding cache file name)."""
+    payload = json.dumps(
+        [model_id, library_versions(EMBEDDING_LIBRARIES), [[doc.id, doc.text] for doc in documents]]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -209,11 +220,17 @@ class FaissDocumentStore:
 
 def _load_cached(path: Path, rows: int) -> npt.NDArray[np.float32] | None:
     """The cached embeddings at ``path`` if present and well-formed, else None."""
+    if not path.exists():
+        return None
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        logger.warning("embedding cache %s is unreadable (%s); rebuilding it", path, error)
         return None
     if array.ndim != 2 or array.shape[0] != rows or array.dtype != np.float32:
+        logger.warning(
+            "embedding cache %s has shape %s, not %d rows; rebuilding", path, array.shape, rows
+        )
         return None
     return np.ascontiguousarray(array)
 

@@ -1,12 +1,15 @@
 """Verifier input vectors for answer records, cached per record and per encoder.
 
-The cache is one ``.npz`` store per encoder + feature composition, keyed by a digest of each
-record's conversation and answer, so adding rows to a data set encodes only the new rows.
+The cache is one ``.npz`` store per encoder + feature composition + versions of the libraries
+that compute the vectors, keyed by a digest of each record's conversation and answer, so adding
+rows to a data set encodes only the new rows. An unreadable store is rebuilt with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,11 +17,15 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from service.core.provenance import versions_digest
 from service.training.records import AnswerRecord
 from service.verifier.encoder import HiddenStateEncoder
 from service.verifier.features import FEATURE_COMPOSITION, compose_features
 
 F32Array = npt.NDArray[np.float32]
+logger = logging.getLogger(__name__)
+# The libraries whose versions can change an encoded vector.
+FEATURE_LIBRARIES = ("torch", "transformers", "tokenizers", "numpy")
 
 
 def record_key(record: AnswerRecord) -> str:
@@ -34,15 +41,20 @@ def record_key(record: AnswerRecord) -> str:
 
 def store_path(cache_dir: Path, encoder: HiddenStateEncoder) -> Path:
     """The store for this encoder and feature composition."""
-    identity = f"{encoder.fingerprint}|{FEATURE_COMPOSITION}".encode()
+    libraries = versions_digest(FEATURE_LIBRARIES)
+    identity = f"{encoder.fingerprint}|{FEATURE_COMPOSITION}|{libraries}".encode()
     return cache_dir / f"features-{hashlib.sha256(identity).hexdigest()[:16]}.npz"
 
 
 def _load_store(path: Path) -> dict[str, F32Array]:
     if not path.exists():
         return {}
-    with np.load(path) as data:
-        keys, vectors = data["keys"], data["vectors"]
+    try:
+        with np.load(path) as data:
+            keys, vectors = data["keys"], data["vectors"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logger.warning("feature store %s is unreadable (%s); encoding again", path, error)
+        return {}
     return {str(key): vectors[i] for i, key in enumerate(keys)}
 
 

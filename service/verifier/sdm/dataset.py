@@ -63,7 +63,7 @@ def _label(row: dict[str, Any], source: str, number: int, classes: int | None) -
     )
     if not allowed:
         raise DatasetError(source, number, f"label {label} is outside 0..{(classes or 0) - 1}")
-    return label
+    return int(label)
 
 
 def _parse_line(line: str, source: str, number: int) -> dict[str, Any]:

@@ -177,7 +177,7 @@ class _Checker:
     def integer(self, value: Any, name: str, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.fail(f"{name} must be an integer >= {minimum}")
-        return value
+        return int(value)
 
     def number(self, value: Any, name: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):

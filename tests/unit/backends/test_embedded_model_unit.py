@@ -68,13 +68,68 @@ def test_the_embedded_gguf_is_found_through_its_distribution() -> None:
     assert path.is_file()
 
 
-def test_cache_folder_is_keyed_by_size_and_digest(tmp_path: Path) -> None:
+def test_cache_folder_is_keyed_by_size_digest_and_library_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"abc")
     digest = file_sha256(gguf)
     assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     folder = gguf_cache_folder(gguf, digest, tmp_path / "cache")
-    assert folder == tmp_path / "cache" / "dequantized" / f"m-3-{digest[:16]}"
+    assert folder.parent == tmp_path / "cache" / "dequantized"
+    assert folder.name.startswith(f"m-3-{digest[:16]}-lib")
+    real_version = importlib.metadata.version
+
+    def other_transformers(name: str) -> str:
+        return "9.9.9" if name == "transformers" else real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", other_transformers)
+    assert gguf_cache_folder(gguf, digest, tmp_path / "cache") != folder
+
+
+def tiny_causal_lm() -> tuple[Any, Any]:
+    """A real (tiny) Llama and fast tokenizer, as a dequantized GGUF would give."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocabulary = {"[UNK]": 0, "a": 1, "b": 2}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    config = LlamaConfig(
+        vocab_size=3, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+    )  # fmt: skip
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def test_a_stale_or_corrupt_dequantized_cache_is_rebuilt_never_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dequantized: list[int] = []
+
+    def dequantize(gguf: Path) -> tuple[Any, Any]:
+        dequantized.append(1)
+        return tiny_causal_lm()
+
+    monkeypatch.setattr(embedded_model, "_from_gguf", dequantize)
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"not read: dequantizing is replaced")
+    digest, cache = file_sha256(gguf), tmp_path / "cache"
+    load = embedded_model._load_gguf_cached
+    load(gguf, digest, cache)
+    folder = gguf_cache_folder(gguf, digest, cache)
+    assert (folder / "COMPLETE").is_file() and (folder / "PROVENANCE.json").is_file()
+    model, _ = load(gguf, digest, cache)
+    assert len(dequantized) == 1 and model.config.hidden_size == 16  # read from the cache
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)  # a corrupt entry
+    load(gguf, digest, cache)
+    assert len(dequantized) == 2 and "unreadable" in caplog.text
+    (folder / "PROVENANCE.json").write_text('{"transformers": "5.0.0"}')  # other libraries
+    load(gguf, digest, cache)
+    assert len(dequantized) == 3 and "other library versions" in caplog.text
+    model, _ = load(gguf, digest, cache)
+    assert len(dequantized) == 3 and model.config.num_hidden_layers == 1
 
 
 def test_digests_are_remembered_until_the_file_changes(tmp_path: Path) -> None:
@@ -117,7 +172,8 @@ def test_cache_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # no staging folder left behind
     embedded_model._write_cache(FakeSavable("model.safetensors"), FakeSavable("tok.json"), target)
-    assert sorted(p.name for p in target.iterdir()) == ["COMPLETE", "model.safetensors", "tok.json"]
+    written = sorted(p.name for p in target.iterdir())
+    assert written == ["COMPLETE", "PROVENANCE.json", "model.safetensors", "tok.json"]
 
 
 def test_a_finished_cache_from_another_process_is_kept(tmp_path: Path) -> None:

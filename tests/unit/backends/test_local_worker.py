@@ -148,7 +148,7 @@ async def test_a_task_runs_on_the_worker_thread_and_returns_or_raises() -> None:
     worker.start()
     where = worker.run(threading.get_ident).result(5)
     assert where != threading.get_ident()
-    assert worker.run(lambda: worker.owns_current_thread()).result(5) is True
+    assert worker.run(worker.owns_current_thread).result(5) is True
     assert not worker.owns_current_thread()
 
     def broken() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import threading
 from pathlib import Path
@@ -165,8 +166,18 @@ async def test_a_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
     assert np.load(tmp_path / f"embeddings-{key}.npy").shape == (3, DIM)
 
 
-def test_cache_key_depends_on_model_and_texts() -> None:
+def test_cache_key_depends_on_model_texts_and_library_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     base = embedding_cache_key("m1", DOCUMENTS)
+    real_version = importlib.metadata.version
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            importlib.metadata,
+            "version",
+            lambda name: "0.0" if name == "sentence-transformers" else real_version(name),
+        )
+        assert embedding_cache_key("m1", DOCUMENTS) != base
     assert base == embedding_cache_key("m1", list(DOCUMENTS))
     assert base != embedding_cache_key("m2", DOCUMENTS)
     edited = [Document(DOCUMENTS[0].id, "The capital of France is Lyon."), *DOCUMENTS[1:]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from service.core.generation import Message, TokenLogprob
 from service.core.verdict import VerificationInput
@@ -66,3 +68,29 @@ def test_a_changed_answer_is_encoded_again(tmp_path: Path) -> None:
     encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
     encode_records([record(0, "Lyon")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
     assert encoder.encoded == ["Paris", "Lyon"]
+
+
+def test_a_corrupt_store_is_encoded_again_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    encoder = CountingEncoder()
+    encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    (store,) = tmp_path.glob("features-*.npz")
+    store.write_bytes(b"truncated")
+    encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    assert encoder.encoded == ["Paris", "Paris"]
+    assert "unreadable" in caplog.text
+
+
+def test_other_library_versions_use_another_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = CountingEncoder()
+    encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: "0.0" if name == "torch" else real_version(name)
+    )
+    encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
+    assert encoder.encoded == ["Paris", "Paris"]
+    assert len(list(tmp_path.glob("features-*.npz"))) == 2
