@@ -2,7 +2,9 @@
 
 Only plain full-attention ``DynamicLayer``s are touched (keys/values ``[batch, heads, seq, dim]``);
 for any other cache (sliding windows, quantized, static) :func:`supports_surgery` is false and the
-decoder runs without joining rows mid-batch.
+decoder runs without joining rows mid-batch. ``DynamicLayer`` is imported at module load: a
+transformers release without it fails loudly here instead of quietly turning continuous
+batching off (tests/unit/backends/test_transformers_contract.py pins what this relies on).
 """
 
 from __future__ import annotations
@@ -10,14 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 def supports_surgery(cache: Any) -> bool:
     """Whether ``cache`` is a DynamicCache made only of full-attention DynamicLayers."""
-    try:
-        from transformers.cache_utils import DynamicLayer
-    except ImportError:  # pragma: no cover - older transformers
-        return False
     layers = getattr(cache, "layers", None)
     return (
         isinstance(layers, list)
