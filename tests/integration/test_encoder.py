@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from service.backends.embedded_model import LoadedCausalLM
-from service.core.generation import Message
+from service.backends.local_transformers import LocalTransformersBackend
+from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.verdict import VerificationInput
 from service.verifier.encoder import HiddenStateEncoder
 
@@ -128,3 +131,35 @@ def test_the_lm_head_path_pools_the_same_middle_layer(
 def test_a_layer_outside_the_model_is_refused(embedded_loaded: LoadedCausalLM, layer: int) -> None:
     with pytest.raises(ValueError, match=r"encoder layer must be in 1\.\.30"):
         HiddenStateEncoder(embedded_loaded, layer=layer)
+
+
+@pytest.mark.parametrize("layer", [20, None])
+async def test_encodes_while_the_backend_decodes_give_the_solo_vectors(
+    embedded_backend: LocalTransformersBackend, layer: int | None
+) -> None:
+    """The backend's thread runs generations while another thread encodes on the same model.
+    Every encode runs on the model's owning thread between decoding steps, so no decoding step
+    is recorded into the encoder's hidden states (transformers records a middle layer by
+    patching the instance's layers for the duration of a call)."""
+    owned = HiddenStateEncoder(
+        embedded_backend.loaded, layer=layer, batch_size=16, owner=embedded_backend
+    )
+    solo = owned.encode(ITEMS)
+    params = SamplingParams(max_tokens=16, temperature=0.0)
+    prompts = [f"Count from {i} to {i + 20}:" for i in range(12)]
+    generations = [
+        embedded_backend.generate(GenerationRequest(messages=None, prompt=p, params=params))
+        for p in prompts
+    ]
+
+    def encode_repeatedly() -> list[np.ndarray]:
+        return [owned.encode(ITEMS) for _ in range(6)]
+
+    before = embedded_backend.stats.tokens
+    results, encoded = await asyncio.gather(
+        asyncio.gather(*generations), asyncio.to_thread(encode_repeatedly)
+    )
+    assert all(result.candidates[0].text for result in results)
+    assert embedded_backend.stats.tokens - before >= len(prompts)
+    for vectors in encoded:
+        np.testing.assert_array_equal(vectors, solo)
