@@ -8,6 +8,7 @@ retrieval, questions it cannot answer abstained).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -114,3 +115,60 @@ def test_verify_endpoint_with_the_real_verifier(embedded_client: openai.OpenAI) 
     assert isinstance(right, dict) and isinstance(wrong, dict)
     assert right["verification"]["prediction"] == 1
     assert wrong["verification"]["decision"] == "abstain"
+
+
+CONCURRENT_CHATS = [
+    "What is the capital of France?",
+    "Which city is the capital of Oman?",
+    "What is 487 times 356?",
+    "What is 3 plus 4?",
+    "What is the capital of Japan?",
+    "What is the chemical symbol for gold?",
+    "How many letters are in the word 'planet'?",
+    "Reverse the word 'stone'.",
+]
+CONCURRENT_VERIFIES = [
+    ("What is the capital of Canada?", "Toronto"),
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("What is 487 times 356?", "487 times 356 is 12."),
+    ("What is 2 plus 2?", "2 plus 2 is 4."),
+]
+
+
+def verdict_summary(verification: dict[str, Any]) -> tuple[Any, ...]:
+    """What must not depend on the other requests in flight."""
+    return (
+        verification["decision"],
+        verification["reason"],
+        verification["prediction"],
+        verification["q"],
+        verification["region_alpha"],
+        verification["region_alpha_lower"],
+    )
+
+
+def chat_outcome(client: openai.OpenAI, question: str) -> tuple[Any, ...]:
+    # seeded: the best-of-4 tier samples, and must sample the same alone or batched
+    text, verification = ask(client, question, seed=7)
+    return ("chat", question, text, *verdict_summary(verification))
+
+
+def verify_outcome(client: openai.OpenAI, prompt: str, response: str) -> tuple[Any, ...]:
+    reply = client.post("/verify", body={"prompt": prompt, "response": response}, cast_to=object)
+    assert isinstance(reply, dict)
+    return ("verify", prompt, response, *verdict_summary(reply["verification"]))
+
+
+def test_concurrent_chats_and_verifies_get_their_solo_verdicts(
+    embedded_client: openai.OpenAI,
+) -> None:
+    """8 chats and 4 /v1/verify calls at once on the real model: no 5xx (the SDK raises on any
+    error status), and every verdict equals the one the same request gets alone."""
+    jobs: list[tuple[Any, ...]] = [(chat_outcome, q) for q in CONCURRENT_CHATS]
+    jobs += [(verify_outcome, prompt, response) for prompt, response in CONCURRENT_VERIFIES]
+    solo = [job[0](embedded_client, *job[1:]) for job in jobs]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        together = list(pool.map(lambda job: job[0](embedded_client, *job[1:]), jobs))
+    for alone, concurrent in zip(solo, together, strict=True):
+        assert concurrent == alone
+    assert {outcome[3] for outcome in solo} >= {"accept", "abstain"}  # both kinds of verdict
