@@ -10,7 +10,7 @@ from typing import TypeVar
 from fastapi import Request
 
 from service.config import ObservabilitySettings, ServerSettings
-from service.core.errors import Overloaded
+from service.core.errors import Overloaded, UpstreamTimeout
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
 
@@ -66,8 +66,19 @@ class ClientDisconnected(Exception):
     """The client went away before the answer was ready."""
 
 
-async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, cancelling it (and the upstream calls it makes) if the client leaves."""
+def request_timeout(seconds: float) -> UpstreamTimeout:
+    """The 504 for a request that outran ``server.request_timeout_seconds``."""
+    return UpstreamTimeout(
+        f"The request did not finish within {seconds:g} s (server.request_timeout_seconds).",
+        code="request_timeout",
+    )
+
+
+async def until_disconnected(
+    request: Request, work: Awaitable[T], timeout: float | None = None
+) -> T:
+    """Await ``work``, cancelling it (and the upstream calls it makes) if the client leaves or
+    ``timeout`` seconds pass (then ``UpstreamTimeout``, a 504)."""
     task = asyncio.ensure_future(work)
 
     async def wait_for_disconnect() -> None:
@@ -78,12 +89,16 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     watcher = asyncio.ensure_future(wait_for_disconnect())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         if not task.done():
             task.cancel()
         watcher.cancel()
-    if task.cancelled() or not task.done():
-        await asyncio.gather(task, return_exceptions=True)
+    if task in done and not task.cancelled():
+        return task.result()
+    await asyncio.gather(task, return_exceptions=True)
+    if watcher in done or timeout is None:
         raise ClientDisconnected
-    return task.result()
+    raise request_timeout(timeout)

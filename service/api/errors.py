@@ -52,6 +52,16 @@ def error_body(error: errors.GatewayError) -> dict[str, Any]:
     return envelope(error.message, error.error_type, error.param, error.code)
 
 
+def internal_error_body(request_id: str) -> dict[str, Any]:
+    """The envelope for a failure that is not a gateway error (a 500): no details leak."""
+    return envelope(
+        f"The server had an error while processing your request (request id {request_id}).",
+        "server_error",
+        None,
+        "internal_error",
+    )
+
+
 def error_response(error: errors.GatewayError) -> JSONResponse:
     """A JSON error response with retry hints where a retry can help."""
     status = status_of(error)
@@ -119,13 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = request.scope.get("state", {}).get("request_id", "unknown")
         logger.exception("unhandled error", extra={"request_id": request_id})
-        body = envelope(
-            f"The server had an error while processing your request (request id {request_id}).",
-            "server_error",
-            None,
-            "internal_error",
-        )
-        return JSONResponse(body, status_code=500)
+        return JSONResponse(internal_error_body(request_id), status_code=500)
 
     app.add_exception_handler(errors.GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -11,7 +12,14 @@ from typing import Any, Literal
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api.context import ApiContext, ClientDisconnected, context_of, until_disconnected
+from service.api.context import (
+    ApiContext,
+    ClientDisconnected,
+    context_of,
+    request_timeout,
+    until_disconnected,
+)
+from service.api.errors import internal_error_body
 from service.api.render import (
     Rendering,
     chat_completion,
@@ -26,6 +34,7 @@ from service.api.streaming import (
     delta_chunk,
     error_event,
     replay_answer,
+    sse,
 )
 from service.core.errors import GatewayError
 from service.core.generation import GenerationRequest, Message, SamplingParams
@@ -100,7 +109,10 @@ async def handle_generation(
         writer = ChunkWriter(kind, rendering, body.include_usage)
         if body.stream and plan.stream_mode is StreamMode.PASSTHROUGH and body.n == 1:
             # the live stream keeps the admission slot until the response closes
-            stream = _passthrough_body(context, plan, generation_request, writer, started)
+            request_id = request.scope.get("state", {}).get("request_id", "unknown")
+            stream = _passthrough_body(
+                context, plan, generation_request, writer, started, request_id
+            )
             released_by_stream = True
             return SSEResponse(stream, on_close=context.gate.release)
         with context.metrics.track_inflight():
@@ -110,6 +122,7 @@ async def handle_generation(
                     context.gateway.cascade.run(
                         plan, generation_request, nearest_exemplars=rendering.nearest_exemplars
                     ),
+                    timeout=context.server.request_timeout_seconds,
                 )
                 candidates = answer_candidates(plan, result, body.n)
             except ClientDisconnected:
@@ -174,8 +187,10 @@ async def _passthrough_body(
     request: GenerationRequest,
     writer: ChunkWriter,
     started: float,
+    request_id: str,
 ) -> AsyncIterator[bytes]:
-    """Stream tier 0 live; the verdict rides on the last chunk. Errors become an error frame."""
+    """Stream tier 0 live; the verdict rides on the last chunk. Any failure, and running past
+    ``server.request_timeout_seconds``, becomes an error frame followed by ``[DONE]``."""
     outcome = "error"
     events = stream_then_verify(
         plan,
@@ -184,12 +199,21 @@ async def _passthrough_body(
         context.metrics,
         nearest_exemplars=writer.rendering.nearest_exemplars,
     )
+    timeout = context.server.request_timeout_seconds
+    deadline = time.monotonic() + timeout
     try:
         with context.metrics.track_inflight():
             opening = writer.opening(1)
             if opening is not None:
                 yield opening
-            async for event in events:
+            while True:
+                try:
+                    remaining = max(0.0, deadline - time.monotonic())
+                    event = await asyncio.wait_for(anext(events), remaining)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise request_timeout(timeout) from None
                 if isinstance(event, CascadeResult):
                     outcome = event.decision.value
                     yield _passthrough_ending(writer, plan, event)
@@ -205,6 +229,10 @@ async def _passthrough_body(
                     yield chunk
     except GatewayError as error:
         yield error_event(error)
+        yield DONE
+    except Exception:
+        logger.exception("passthrough stream failed", extra={"request_id": request_id})
+        yield sse(internal_error_body(request_id))
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]

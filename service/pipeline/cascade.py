@@ -71,6 +71,24 @@ def verification_messages(request: GenerationRequest) -> tuple[Message, ...]:
     return (Message(role="user", content=request.prompt or ""),)
 
 
+def tier_request(
+    plan: RoutePlan, tier: Tier, request: GenerationRequest, n: int
+) -> GenerationRequest:
+    """The request one tier receives: its ``n`` candidates, the tier's temperature and top_p
+    over the client's, and the lower of the two ``max_tokens``. A direct plan passes the
+    client's sampling through. The one place that builds a tier's request."""
+    params = request.params
+    if plan.direct:
+        return request.with_params(n=n)
+    limits = [value for value in (params.max_tokens, tier.max_tokens) if value is not None]
+    return request.with_params(
+        n=n,
+        temperature=tier.temperature if tier.temperature is not None else params.temperature,
+        top_p=tier.top_p if tier.top_p is not None else params.top_p,
+        max_tokens=min(limits) if limits else params.max_tokens,
+    )
+
+
 @dataclass(slots=True)
 class _State:
     """Mutable progress of one request through the cascade."""
@@ -169,16 +187,7 @@ class Cascade:
         return scored[: state.choices_wanted]
 
     def _tier_request(self, plan: RoutePlan, tier: Tier, state: _State) -> GenerationRequest:
-        params = state.request.params
-        if plan.direct:
-            return state.request
-        limits = [value for value in (params.max_tokens, tier.max_tokens) if value is not None]
-        return state.request.with_params(
-            n=max(tier.n, state.choices_wanted),
-            temperature=tier.temperature if tier.temperature is not None else params.temperature,
-            top_p=tier.top_p if tier.top_p is not None else params.top_p,
-            max_tokens=min(limits) if limits else params.max_tokens,
-        )
+        return tier_request(plan, tier, state.request, max(tier.n, state.choices_wanted))
 
     async def _retrieve(self, plan: RoutePlan, state: _State) -> bool:
         """Fetch context once; True when the same tier should regenerate with it."""

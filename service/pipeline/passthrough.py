@@ -19,6 +19,7 @@ from service.pipeline.cascade import (
     Cascade,
     CascadeResult,
     ScoredCandidate,
+    tier_request,
     verification_messages,
 )
 from service.pipeline.observer import PipelineObserver
@@ -40,18 +41,13 @@ async def stream_then_verify(
     """
     tier = plan.tiers[0]
     backend = tier.backend
-    tier_request = request.with_params(
-        n=1,
-        temperature=tier.temperature
-        if tier.temperature is not None
-        else request.params.temperature,
-    )
+    streamed = tier_request(plan, tier, request, n=1)
     started = time.perf_counter()
     pieces: list[str] = []
     logprobs: list[TokenLogprob] = []
     finish: FinishReason = "stop"
     usage = Usage()
-    async for delta in backend.stream(tier_request):
+    async for delta in backend.stream(streamed):
         if delta.usage is not None:
             usage = delta.usage
         if delta.finish_reason is not None:
@@ -63,7 +59,7 @@ async def stream_then_verify(
     observer.stage("generate", time.perf_counter() - started)
     candidate = Candidate("".join(pieces), finish, tuple(logprobs) or None)
     item = VerificationInput(
-        verification_messages(tier_request), candidate.text, candidate.token_logprobs
+        verification_messages(streamed), candidate.text, candidate.token_logprobs
     )
     (verdict,) = await cascade.verify([item], nearest_exemplars)
     reason = judge(verdict, plan.thresholds)

@@ -32,6 +32,7 @@ async def verify(request: Request, body: VerifyRequest) -> dict[str, Any]:
             context.gateway.cascade.verify(
                 [VerificationInput(messages, body.response)], nearest_exemplars=nearest
             ),
+            timeout=context.server.request_timeout_seconds,
         )
     return {
         "object": "verification",
