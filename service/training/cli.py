@@ -24,7 +24,14 @@ def _data_build(args: argparse.Namespace) -> int:
     if args.max_batch_size is not None:
         settings = _with_batch_size(settings, args.max_batch_size)
     if args.route not in settings.routes:
-        print(f"sdm-router: route {args.route!r} is not in the config", file=sys.stderr)
+        print(f"sdm-router: --route: {args.route!r} is not in the config", file=sys.stderr)
+        return 2
+    from service.training.suites import get_suite
+
+    try:
+        get_suite(args.suite)
+    except KeyError as error:
+        print(f"sdm-router: --suite: {error.args[0]}", file=sys.stderr)
         return 2
     options = BuildOptions(
         suite=args.suite,
@@ -77,8 +84,16 @@ def _verifier_build(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
     )
-    if args.attempts < 1:
-        print("sdm-router: --attempts must be at least 1", file=sys.stderr)
+    problem = _verifier_build_problem(args)
+    if problem is not None:
+        print(f"sdm-router: {problem}", file=sys.stderr)
+        return 2
+    from service.training.records import ROWS_FILE, RecordError, read_records
+
+    try:
+        records = read_records(args.data / ROWS_FILE)
+    except RecordError as error:
+        print(f"sdm-router: --data: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     from service.backends.embedded_model import available_cpus
@@ -88,10 +103,10 @@ def _verifier_build(args: argparse.Namespace) -> int:
         encoder = HiddenStateEncoder.from_local(
             args.encoder, device=args.device, layer=args.layer, threads=available_cpus()
         )
-    except ValueError as error:
-        print(f"sdm-router: {error}", file=sys.stderr)
+    except (ValueError, ConfigurationError) as error:
+        print(f"sdm-router: --encoder: {error}", file=sys.stderr)
         return 2
-    model = build_verifier(options, encoder)
+    model = build_verifier(options, encoder, records)
     print(
         f"wrote verifier {model.artifact_id} ({model.support_size} support rows) to {args.out} "
         f"in {time.perf_counter() - started:.0f} s"
@@ -105,6 +120,24 @@ def _verifier_build(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _verifier_build_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``verifier build``'s arguments, checked before any model loads."""
+    from service.training.records import ROWS_FILE
+
+    if args.attempts < 1:
+        return "--attempts must be at least 1"
+    rows = args.data / ROWS_FILE
+    if not rows.is_file():
+        return f"--data: {rows} does not exist (give a `data build` or `data import` folder)"
+    if args.out.exists() and not args.overwrite:
+        return f"--out: {args.out} exists (add --overwrite to replace it)"
+    if args.encoder != "embedded" and not Path(args.encoder).expanduser().exists():
+        return (
+            f"--encoder: {args.encoder} does not exist (embedded, a .gguf file or a model folder)"
+        )
+    return None
 
 
 def _verifier_evaluate(args: argparse.Namespace) -> int:

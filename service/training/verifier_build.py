@@ -62,10 +62,16 @@ def _labels(records: list[AnswerRecord]) -> np.ndarray[Any, np.dtype[np.int64]]:
     return np.asarray([record.label for record in records], dtype=np.int64)
 
 
-def build_verifier(options: VerifierBuildOptions, encoder: HiddenStateEncoder) -> SDMModel:
-    """Split, encode, train and save; returns the trained model."""
+def build_verifier(
+    options: VerifierBuildOptions,
+    encoder: HiddenStateEncoder,
+    records: list[AnswerRecord] | None = None,
+) -> SDMModel:
+    """Split, encode, train and save; returns the trained model. ``records``: the rows of
+    ``options.data`` when the caller has read them already."""
     started = time.perf_counter()
-    records = read_records(options.data / ROWS_FILE)
+    if records is None:
+        records = read_records(options.data / ROWS_FILE)
     splits = split_records(records, options.holdout_family, seed=options.split_seed)
     counts = write_splits(splits, options.data / SPLITS_DIR)
     cache = options.data / "cache"
