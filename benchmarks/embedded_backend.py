@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import torch
 
-from service.backends.embedded_model import load_causal_lm
 from service.backends.local_transformers import LocalTransformersBackend
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.verdict import VerificationInput
+from service.models.causal_lm import load_causal_lm
 from service.verifier.encoder import HiddenStateEncoder
 
 PROMPTS = [

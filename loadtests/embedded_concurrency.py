@@ -168,13 +168,16 @@ def free_port() -> int:
         return port
 
 
-def start_gateway(log: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """``sdm-router serve`` on the embedded default, once it is ready."""
+def start_gateway(log: Path, config: Path | None) -> tuple[str, subprocess.Popen[bytes]]:
+    """``sdm-router serve`` (the embedded default, or ``config``), once it is ready."""
     port = free_port()
     script = Path(sys.executable).parent / "sdm-router"
+    command = [str(script), "serve", "--port", str(port)]
+    if config is not None:
+        command += ["--config", str(config)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(script), "serve", "--port", str(port)],
+            command,
             stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -199,12 +202,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--max-requests", type=int, default=2000)
+    parser.add_argument("--config", type=Path, default=None, help="config to serve (no --url)")
     parser.add_argument("--log", type=Path, default=Path("embedded-concurrency-gateway.log"))
     args = parser.parse_args()
     process: subprocess.Popen[bytes] | None = None
     url = args.url
     if url is None:
-        url, process = start_gateway(args.log)
+        url, process = start_gateway(args.log, args.config)
     try:
         outcomes = asyncio.run(drive(url, args.concurrency, args.seconds, args.max_requests))
     finally:

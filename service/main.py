@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.api.app import create_app
 from service.backends.base import Backend
 from service.backends.factory import make_backend
+from service.backends.local_transformers import LocalTransformersBackend
 from service.config import (
     Settings,
     VerifierSettings,
@@ -25,7 +26,7 @@ from service.pipeline.gateway import Gateway
 from service.pipeline.plan import RoutePlan, Tier
 from service.pipeline.policy import PolicyThresholds
 from service.retrieval.base import Retriever
-from service.training.corpus import make_retriever
+from service.retrieval.corpus import make_retriever
 from service.verifier.protocol import Verifier
 
 CONFIG_ENV = "SDM_ROUTER_CONFIG"
@@ -34,10 +35,19 @@ CONFIG_ENV = "SDM_ROUTER_CONFIG"
 def make_verifier(
     settings: VerifierSettings, backends: Mapping[str, Backend], metrics: GatewayMetrics
 ) -> Verifier:
-    """The SDM verifier, its encoder sharing a local backend's weights when configured."""
+    """The SDM verifier; its encoder shares the weights (and the model thread) of the local
+    backend ``verifier.encoder_backend`` names, when it names one."""
     from service.verifier.sdm_verifier import SDMVerifier
 
-    return SDMVerifier.from_settings(settings, backends, metrics)
+    shared = None
+    if settings.encoder_backend is not None:
+        backend = backends.get(settings.encoder_backend)
+        if not isinstance(backend, LocalTransformersBackend):
+            raise ConfigurationError(
+                f"verifier.encoder_backend {settings.encoder_backend!r} is not a local backend"
+            )
+        shared = backend
+    return SDMVerifier(settings, shared, metrics)
 
 
 def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str, RoutePlan]:

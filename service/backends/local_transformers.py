@@ -14,13 +14,6 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from service.backends.embedded_model import (
-    EMBEDDED_NAME,
-    LoadedCausalLM,
-    chat_messages,
-    load_causal_lm,
-    resolve_device,
-)
 from service.backends.local.decoding import BatchDecoder, DecodeStats
 from service.backends.local.job import Job
 from service.backends.local.rows import RowSpec, RowState
@@ -41,6 +34,13 @@ from service.core.generation import (
     SamplingParams,
     StreamDelta,
     Usage,
+)
+from service.models.causal_lm import (
+    EMBEDDED_NAME,
+    LoadedCausalLM,
+    chat_messages,
+    load_causal_lm,
+    resolve_device,
 )
 
 T = TypeVar("T")

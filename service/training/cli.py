@@ -96,7 +96,7 @@ def _verifier_build(args: argparse.Namespace) -> int:
         print(f"sdm-router: --data: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    from service.backends.embedded_model import available_cpus
+    from service.models.causal_lm import available_cpus
 
     try:
         # Offline: every CPU encodes (the server keeps one free for its event loop).

@@ -23,7 +23,7 @@ from service.config import RouteSettings, Settings, TierSettings
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.retrieval.base import Retriever
 from service.retrieval.context import format_context
-from service.training.corpus import make_retriever
+from service.retrieval.corpus import make_retriever
 from service.training.records import ROWS_FILE, AnswerRecord, iter_ids
 from service.training.suites import families_of_kind, get_suite
 from service.training.suites.base import TaskItem

@@ -181,7 +181,7 @@ def _meta(args: argparse.Namespace, model: SDMModel, inputs: Inputs) -> dict[str
 
 
 def _load(args: argparse.Namespace) -> tuple[SDMModel, HiddenStateEncoder]:
-    from service.backends.embedded_model import available_cpus
+    from service.models.causal_lm import available_cpus
     from service.verifier.encoder import HiddenStateEncoder
     from service.verifier.sdm import SDMModel
     from service.verifier.sdm_verifier import recorded_encoder_layer

@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from service.backends.embedded_model import LoadedCausalLM, chat_messages, load_causal_lm
 from service.core.generation import Message
 from service.core.verdict import VerificationInput
+from service.models.causal_lm import LoadedCausalLM, chat_messages, load_causal_lm
 
 F32Array = npt.NDArray[np.float32]
 T = TypeVar("T")
@@ -46,6 +46,14 @@ class ModelOwner(Protocol):
 
     def run_on_model(self, forward: Callable[[], T]) -> T:
         """Run ``forward`` on the model's own thread and return its result."""
+
+
+class SharedModel(ModelOwner, Protocol):
+    """A started component that owns a loaded model and lends it: its weights and its thread."""
+
+    @property
+    def loaded(self) -> LoadedCausalLM:
+        """The loaded model (available once the owner has started)."""
 
 
 def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:

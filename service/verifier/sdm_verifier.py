@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from service.backends.base import Backend
-from service.backends.local_transformers import LocalTransformersBackend
 from service.config import VerifierSettings
 from service.core.errors import ConfigurationError
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
 from service.verifier.batching import MicroBatcher
-from service.verifier.encoder import HiddenStateEncoder, layer_from_identity
+from service.verifier.encoder import HiddenStateEncoder, SharedModel, layer_from_identity
 from service.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
 from service.verifier.sdm import ArtifactError, SDMModel, SDMScores
 
@@ -92,33 +90,17 @@ class SDMVerifier:
     def __init__(
         self,
         settings: VerifierSettings,
-        encoder_backend: LocalTransformersBackend | None,
+        shared_model: SharedModel | None,
         observer: VerifierObserver,
     ) -> None:
+        """``shared_model``: the component whose loaded model the encoder uses (and whose thread
+        runs its forwards); None loads ``settings.encoder_model`` for the verifier alone."""
         self._settings = settings
-        self._encoder_backend = encoder_backend
+        self._shared_model = shared_model
         self._observer = observer
         self._model: SDMModel | None = None
         self._encoder: HiddenStateEncoder | None = None
         self._batcher: MicroBatcher[tuple[VerificationInput, int], Verdict] | None = None
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: VerifierSettings,
-        backends: Mapping[str, Backend],
-        observer: VerifierObserver,
-    ) -> SDMVerifier:
-        """Build from config; ``encoder_backend`` must name a local backend."""
-        shared = None
-        if settings.encoder_backend is not None:
-            backend = backends.get(settings.encoder_backend)
-            if not isinstance(backend, LocalTransformersBackend):
-                raise ConfigurationError(
-                    f"verifier.encoder_backend {settings.encoder_backend!r} is not a local backend"
-                )
-            shared = backend
-        return cls(settings, shared, observer)
 
     @property
     def info(self) -> VerifierInfo:
@@ -157,9 +139,9 @@ class SDMVerifier:
         assert self._model is not None
         try:
             layer = recorded_encoder_layer(self._model)
-            if self._encoder_backend is not None:
-                backend = self._encoder_backend
-                return HiddenStateEncoder(backend.loaded, layer=layer, owner=backend)
+            if self._shared_model is not None:
+                shared = self._shared_model
+                return HiddenStateEncoder(shared.loaded, layer=layer, owner=shared)
             assert self._settings.encoder_model is not None
             return HiddenStateEncoder.from_local(
                 self._settings.encoder_model, device=self._settings.device, layer=layer

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.backends.embedded_model import LoadedCausalLM, load_causal_lm
 from service.backends.local_transformers import LocalTransformersBackend
+from service.models.causal_lm import LoadedCausalLM, load_causal_lm
 from service.verifier.encoder import HiddenStateEncoder
 
 # Fixed for every test here, so expected outputs do not depend on the caller's settings.

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.backends.embedded_model import LoadedCausalLM
 from service.backends.local_transformers import LocalTransformersBackend
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.verdict import VerificationInput
+from service.models.causal_lm import LoadedCausalLM
 from service.verifier.encoder import HiddenStateEncoder
 
 pytest_plugins = ["tests.integration.embedded_fixtures"]

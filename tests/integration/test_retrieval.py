@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from service.retrieval.context import format_context
+from service.retrieval.fact_passages import build_passages
 from service.retrieval.faiss_store import FaissDocumentStore
-from service.training.passages import build_passages
 from service.training.suites import get_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

@@ -5,9 +5,9 @@
 >>> items[0].is_correct("The capital is ...")
 """
 
+from service.facts.tables import Country, Element, load_capitals, load_elements
 from service.training.suites.base import FamilyKind, TaskFamily, TaskItem
 from service.training.suites.checking import Checker, CheckOutcome, CheckResult
-from service.training.suites.facts import Country, Element, load_capitals, load_elements
 from service.training.suites.registry import (
     Suite,
     families_of_kind,

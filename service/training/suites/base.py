@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from service.training.suites.checking import Checker, CheckResult, fold
+from service.training.suites.checking import Checker, CheckResult
 
 FamilyKind = Literal["factual", "procedural"]
 
@@ -89,8 +89,3 @@ def split_id(item_id: str, family: str, parts: int) -> tuple[list[str], int]:
         return pieces[1:-1], int(pieces[-1][1:])
     except ValueError:
         raise KeyError(item_id) from None
-
-
-def slug(text: str) -> str:
-    """A lowercase ASCII id fragment: "Côte d'Ivoire" -> "cote-divoire"."""
-    return "-".join("".join(c if c.isalnum() else " " for c in fold(text)).split())

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from service.training.suites.base import FamilyKind, TaskItem, family_rng, slug, split_id
+from service.facts.tables import Country, load_capitals
+from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id
 from service.training.suites.checking import NameChecker
-from service.training.suites.facts import Country, load_capitals
 
 PHRASINGS: tuple[str, ...] = (
     "What is the capital of {country}?",
@@ -15,12 +15,6 @@ PHRASINGS: tuple[str, ...] = (
     "Name the capital city of {country}.",
     "What city serves as the capital of {country}?",
 )
-
-
-def country_slug(country: Country) -> str:
-    """The id fragment of a country ("the Netherlands" -> "netherlands")."""
-    name = country.country
-    return slug(name[4:] if name.startswith("the ") else name)
 
 
 @dataclass(frozen=True)
@@ -32,7 +26,7 @@ class CapitalsFamily:
 
     @cached_property
     def _countries(self) -> dict[str, Country]:
-        return {country_slug(country): country for country in load_capitals()}
+        return {country.slug: country for country in load_capitals()}
 
     @cached_property
     def _all_capitals(self) -> tuple[str, ...]:
@@ -45,7 +39,7 @@ class CapitalsFamily:
         prompt = PHRASINGS[phrasing].format(country=country.country)
         accepted = (country.capital, *country.aliases)
         return TaskItem(
-            id=f"{self.name}/{country_slug(country)}/p{phrasing}",
+            id=f"{self.name}/{country.slug}/p{phrasing}",
             family=self.name,
             prompt=prompt,
             answer=country.capital,

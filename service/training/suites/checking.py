@@ -23,12 +23,13 @@ answer inside the response instead of comparing strings. The rules, shared by al
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
 from typing import Literal, Protocol
+
+from service.facts.text import fold
 
 CheckOutcome = Literal["correct", "wrong", "no_answer", "multiple_answers", "hedged", "negated"]
 
@@ -89,16 +90,8 @@ _ABBREVIATIONS = (
     (re.compile(r"\bSt\.\s*"), "Saint "),
     (re.compile(r"\bD\.\s*C\.", re.IGNORECASE), "DC"),
 )
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʻ": "'", "`": "'", "´": "'"})
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\n]|\s-\s|—|–")
 _NON_WORD = re.compile(r"[^0-9a-z|]+")
-
-
-def fold(text: str) -> str:
-    """Lowercase ``text`` and strip diacritics and apostrophes ("Sana'a" -> "sanaa")."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
-    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return stripped.casefold().replace("'", "")
 
 
 def tokenize(text: str) -> list[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from service.facts.tables import Element, load_elements
 from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id
 from service.training.suites.checking import Checker, NameChecker, SymbolChecker
-from service.training.suites.facts import Element, load_elements
 from service.training.suites.numeric import NumberChecker
 
 # Question kind -> phrasings. symbol: name -> symbol; name: symbol -> name;

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from service.backends import embedded_model
-from service.backends.embedded_model import (
+from service.core.errors import ConfigurationError
+from service.core.generation import Message
+from service.models import causal_lm
+from service.models.causal_lm import (
     chat_messages,
     file_sha256,
     folder_weights_sha256,
@@ -20,8 +22,6 @@ from service.backends.embedded_model import (
     resolve_device,
     resolve_dtype,
 )
-from service.core.errors import ConfigurationError
-from service.core.generation import Message
 
 
 def test_cache_dir_argument_then_environment_then_home(
@@ -112,11 +112,11 @@ def test_a_stale_or_corrupt_dequantized_cache_is_rebuilt_never_loaded(
         dequantized.append(1)
         return tiny_causal_lm()
 
-    monkeypatch.setattr(embedded_model, "_from_gguf", dequantize)
+    monkeypatch.setattr(causal_lm, "_from_gguf", dequantize)
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"not read: dequantizing is replaced")
     digest, cache = file_sha256(gguf), tmp_path / "cache"
-    load = embedded_model._load_gguf_cached
+    load = causal_lm._load_gguf_cached
     load(gguf, digest, cache)
     folder = gguf_cache_folder(gguf, digest, cache)
     assert (folder / "COMPLETE").is_file() and (folder / "PROVENANCE.json").is_file()
@@ -168,10 +168,10 @@ class FakeSavable:
 def test_cache_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     target = tmp_path / "cache" / "model-1"
     with pytest.raises(OSError, match="disk full"):
-        embedded_model._write_cache(FakeSavable("a"), FakeSavable("b", fail=True), target)
+        causal_lm._write_cache(FakeSavable("a"), FakeSavable("b", fail=True), target)
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # no staging folder left behind
-    embedded_model._write_cache(FakeSavable("model.safetensors"), FakeSavable("tok.json"), target)
+    causal_lm._write_cache(FakeSavable("model.safetensors"), FakeSavable("tok.json"), target)
     written = sorted(p.name for p in target.iterdir())
     assert written == ["COMPLETE", "PROVENANCE.json", "model.safetensors", "tok.json"]
 
@@ -181,7 +181,7 @@ def test_a_finished_cache_from_another_process_is_kept(tmp_path: Path) -> None:
     target.mkdir()
     (target / "COMPLETE").write_text("ok\n")
     (target / "model.safetensors").write_text("theirs")
-    embedded_model._write_cache(FakeSavable("model.safetensors"), FakeSavable("t"), target)
+    causal_lm._write_cache(FakeSavable("model.safetensors"), FakeSavable("t"), target)
     assert (target / "model.safetensors").read_text() == "theirs"
     assert len(list(tmp_path.iterdir())) == 1
 

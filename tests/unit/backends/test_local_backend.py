@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from service.backends.base import Backend
-from service.backends.embedded_model import LoadedCausalLM
 from service.backends.local_transformers import LocalTransformersBackend
 from service.core.errors import InvalidRequest, NoHealthyBackend, Overloaded, UpstreamError
 from service.core.generation import GenerationRequest, Message, SamplingParams
+from service.models.causal_lm import LoadedCausalLM
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .?"
 EOS = len(ALPHABET)  # 29

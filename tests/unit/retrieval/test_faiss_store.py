@@ -14,6 +14,7 @@ import pytest
 
 from service.config import RetrievalSettings
 from service.retrieval.base import Retriever
+from service.retrieval.corpus import make_retriever
 from service.retrieval.faiss_store import (
     WORKER_THREAD_PREFIX,
     Document,
@@ -21,7 +22,6 @@ from service.retrieval.faiss_store import (
     embedding_cache_key,
     load_jsonl_documents,
 )
-from service.training.corpus import make_retriever
 
 DIM = 64
 DOCUMENTS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
+from service.facts.tables import DATA_PACKAGE, read_table
+from service.facts.text import fold
 from service.training.suites import load_capitals, load_elements
-from service.training.suites.checking import fold
-from service.training.suites.facts import DATA_PACKAGE, read_table
 
 
 def test_all_118_elements_numbered_1_to_118_once() -> None:

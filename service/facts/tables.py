@@ -1,4 +1,4 @@
-"""The fact tables in ``service/training/data`` as typed rows (read with importlib.resources)."""
+"""The fact tables in ``service/facts/data`` as typed rows (read with importlib.resources)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-DATA_PACKAGE = "service.training.data"
+from service.facts.text import slug
+
+DATA_PACKAGE = "service.facts.data"
 CAPITALS_FILE = "capitals.csv"
 ELEMENTS_FILE = "elements.csv"
 
@@ -20,6 +22,12 @@ class Country:
     country: str
     capital: str
     aliases: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        """The id fragment of the country ("the Netherlands" -> "netherlands")."""
+        name = self.country
+        return slug(name[4:] if name.startswith("the ") else name)
 
     @property
     def title(self) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.retrieval.faiss_store import Document
-from service.training.suites.capitals import country_slug
-from service.training.suites.facts import (
+from service.facts.tables import (
     CAPITALS_FILE,
     ELEMENTS_FILE,
     Country,
@@ -14,6 +12,7 @@ from service.training.suites.facts import (
     load_capitals,
     load_elements,
 )
+from service.retrieval.faiss_store import Document
 
 PASSAGE_TABLES: tuple[str, ...] = ("capitals", "elements")
 
@@ -23,7 +22,7 @@ def capital_passage(country: Country) -> Document:
     text = f"The capital of {country.country} is {country.capital}."
     if country.aliases:
         text += f" It is also given as {' or '.join(country.aliases)}."
-    return Document(f"capitals/{country_slug(country)}", text, CAPITALS_FILE)
+    return Document(f"capitals/{country.slug}", text, CAPITALS_FILE)
 
 
 def element_passage(element: Element) -> Document:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from service.config import RetrievalSettings
+from service.retrieval.fact_passages import build_passages
 from service.retrieval.faiss_store import FaissDocumentStore, load_jsonl_documents
-from service.training.passages import build_passages
 
 EMBEDDED_FACTS = "embedded-facts"
 EMBEDDED_MODEL = "embedded"
