@@ -1,8 +1,15 @@
-"""Translate between our generation types and the OpenAI wire format of upstream servers."""
+"""Translate between our generation types and the OpenAI wire format of upstream servers.
+
+Upstream replies are validated with strict pydantic models: extra fields are ignored and optional
+parts (``content``, ``logprobs``, ``usage``) may be null or absent, but a wrong type or a missing
+required field is an ``UpstreamError`` (``bad_response``) naming the field path.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from service.core.errors import UpstreamError
 from service.core.generation import (
@@ -50,90 +57,209 @@ def chat_payload(
     return payload
 
 
-def _finish_reason(value: object) -> FinishReason:
-    if isinstance(value, str) and value in _FINISH_REASONS:
+def _finish_reason(value: str | None) -> FinishReason:
+    if value in _FINISH_REASONS:
         return value  # type: ignore[return-value]
     return "stop"
 
 
-def _token_logprobs(logprobs: object) -> tuple[TokenLogprob, ...] | None:
-    if not isinstance(logprobs, dict):
+class _WireModel(BaseModel):
+    """Strict about types, lenient about extra fields (servers add their own)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+
+class _TopLogprob(_WireModel):
+    """One alternative token at a position."""
+
+    token: str
+    logprob: float
+
+
+class _TokenLogprob(_WireModel):
+    """``logprobs.content[]``: the sampled token, its log-probability, the alternatives."""
+
+    token: str
+    logprob: float
+    top_logprobs: list[_TopLogprob] | None = None
+
+
+class _Logprobs(_WireModel):
+    """A choice's ``logprobs``; ``content`` may be null (no tokens)."""
+
+    content: list[_TokenLogprob] | None = None
+
+
+class _Usage(_WireModel):
+    """Token counts; a server may leave either out."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Message(_WireModel):
+    """The assistant message; ``content`` is null for e.g. tool calls."""
+
+    content: str | None = None
+
+
+class _CompletionChoice(_WireModel):
+    """One choice of a chat completion; ``index`` defaults to its position."""
+
+    index: int | None = None
+    message: _Message
+    finish_reason: str | None = None
+    logprobs: _Logprobs | None = None
+
+
+class _Completion(_WireModel):
+    """A ``chat.completion`` reply: ``choices`` is required, ``usage`` optional."""
+
+    choices: list[_CompletionChoice]
+    usage: _Usage | None = None
+
+
+class _Delta(_WireModel):
+    """The new text of one streamed choice."""
+
+    content: str | None = None
+
+
+class _ChunkChoice(_WireModel):
+    """One choice of a stream chunk; the final one may carry no delta."""
+
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    logprobs: _Logprobs | None = None
+
+
+class _StreamError(_WireModel):
+    """The ``error`` of a mid-stream error event (an object, or just a string)."""
+
+    message: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: object) -> object:
+        return {"message": data} if isinstance(data, str) else data
+
+
+class _Chunk(_WireModel):
+    """A ``chat.completion.chunk``: choices, a usage-only chunk, or an error event."""
+
+    choices: list[_ChunkChoice] | None = None
+    usage: _Usage | None = None
+    error: _StreamError | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _error_wins(cls, data: object) -> object:
+        # an error event is reported as such, whatever else the chunk holds
+        if isinstance(data, dict) and data.get("error") is not None:
+            return {"error": data["error"]}
+        return data
+
+
+class _UsageHolder(_WireModel):
+    """Any reply, read for its ``usage`` only."""
+
+    usage: _Usage | None = None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def _malformed(what: str, error: ValidationError) -> UpstreamError:
+    """A validation failure as a ``bad_response`` that names the first offending field."""
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    message = "Input should be an object" if first["type"] == "model_type" else first["msg"]
+    path = _location(tuple(first["loc"]))
+    text = f"upstream {what} is malformed: {path + ': ' if path else ''}{message}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return UpstreamError(text, code="bad_response")
+
+
+def _token_logprobs(logprobs: _Logprobs | None) -> tuple[TokenLogprob, ...] | None:
+    if logprobs is None or logprobs.content is None:
         return None
-    content = logprobs.get("content")
-    if not isinstance(content, list):
+    return tuple(
+        TokenLogprob(
+            entry.token,
+            entry.logprob,
+            tuple(TopLogprob(alt.token, alt.logprob) for alt in entry.top_logprobs or ()),
+        )
+        for entry in logprobs.content
+    )
+
+
+def _usage(usage: _Usage | None) -> Usage | None:
+    if usage is None:
         return None
-    tokens: list[TokenLogprob] = []
-    for entry in content:
-        if not isinstance(entry, dict):
-            raise UpstreamError("upstream logprobs entry is not an object", code="bad_response")
-        alternatives = tuple(
-            TopLogprob(str(alt.get("token", "")), float(alt.get("logprob", 0.0)))
-            for alt in entry.get("top_logprobs") or ()
-            if isinstance(alt, dict)
-        )
-        tokens.append(
-            TokenLogprob(
-                str(entry.get("token", "")), float(entry.get("logprob", 0.0)), alternatives
-            )
-        )
-    return tuple(tokens)
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
 def parse_usage(body: object) -> Usage | None:
     """The ``usage`` object of a response or final chunk, if present."""
-    if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
-        return None
-    usage = body["usage"]
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    try:
+        holder = _UsageHolder.model_validate(body)
+    except ValidationError as error:
+        raise _malformed("reply", error) from error
+    return _usage(holder.usage)
 
 
 def parse_completion(body: object) -> tuple[tuple[Candidate, ...], Usage]:
-    """Candidates and usage from a non-streamed chat completion."""
-    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
-        raise UpstreamError("upstream response has no choices list", code="bad_response")
-    candidates: list[tuple[int, Candidate]] = []
+    """Candidates (ordered by ``index``) and usage from a non-streamed chat completion."""
     try:
-        for position, choice in enumerate(body["choices"]):
-            message = choice.get("message") or {}
-            text = message.get("content") or ""
-            candidate = Candidate(
-                text=str(text),
-                finish_reason=_finish_reason(choice.get("finish_reason")),
-                token_logprobs=_token_logprobs(choice.get("logprobs")),
+        completion = _Completion.model_validate(body)
+    except ValidationError as error:
+        raise _malformed("reply", error) from error
+    candidates = sorted(
+        (
+            (
+                position if choice.index is None else choice.index,
+                Candidate(
+                    text=choice.message.content or "",
+                    finish_reason=_finish_reason(choice.finish_reason),
+                    token_logprobs=_token_logprobs(choice.logprobs),
+                ),
             )
-            candidates.append((int(choice.get("index", position)), candidate))
-    except (AttributeError, TypeError, ValueError) as error:
-        raise UpstreamError(
-            f"upstream choice is malformed: {error}", code="bad_response"
-        ) from error
-    candidates.sort(key=lambda pair: pair[0])
-    return tuple(candidate for _, candidate in candidates), parse_usage(body) or Usage()
+            for position, choice in enumerate(completion.choices)
+        ),
+        key=lambda pair: pair[0],
+    )
+    return tuple(candidate for _, candidate in candidates), _usage(completion.usage) or Usage()
 
 
 def parse_chunk(body: object) -> list[StreamDelta]:
     """The deltas in one streamed chunk (the usage-only chunk yields one delta with usage)."""
-    if not isinstance(body, dict):
-        raise UpstreamError("upstream stream chunk is not an object", code="bad_response")
-    if "error" in body:
-        error = body["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamError(f"upstream stream error: {message}", code="upstream_stream_error")
-    deltas: list[StreamDelta] = []
     try:
-        for choice in body.get("choices") or ():
-            delta = choice.get("delta") or {}
-            reason = choice.get("finish_reason")
-            deltas.append(
-                StreamDelta(
-                    index=int(choice.get("index", 0)),
-                    text=str(delta.get("content") or ""),
-                    finish_reason=_finish_reason(reason) if reason else None,
-                    token_logprobs=_token_logprobs(choice.get("logprobs")) or (),
-                )
-            )
-    except (AttributeError, TypeError, ValueError) as error:
-        raise UpstreamError(f"upstream chunk is malformed: {error}", code="bad_response") from error
-    usage = parse_usage(body)
+        chunk = _Chunk.model_validate(body)
+    except ValidationError as error:
+        raise _malformed("stream chunk", error) from error
+    if chunk.error is not None:
+        message = chunk.error.message or "no message"
+        raise UpstreamError(f"upstream stream error: {message}", code="upstream_stream_error")
+    if chunk.choices is None and chunk.usage is None:
+        raise UpstreamError(
+            "upstream stream chunk is malformed: choices: Field required", code="bad_response"
+        )
+    deltas = [
+        StreamDelta(
+            index=choice.index,
+            text=(choice.delta.content or "") if choice.delta is not None else "",
+            finish_reason=(_finish_reason(choice.finish_reason) if choice.finish_reason else None),
+            token_logprobs=_token_logprobs(choice.logprobs) or (),
+        )
+        for choice in chunk.choices or ()
+    ]
+    usage = _usage(chunk.usage)
     if usage is not None:
         deltas.append(StreamDelta(index=0, text="", usage=usage))
     return deltas
