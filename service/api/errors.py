@@ -22,7 +22,6 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
     errors.Unauthorized: 401,
     errors.ModelNotFound: 404,
-    errors.PayloadTooLarge: 413,
     errors.Abstained: 422,
     errors.Overloaded: 429,
     errors.UpstreamError: 502,
@@ -68,7 +67,7 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
     headers = {}
     if status in (429, 503):
         headers["retry-after"] = "1"
-    if status in (400, 401, 404, 413, 422):
+    if status in (400, 401, 404, 422):
         headers["x-should-retry"] = "false"
     return JSONResponse(error_body(error), status_code=status, headers=headers)
 

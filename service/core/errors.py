@@ -40,13 +40,6 @@ class ModelNotFound(GatewayError):
     default_code = "model_not_found"
 
 
-class PayloadTooLarge(GatewayError):
-    """The request body exceeds the configured limit (413)."""
-
-    error_type = "invalid_request_error"
-    default_code = "request_too_large"
-
-
 class Abstained(GatewayError):
     """The route abstained and its ``on_abstain`` policy is ``error`` (422)."""
 

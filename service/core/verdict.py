@@ -27,7 +27,6 @@ class Reason(StrEnum):
     PREDICTED_INCORRECT = "predicted_incorrect"
     BACKEND_ERROR = "backend_error"
     BUDGET_EXHAUSTED = "budget_exhausted"
-    UNVERIFIED = "unverified"
 
 
 class Estimator(StrEnum):

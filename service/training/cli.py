@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from service.training.verifier_build import VerifierBuildOptions
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -61,32 +65,18 @@ def _with_batch_size(settings: Any, size: int) -> Any:
 
 
 def _verifier_build(args: argparse.Namespace) -> int:
-    from service.training.verifier_build import (
-        VerifierBuildOptions,
-        build_verifier,
-        has_region,
-    )
+    from service.training.verifier_build import build_verifier, has_region
     from service.verifier.encoder import HiddenStateEncoder
+    from service.verifier.sdm import SDMConfigurationError
 
-    options = VerifierBuildOptions(
-        data=args.data,
-        out=args.out,
-        holdout_family=None if args.holdout_family == "none" else args.holdout_family,
-        split_seed=args.split_seed,
-        exemplar_dimension=args.exemplar_dimension,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        max_neighbors=args.max_neighbors,
-        seed=args.seed,
-        shuffles=args.shuffles,
-        target_alpha=args.target_alpha,
-        attempts=args.attempts,
-        device=args.device,
-        overwrite=args.overwrite,
-    )
     problem = _verifier_build_problem(args)
     if problem is not None:
         print(f"sdm-router: {problem}", file=sys.stderr)
+        return 2
+    try:
+        options = _verifier_build_options(args)
+    except SDMConfigurationError as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
         return 2
     from service.training.records import ROWS_FILE, RecordError, read_records
 
@@ -122,6 +112,40 @@ def _verifier_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
+    """``VerifierBuildOptions`` from the arguments (the training choices are checked here)."""
+    from service.training.verifier_build import DEFAULT_TRAINING, VerifierBuildOptions
+
+    training = replace(
+        DEFAULT_TRAINING,
+        exemplar_dimension=args.exemplar_dimension,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        max_neighbors=args.max_neighbors,
+        seed=args.seed,
+        shuffles=args.shuffles,
+        device=args.device,
+    )
+    return VerifierBuildOptions(
+        data=args.data,
+        out=args.out,
+        training=training,
+        holdout_family=None if args.holdout_family == "none" else args.holdout_family,
+        split_seed=args.split_seed,
+        target_alpha=args.target_alpha,
+        attempts=args.attempts,
+        overwrite=args.overwrite,
+    )
+
+
+def _build_option_default(name: str) -> Any:
+    """``VerifierBuildOptions``' default for the field ``name`` (defaults live there once)."""
+    from service.training.verifier_build import VerifierBuildOptions
+
+    (default,) = (item.default for item in fields(VerifierBuildOptions) if item.name == name)
+    return default
+
+
 def _verifier_build_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with ``verifier build``'s arguments, checked before any model loads."""
     from service.training.records import ROWS_FILE
@@ -148,6 +172,8 @@ def _verifier_evaluate(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add the ``data`` and ``verifier`` command groups."""
+    from service.training.verifier_build import DEFAULT_TRAINING
+
     data = commands.add_parser("data", help="build labelled answer data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     build = data_commands.add_parser("build", help="run a route's models over a task suite")
@@ -178,22 +204,31 @@ def register(commands: Any) -> None:
         help="decoder layer whose hidden states are pooled (default: the final layer)",
     )  # fmt: skip
     vbuild.add_argument(
-        "--holdout-family", default="weekdays", help="family kept out as shift test"
+        "--holdout-family",
+        default=_build_option_default("holdout_family"),
+        help="family kept out as shift test",
     )
-    vbuild.add_argument("--split-seed", type=int, default=0)
-    vbuild.add_argument("--exemplar-dimension", type=int, default=128)
-    vbuild.add_argument("--epochs", type=int, default=40)
-    vbuild.add_argument("--learning-rate", type=float, default=1e-3)
-    vbuild.add_argument("--max-neighbors", type=int, default=1024)
-    vbuild.add_argument("--seed", type=int, default=0)
-    vbuild.add_argument("--shuffles", type=int, default=1)
+    vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))
     vbuild.add_argument(
-        "--target-alpha", type=float, default=None,
+        "--exemplar-dimension", type=int, default=DEFAULT_TRAINING.exemplar_dimension
+    )
+    vbuild.add_argument("--epochs", type=int, default=DEFAULT_TRAINING.epochs)
+    vbuild.add_argument("--learning-rate", type=float, default=DEFAULT_TRAINING.learning_rate)
+    vbuild.add_argument("--max-neighbors", type=int, default=DEFAULT_TRAINING.max_neighbors)
+    vbuild.add_argument("--seed", type=int, default=DEFAULT_TRAINING.seed)
+    vbuild.add_argument("--shuffles", type=int, default=DEFAULT_TRAINING.shuffles)
+    vbuild.add_argument(
+        "--target-alpha", type=float, default=_build_option_default("target_alpha"),
         help="retrain with the next block of seeds while calibration yields no region at this "
         "alpha (see --attempts)",
     )  # fmt: skip
-    vbuild.add_argument("--attempts", type=int, default=1, help="training attempts at most")
-    vbuild.add_argument("--device", default="auto")
+    vbuild.add_argument(
+        "--attempts",
+        type=int,
+        default=_build_option_default("attempts"),
+        help="training attempts at most",
+    )
+    vbuild.add_argument("--device", default=DEFAULT_TRAINING.device)
     vbuild.add_argument("--overwrite", action="store_true")
     vbuild.set_defaults(func=_verifier_build)
 

@@ -20,26 +20,28 @@ from service.verifier.sdm import SDMModel, TrainingConfig, train_model
 SPLITS_DIR = "splits"
 CLASS_NAMES = ("incorrect", "correct")
 
+# The gateway verifier's training choices where they differ from the reference's defaults.
+DEFAULT_TRAINING = TrainingConfig(
+    exemplar_dimension=128, epochs=40, learning_rate=1e-3, max_neighbors=1024
+)
+
 
 @dataclass(frozen=True, slots=True)
 class VerifierBuildOptions:
-    """Data, split and training choices."""
+    """Data, split, attempt and output choices, plus the SDM ``training`` choices.
+
+    ``build_verifier`` always trains on the grouped split as given (``shuffle=False``:
+    calibration facts never appear in the support) and names the classes ``CLASS_NAMES``,
+    whatever ``training`` says; ``training.seed`` starts the first attempt's seed block.
+    """
 
     data: Path
     out: Path
+    training: TrainingConfig = DEFAULT_TRAINING
     holdout_family: str | None = "weekdays"
     split_seed: int = 0
-    exemplar_dimension: int = 128
-    epochs: int = 40
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    max_neighbors: int = 1024
-    alpha_resolution: float = 0.05
-    seed: int = 0
-    shuffles: int = 1
     target_alpha: float | None = None
     attempts: int = 1
-    device: str = "auto"
     overwrite: bool = False
     show_progress: bool = True
 
@@ -80,19 +82,8 @@ def build_verifier(
     encoded = time.perf_counter()
     if options.attempts < 1:
         raise ValueError("attempts must be at least 1")
-    config = TrainingConfig(
-        exemplar_dimension=options.exemplar_dimension,
-        epochs=options.epochs,
-        batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        max_neighbors=options.max_neighbors,
-        alpha_resolution=options.alpha_resolution,
-        seed=options.seed,
-        shuffles=options.shuffles,
-        shuffle=False,  # keep the grouped split: calibration facts never appear in the support
-        device=options.device,
-        class_names=CLASS_NAMES,
-    )
+    # Keep the grouped split: calibration facts never appear in the support.
+    config = replace(options.training, shuffle=False, class_names=CLASS_NAMES)
     metadata = {
         "sdmRouter": {
             "encoder": encoder.identity,
@@ -109,7 +100,7 @@ def build_verifier(
         # Each attempt trains a fresh block of `shuffles` seeds; stop at the first whose
         # calibration (only: the test splits are never looked at) yields a region at the
         # target alpha. The artifact records the seed it kept and the seeds it rejected.
-        seed = (options.seed + attempt * options.shuffles) % 2**64
+        seed = (config.seed + attempt * config.shuffles) % 2**64
         recorded = {"trainingSeed": seed, "rejectedSeeds": list(rejected)}
         model = train_model(
             x_train,

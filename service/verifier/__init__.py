@@ -1,1 +1,1 @@
-"""Verifier: the SDM estimator, its batching scorer, and (later) the encoder."""
+"""Verifier: the SDM estimator, the micro-batcher, the encoder and the gateway's SDM verifier."""

@@ -31,11 +31,6 @@ class BatchStats:
     max_batch_size: int
     max_wait_ms: float
 
-    @property
-    def mean_batch_size(self) -> float:
-        """Mean size over all batches so far."""
-        return self.items / self.batches if self.batches else 0.0
-
 
 @dataclass
 class _Pending(Generic[In, Out]):

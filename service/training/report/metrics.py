@@ -1,6 +1,6 @@
 """Admission metrics and baseline thresholds for the ``verifier evaluate`` report (pure numpy).
 
-Two views of one admitted set (see /work/shared/design/SDM.md §3.7 and §4):
+Two views of one admitted set (both tabled in docs/verifier-report/report.md):
 
 * the SDM papers' metric: rows of either predicted class whose estimate reaches α; accuracy of ŷ
   against y overall, per true class and per predicted class, and the admission rate;

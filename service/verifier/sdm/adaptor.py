@@ -101,7 +101,7 @@ def forward(
 
 
 class Adaptor:
-    """Holds the weights on a device and projects raw or normalized rows in fixed chunks."""
+    """Holds the weights on a device and projects raw rows (normalizing them) in fixed chunks."""
 
     def __init__(self, weights: AdaptorWeights, normalization: Normalization, device: str) -> None:
         self.weights = weights
@@ -113,11 +113,9 @@ class Adaptor:
 
     def project(self, raw: F32Array) -> tuple[F32Array, F32Array]:
         """(logits [n, C], exemplars [n, M]) for raw input rows; normalization on the device."""
-        return self._run(raw, normalize=True)
-
-    def project_normalized(self, normalized: F32Array) -> tuple[F32Array, F32Array]:
-        """(logits, exemplars) for rows already normalized on the host."""
-        return self._run(normalized, normalize=False)
+        if self.device == "cpu" and raw.shape[0] < TORCH_MIN_ROWS:
+            return self._project_host(raw)
+        return self._project_torch(raw)
 
     def exemplars_float64(self, raw: F32Array) -> F64Array:
         """Exemplars of raw rows computed in float64 throughout (no BLAS-dependent rounding
@@ -127,19 +125,16 @@ class Adaptor:
         result: F64Array = x @ w.projection_weight.astype(np.float64).T + w.projection_bias
         return result
 
-    def _run(self, values: F32Array, normalize: bool) -> tuple[F32Array, F32Array]:
-        if self.device == "cpu" and values.shape[0] < TORCH_MIN_ROWS:
-            return self._run_host(values, normalize)
+    def _project_torch(self, raw: F32Array) -> tuple[F32Array, F32Array]:
         logits, exemplars = [], []
         with torch.inference_mode():
-            for start in range(0, values.shape[0], FORWARD_CHUNK):
+            for start in range(0, raw.shape[0], FORWARD_CHUNK):
                 batch = torch.as_tensor(
-                    np.ascontiguousarray(values[start : start + FORWARD_CHUNK]),
+                    np.ascontiguousarray(raw[start : start + FORWARD_CHUNK]),
                     dtype=torch.float32,
                     device=self.device,
                 )
-                if normalize:
-                    batch = (batch - self._mean) / self._std
+                batch = (batch - self._mean) / self._std
                 chunk_logits, chunk_exemplars = forward(self._parameters, batch)
                 logits.append(chunk_logits.cpu().numpy())
                 exemplars.append(chunk_exemplars.cpu().numpy())
@@ -150,16 +145,14 @@ class Adaptor:
             np.ascontiguousarray(np.concatenate(exemplars), dtype=np.float32),
         )
 
-    def _run_host(self, values: F32Array, normalize: bool) -> tuple[F32Array, F32Array]:
+    def _project_host(self, raw: F32Array) -> tuple[F32Array, F32Array]:
         # Small CPU batches: single-threaded numpy BLAS (torch's OpenMP pool costs
         # milliseconds per tiny batch when faiss's runtime shares the cores). Larger batches
         # take torch in FORWARD_CHUNK rows, like training; both agree within float32 noise.
-        if values.shape[0] == 0:
+        if raw.shape[0] == 0:
             return self._empty()
-        x = np.asarray(values, dtype=np.float32)
-        if normalize:
-            x = x - np.float32(self._mean)
-            x /= np.float32(self._std)
+        x = np.asarray(raw, dtype=np.float32) - np.float32(self._mean)
+        x /= np.float32(self._std)
         w = self.weights
         # In place: the same float32 additions without a second [n, M] temporary.
         with single_threaded_blas():

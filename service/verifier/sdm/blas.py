@@ -1,9 +1,8 @@
 """numpy's BLAS kept to the calling thread.
 
 OpenBLAS worker threads busy-wait for a while after every multi-threaded call (about 2²⁸
-cycles by default, ~0.1 s). On a 2-core machine a spinning worker takes a core from the torch
-(MKL) products that follow: one 1667 × 386 × 5024 distance product measured 43 ms right after
-a numpy matrix product against 23 ms alone. So numpy products in this package run
+cycles by default, ~0.1 s). On a machine with few cores a spinning worker takes a core from the
+torch (MKL) products that follow and slows them. So numpy products in this package run
 single-threaded, and large products go through torch instead.
 """
 

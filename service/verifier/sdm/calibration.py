@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .activation import rescaled_similarity, sdm_activation
-from .errors import ConfigurationError
+from .errors import SDMConfigurationError
 
 F32Array = npt.NDArray[np.float32]
 F64Array = npt.NDArray[np.float64]
@@ -40,7 +40,7 @@ class Region:
 def ladder_alphas(alpha_resolution: float) -> list[float]:
     """{round(1 − k·r, 10) : k = 1, 2, … while > 0.5}."""
     if not (MIN_ALPHA_RESOLUTION <= alpha_resolution < 0.5) or not math.isfinite(alpha_resolution):
-        raise ConfigurationError("alpha resolution must be finite and in [0.00005, 0.5)")
+        raise SDMConfigurationError("alpha resolution must be finite and in [0.00005, 0.5)")
     alphas: list[float] = []
     k = 1
     while (alpha := round(1.0 - k * alpha_resolution, 10)) > 0.5:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from .errors import ConfigurationError
+from .errors import SDMConfigurationError
 from .index import lexicographic_sort
 from .similarity import Matches, SupportLabels
 
@@ -110,7 +110,7 @@ def dense_match(
     excluded = 0 if exclude is None else 1
     k_cap = min(max_neighbors, support.count) - excluded
     if k_cap < 1:
-        raise ConfigurationError("no support neighbour remains after excluding the identity")
+        raise SDMConfigurationError("no support neighbour remains after excluding the identity")
     display = max(0, min(display, support.count - excluded))
     rows = queries.shape[0]
     # Queries ordered by prediction: within a tile each class is a contiguous row range.
@@ -273,7 +273,7 @@ def _count_in_chunks(
 
 def _locate(support: GroupedSupport, block: torch.Tensor, part: _BlockResult) -> IntArray:
     """Original index of each row's nearest support row (ties: the lowest index), searching
-    only the chunks that hold the row minimum (an indexed argmin is 5-10x slower on CPU)."""
+    only the chunks that hold the row minimum (an indexed argmin is much slower on CPU)."""
     rows, chunks = np.nonzero(part.chunk_minima == part.row_minimum[:, None])
     columns = chunks[:, None] * CHUNK + np.arange(CHUNK)
     values = block.numpy().reshape(block.shape[0], -1, CHUNK)[rows, chunks]

@@ -29,5 +29,6 @@ class DatasetError(SDMError):
         super().__init__(f"{where}: {problem}")
 
 
-class ConfigurationError(SDMError, ValueError):
-    """A training or scoring option is out of range."""
+class SDMConfigurationError(SDMError, ValueError):
+    """A training or scoring option is out of range, or the data cannot be trained or matched
+    with it (not the gateway's start-up ``service.core.errors.ConfigurationError``)."""

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from .adaptor import AdaptorWeights
 from .calibration import Region, ladder_alphas
-from .errors import ArtifactError, ConfigurationError
+from .errors import ArtifactError, SDMConfigurationError
 from .normalization import Normalization
 
 F32Array = npt.NDArray[np.float32]
@@ -92,7 +92,7 @@ def default_representation(overrides: dict[str, Any] | None = None) -> dict[str,
     }  # fmt: skip
     for key, item in (overrides or {}).items():
         if key not in REPRESENTATION_KEYS:
-            raise ConfigurationError(f"unknown representation field {key!r}")
+            raise SDMConfigurationError(f"unknown representation field {key!r}")
         value[key] = None if item is None else str(item)
     return value
 
@@ -216,7 +216,7 @@ def _configuration(check: _Checker, manifest: dict[str, Any]) -> ModelConfigurat
     resolution = check.number(raw["alphaResolution"], "configuration.alphaResolution")
     try:
         ladder_alphas(resolution)
-    except ConfigurationError as error:
+    except SDMConfigurationError as error:
         raise check.fail(f"configuration.alphaResolution: {error}") from error
     return ModelConfiguration(
         number_of_classes=classes,

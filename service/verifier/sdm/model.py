@@ -15,7 +15,7 @@ from .blas import single_threaded_blas
 from .calibration import assign_alphas, effective_sample_sizes, lower_alphas
 from .distance import distance_quantiles, near_tie_rows
 from .errors import DatasetError
-from .index import resolve_device
+from .index import resolve_sdm_device
 from .manifest import ModelConfiguration, ModelContents, to_manifest
 from .matcher import ExemplarMatcher
 from .scores import SDMScores
@@ -52,7 +52,7 @@ class SDMModel:
         self, contents: ModelContents, device: str = "auto", use_subspace: bool | None = None
     ) -> None:
         self.contents = contents
-        self._device = resolve_device(device)
+        self._device = resolve_sdm_device(device)
         self._adaptor = Adaptor(contents.weights, contents.normalization, self._device)
         self._support = SupportLabels(contents.support.labels, contents.support.predictions)
         self._matcher = ExemplarMatcher(

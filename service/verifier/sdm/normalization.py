@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigurationError
+from .errors import SDMConfigurationError
 
 F32Array = npt.NDArray[np.float32]
 
@@ -26,7 +26,7 @@ class Normalization:
         mean = float(np.mean(values, dtype=np.float32))
         std = float(np.std(values, ddof=1, dtype=np.float32))
         if not np.isfinite(std) or std <= 0.0:
-            raise ConfigurationError("training vectors must have a positive standard deviation")
+            raise SDMConfigurationError("training vectors must have a positive standard deviation")
         return cls(mean=mean, standard_deviation=std)
 
     def apply(self, vectors: F32Array) -> F32Array:

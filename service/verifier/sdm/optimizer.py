@@ -1,8 +1,8 @@
 """Adam with ``torch.optim.Adam``'s defaults and its single-tensor arithmetic, op for op.
 
-The reference trains with ``torch.optim.Adam`` (CPU: the single-tensor path). That class costs
-~2 s to construct once per process (it imports torch._dynamo) and ~2 ms of bookkeeping per step
-for four small tensors, which is most of an epoch's optimizer time here. This one does the same
+The reference trains with ``torch.optim.Adam`` (CPU: the single-tensor path). That class's
+constructor imports torch._dynamo (once per process, but slow) and its per-step bookkeeping for
+four small tensors is most of an epoch's optimizer time here. This one does the same
 floating-point operations in the same order, so weights are bit-identical step for step
 (``test_optimizer.py`` checks it against ``torch.optim.Adam``).
 """

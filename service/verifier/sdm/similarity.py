@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigurationError
+from .errors import SDMConfigurationError
 from .index import FaissExemplarIndex
 
 F32Array = npt.NDArray[np.float32]
@@ -45,15 +45,6 @@ class Matches:
     neighbor_indices: IntArray
     neighbor_distances: F32Array
     ambiguous: BoolArray
-
-    def replaced(self, rows: IntArray, other: Matches) -> Matches:
-        """A copy with ``rows`` taken from ``other`` (matched for exactly those rows)."""
-        fields = {}
-        for name in ("q", "d0", "nearest", "neighbor_indices", "neighbor_distances", "ambiguous"):
-            column = getattr(self, name).copy()
-            column[rows] = getattr(other, name)
-            fields[name] = column
-        return Matches(**fields)
 
 
 @dataclass(frozen=True)
@@ -185,7 +176,7 @@ def match_support(
     excluded = 0 if exclude is None else 1
     k_cap = min(max_neighbors, total) - excluded
     if k_cap < 1:
-        raise ConfigurationError("no support neighbour remains after excluding the identity")
+        raise SDMConfigurationError("no support neighbour remains after excluding the identity")
     display = max(0, min(display, total - excluded))
     if tolerance is None:
         tolerance = np.zeros(queries.shape[0], dtype=np.float32)

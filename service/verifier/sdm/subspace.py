@@ -39,8 +39,8 @@ class Subspace:
 
     def coordinates(self, exemplars: F32Array) -> F32Array:
         """Qᵀ(h′ − b₁) for each row, float32 [n, D]. Large batches go through torch's BLAS
-        in row chunks (22-25 ms vs 30-33 ms with numpy for 5000 × 1000 → 384 on 2 cores);
-        the two differ only in float32 summation order, which the rounding tolerance covers."""
+        in row chunks, which is faster than numpy there; the two differ only in float32
+        summation order, which the rounding tolerance covers."""
         values = np.asarray(exemplars, dtype=np.float32)
         if values.ndim != 2 or values.shape[0] < TORCH_MIN_ROWS:
             with single_threaded_blas():
@@ -80,9 +80,9 @@ def exemplar_subspace(
 def orthonormal_basis(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """An orthonormal basis Q of range(A) for a tall full-rank A (float64).
 
-    Cholesky route first (R from AᵀA, Q = A R⁻¹: a few products, 5-10x faster than Householder
-    QR at M = 1000, D = 384); it squares A's condition number, so when QᵀQ is not the identity
-    to ``ORTHONORMALITY_TOLERANCE`` (or AᵀA is numerically singular) Householder QR answers.
+    Cholesky route first (R from AᵀA, Q = A R⁻¹: a few products, much faster than Householder
+    QR); it squares A's condition number, so when QᵀQ is not the identity to
+    ``ORTHONORMALITY_TOLERANCE`` (or AᵀA is numerically singular) Householder QR answers.
     """
     with single_threaded_blas():  # run once per epoch, between torch products
         try:

@@ -22,8 +22,8 @@ from .epochs import (
     Split,
     project,
 )
-from .errors import ConfigurationError, DatasetError
-from .index import resolve_device
+from .errors import DatasetError, SDMConfigurationError
+from .index import resolve_sdm_device
 from .manifest import ModelConfiguration, ModelContents, Support, default_representation
 from .matcher import ExemplarMatcher
 from .model import SDMModel
@@ -58,24 +58,24 @@ class TrainingConfig:
         positive = ("exemplar_dimension", "epochs", "batch_size", "shuffles")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ConfigurationError(f"{name} must be a positive integer")
+                raise SDMConfigurationError(f"{name} must be a positive integer")
         if self.number_of_classes < 2:
-            raise ConfigurationError("number_of_classes must be at least 2")
+            raise SDMConfigurationError("number_of_classes must be at least 2")
         if self.max_neighbors < 2:
-            raise ConfigurationError("max_neighbors must be at least 2 (identity exclusion)")
+            raise SDMConfigurationError("max_neighbors must be at least 2 (identity exclusion)")
         if not 0 <= self.seed < 2**64:
-            raise ConfigurationError("seed must be a non-negative 64-bit integer")
+            raise SDMConfigurationError("seed must be a non-negative 64-bit integer")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigurationError("learning_rate must be finite and positive")
+            raise SDMConfigurationError("learning_rate must be finite and positive")
         if not 1.0 < self.q_offset <= math.e:
-            raise ConfigurationError("q_offset must be in (1, e] for the CE-equivalent epoch")
+            raise SDMConfigurationError("q_offset must be in (1, e] for the CE-equivalent epoch")
         if self.ood_limit < 0:
-            raise ConfigurationError("ood_limit must be non-negative")
+            raise SDMConfigurationError("ood_limit must be non-negative")
         if self.class_names is not None and (
             len(self.class_names) != self.number_of_classes
             or len(set(self.class_names)) != self.number_of_classes
         ):
-            raise ConfigurationError("class_names must hold one unique name per class")
+            raise SDMConfigurationError("class_names must hold one unique name per class")
         ladder_alphas(self.alpha_resolution)
 
     def hyperparameters(self) -> Hyperparameters:
@@ -136,7 +136,7 @@ def train_model(
     if len(ids) != yt.size + yc.size or len(set(ids)) != len(ids):
         raise DatasetError("ids", None, "ids must align with rows and be unique across splits")
     pool = _Pool(np.concatenate([xt, xc]), np.concatenate([yt, yc]), tuple(ids), yt.size)
-    device = resolve_device(config.device)
+    device = resolve_sdm_device(config.device)
     history: list[dict[str, Any]] = []
     best: tuple[IterationOutcome, IntArray, IntArray, int] | None = None
     for i in range(config.shuffles):

@@ -15,7 +15,6 @@ from service.core import errors
         (errors.InvalidRequest("x"), 400),
         (errors.Unauthorized("x"), 401),
         (errors.ModelNotFound("x"), 404),
-        (errors.PayloadTooLarge("x"), 413),
         (errors.Abstained("x"), 422),
         (errors.Overloaded("x"), 429),
         (errors.UpstreamError("x"), 502),

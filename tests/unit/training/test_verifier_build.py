@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,8 +12,14 @@ import numpy as np
 import pytest
 
 from service.core.verdict import VerificationInput
+from service.training.cli import _verifier_build_options
 from service.training.records import ROWS_FILE, AnswerRecord, write_records
-from service.training.verifier_build import VerifierBuildOptions, build_verifier, has_region
+from service.training.verifier_build import (
+    DEFAULT_TRAINING,
+    VerifierBuildOptions,
+    build_verifier,
+    has_region,
+)
 
 
 class ToyEncoder:
@@ -54,10 +61,13 @@ def _build(tmp_path: Path, target: float | None, attempts: int) -> dict[str, Any
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     write_records(data / ROWS_FILE, _records(240))
+    training = replace(
+        DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, seed=3, shuffles=2,
+        device="cpu",
+    )  # fmt: skip
     options = VerifierBuildOptions(
-        data=data, out=tmp_path / f"v-{attempts}.sdmkitmodel", holdout_family=None,
-        exemplar_dimension=8, epochs=2, max_neighbors=64, seed=3, shuffles=2,
-        target_alpha=target, attempts=attempts, device="cpu", show_progress=False,
+        data=data, out=tmp_path / f"v-{attempts}.sdmkitmodel", training=training,
+        holdout_family=None, target_alpha=target, attempts=attempts, show_progress=False,
     )  # fmt: skip
     model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
     summary: dict[str, Any] = json.loads((data / "build-summary.json").read_text())
@@ -85,3 +95,13 @@ def test_an_unreachable_target_uses_every_attempt_and_keeps_the_last(tmp_path: P
 )
 def test_has_region(alphas: list[float], target: float | None, expected: bool) -> None:
     assert has_region(alphas, target) is expected
+
+
+def test_the_command_line_defaults_are_the_options_defaults(tmp_path: Path) -> None:
+    from service.cli import build_parser
+
+    out = tmp_path / "v.sdmkitmodel"
+    args = build_parser().parse_args(
+        ["verifier", "build", "--data", str(tmp_path), "--out", str(out)]
+    )
+    assert _verifier_build_options(args) == VerifierBuildOptions(data=tmp_path, out=out)

@@ -13,7 +13,7 @@ from service.verifier.sdm.calibration import (
     ladder_alphas,
     region_members,
 )
-from service.verifier.sdm.errors import ConfigurationError
+from service.verifier.sdm.errors import SDMConfigurationError
 
 f32 = np.float32
 
@@ -21,7 +21,7 @@ f32 = np.float32
 def test_ladder_alphas() -> None:
     assert ladder_alphas(0.05) == [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55]
     assert ladder_alphas(0.1) == [0.9, 0.8, 0.7, 0.6]
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(SDMConfigurationError):
         ladder_alphas(0.5)
 
 

@@ -1,11 +1,9 @@
-"""SDMModel facade and the batching SDMScorer on a tiny hand-built model."""
-
-import asyncio
+"""SDMModel facade on a tiny hand-built model."""
 
 import numpy as np
 import pytest
 
-from service.verifier.sdm import DatasetError, SDMModel, SDMScorer
+from service.verifier.sdm import DatasetError, SDMModel
 
 
 def test_score_columns_rows_and_validation(tiny_contents) -> None:
@@ -32,16 +30,3 @@ def test_score_columns_rows_and_validation(tiny_contents) -> None:
         model.score(x[:2], identity_support_indices=np.array([0, 6]))
     with pytest.raises(DatasetError, match=r"expected shape \[n, 3\]"):
         model.score(np.ones((1, 4), np.float32))
-
-
-async def test_scorer_batches_concurrent_requests(tiny_contents) -> None:
-    model = SDMModel(tiny_contents, device="cpu")
-    scorer = SDMScorer(model, max_batch_size=16, max_wait_ms=20)
-    scorer.start()
-    x = np.random.default_rng(2).standard_normal((10, 3)).astype(np.float32)
-    rows = await asyncio.gather(*(scorer.score(v) for v in x))
-    await scorer.close()
-    expected = model.score(x)
-    assert [r.q for r in rows] == expected.q.tolist()
-    assert scorer.stats().items == 10 and max(scorer.stats().recent_sizes) > 1
-    assert scorer.device == "cpu"
