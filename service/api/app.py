@@ -16,6 +16,7 @@ from service.api.routes import generation, health, models, verify
 from service.config import ObservabilitySettings, ServerSettings
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
+from service.pipeline.serving import GenerationServing, VerificationServing
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def create_app(
     )
     app.state.context = ApiContext(
         gateway=gateway,
+        generation=GenerationServing(gateway, metrics, observability.log_prompts),
+        verification=VerificationServing(gateway),
         metrics=metrics,
         server=server,
         observability=observability,

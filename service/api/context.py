@@ -13,6 +13,7 @@ from service.config import ObservabilitySettings, ServerSettings
 from service.core.errors import Overloaded, UpstreamTimeout
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
+from service.pipeline.serving import GenerationServing, VerificationServing
 
 T = TypeVar("T")
 
@@ -49,6 +50,8 @@ class ApiContext:
     """Shared state of the HTTP layer."""
 
     gateway: Gateway
+    generation: GenerationServing
+    verification: VerificationServing
     metrics: GatewayMetrics
     server: ServerSettings
     observability: ObservabilitySettings

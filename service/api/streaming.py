@@ -1,142 +1,96 @@
-"""Server-sent events: chunk formats, verify-then-stream and passthrough bodies, and an SSE
-response that cancels its producer when the client disconnects."""
+"""Streamed responses: a pipeline ``Streaming`` rendered as SSE chunks, and an SSE response that
+cancels its producer when the client disconnects."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.errors import error_body
-from service.api.render import (
-    Rendering,
-    chat_logprobs,
-    completion_logprobs,
-    text_pieces,
-    usage_object,
-)
+from service.api.context import request_timeout
+from service.api.errors import error_body, internal_error_body
+from service.api.rendering import RenderContext, Renderer
+from service.api.sse import DONE, sse
+from service.api.verification_render import verification_of
 from service.core.errors import GatewayError
-from service.core.generation import Candidate, StreamDelta, Usage
+from service.pipeline.serving import Served, Streaming
 
 logger = logging.getLogger(__name__)
 
-DONE = b"data: [DONE]\n\n"
 
-
-def sse(data: dict[str, Any]) -> bytes:
-    """One SSE event."""
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkWriter:
-    """Builds chunks of a chat or legacy completion stream."""
-
-    kind: Literal["chat", "completion"]
-    rendering: Rendering
-    include_usage: bool
-
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.rendering.response_id,
-            "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
-            "created": self.rendering.created,
-            "model": self.rendering.model,
-            "choices": choices,
-        }
-        if self.kind == "chat":
-            chunk["system_fingerprint"] = None
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
-
-    def _choice(
-        self, index: int, text: str | None, finish: str | None, logprobs: Any = None
-    ) -> dict[str, Any]:
-        if self.kind == "chat":
-            delta: dict[str, Any] = {} if text is None else {"content": text}
-            return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-        return {"index": index, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
-
-    def opening(self, count: int) -> bytes | None:
-        """The role-carrying first chunk (chat only)."""
-        if self.kind != "chat":
-            return None
-        choices = [
-            {
-                "index": i,
-                "delta": {"role": "assistant", "content": ""},
-                "logprobs": None,
-                "finish_reason": None,
-            }
-            for i in range(count)
-        ]
-        return sse(self._chunk(choices))
-
-    def piece(self, index: int, text: str, tokens: tuple[Any, ...] = ()) -> bytes:
-        """A content chunk."""
-        logprobs = None
-        if self.rendering.logprobs and tokens:
-            render = chat_logprobs if self.kind == "chat" else completion_logprobs
-            logprobs = render(tuple(tokens), self.rendering.top_logprobs)
-        return sse(self._chunk([self._choice(index, text, None, logprobs)]))
-
-    def finish(self, index: int, reason: str, verification: dict[str, Any] | None = None) -> bytes:
-        """The chunk that ends a choice; carries ``verification`` when it is the last one."""
-        chunk = self._chunk([self._choice(index, None, reason)])
-        if verification is not None:
-            chunk["verification"] = verification
-        return sse(chunk)
-
-    def usage(self, usage: Usage, verification: dict[str, Any]) -> bytes:
-        """The usage chunk: empty ``choices``, the request's usage, and the verdict."""
-        chunk = self._chunk([])
-        chunk["usage"] = usage_object(usage)
-        chunk["verification"] = verification
-        return sse(chunk)
-
-
-async def replay_answer(
-    writer: ChunkWriter,
-    candidates: list[Candidate],
-    usage: Usage,
-    verification: dict[str, Any],
+async def stream_body(
+    renderer: Renderer,
+    context: RenderContext,
+    streaming: Streaming,
+    deadline: float,
+    timeout: float,
+    request_id: str,
 ) -> AsyncIterator[bytes]:
-    """Verify-then-stream: emit already verified answers as chunks, the verdict last."""
-    opening = writer.opening(len(candidates))
-    if opening is not None:
-        yield opening
-    for index, candidate in enumerate(candidates):
-        tokens = candidate.token_logprobs or ()
-        pieces = text_pieces(candidate.text)
-        for number, piece in enumerate(pieces):
-            # logprobs of a replayed answer go on its first piece
-            yield writer.piece(index, piece, tokens if number == 0 else ())
-    last = len(candidates) - 1
-    for index, candidate in enumerate(candidates):
-        carries = index == last and not writer.include_usage
-        yield writer.finish(index, candidate.finish_reason, verification if carries else None)
-    if writer.include_usage:
-        yield writer.usage(usage, verification)
-    yield DONE
+    """The chunks of a streamed answer, the verdict on the last one, then ``[DONE]``.
+
+    Finish chunks wait for the verdict (a live stream learns it after the last token). Any
+    failure, and running past ``deadline`` (``time.monotonic()``; the request's ``timeout``
+    seconds from its start), becomes an error frame and ``[DONE]``.
+    """
+    model = streaming.decided.model if streaming.decided is not None else streaming.plan.name
+    finishes: list[tuple[int, str]] = []
+    events = streaming.events
+    try:
+        opening = renderer.opening(
+            context, model, len(streaming.decided.candidates) if streaming.decided else 1
+        )
+        if opening is not None:
+            yield opening
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(events), max(0.0, deadline - time.monotonic()))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise request_timeout(timeout) from None
+            if isinstance(event, Served):
+                for chunk in _ending(renderer, context, model, finishes, event):
+                    yield chunk
+                return
+            if event.finish_reason is not None:
+                finishes.append((event.index, event.finish_reason))
+            if event.text:
+                yield renderer.piece(context, model, event)
+    except GatewayError as error:
+        yield sse(error_body(error))
+        yield DONE
+    except Exception:
+        logger.exception("stream failed", extra={"request_id": request_id})
+        yield sse(internal_error_body(request_id))
+        yield DONE
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
-def delta_chunk(writer: ChunkWriter, delta: StreamDelta) -> bytes | None:
-    """A live delta as a chunk (None for a delta that carries nothing)."""
-    if delta.text:
-        return writer.piece(delta.index, delta.text, delta.token_logprobs)
-    return None
-
-
-def error_event(error: GatewayError) -> bytes:
-    """A mid-stream error frame; the SDK raises ``APIError`` on it."""
-    return sse(error_body(error))
+def _ending(
+    renderer: Renderer,
+    context: RenderContext,
+    model: str,
+    finishes: list[tuple[int, str]],
+    served: Served,
+) -> list[bytes]:
+    verification = verification_of(served, context.nearest_exemplars)
+    finishes = finishes or [(0, "stop")]
+    chunks = []
+    for number, (index, reason) in enumerate(finishes):
+        carries = number == len(finishes) - 1 and not context.include_usage
+        chunks.append(
+            renderer.finish(context, model, index, reason, verification if carries else None)
+        )
+    if context.include_usage:
+        chunks.append(renderer.usage(context, model, served.result.usage, verification))
+    chunks.append(DONE)
+    return chunks
 
 
 class SSEResponse(Response):

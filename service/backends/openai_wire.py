@@ -40,12 +40,10 @@ def chat_payload(
         "top_logprobs": max(top_logprobs, params.top_logprobs),
         "stream": stream,
     }
-    if request.messages is not None:
-        payload["messages"] = [
-            {"role": message.role, "content": message.content} for message in request.messages
-        ]
-    else:
-        payload["messages"] = [{"role": "user", "content": request.prompt or ""}]
+    # a prompt goes upstream as one user turn, like everywhere else (GenerationRequest.conversation)
+    payload["messages"] = [
+        {"role": message.role, "content": message.content} for message in request.conversation
+    ]
     if params.stop:
         payload["stop"] = list(params.stop)
     if params.seed is not None:

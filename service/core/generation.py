@@ -30,6 +30,13 @@ class SamplingParams:
     top_logprobs: int = 0
 
 
+def conversation(messages: tuple[Message, ...] | None, prompt: str | None) -> tuple[Message, ...]:
+    """``messages``, or ``prompt`` as one user turn: the one place a prompt becomes a turn."""
+    if messages is not None:
+        return messages
+    return (Message(role="user", content=prompt or ""),)
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """A chat conversation or a raw prompt plus sampling parameters.
@@ -58,6 +65,11 @@ class GenerationRequest:
                 messages[index] = Message(role="user", content=f"{context}\n\n{old.content}")
                 break
         return replace(self, messages=tuple(messages))
+
+    @property
+    def conversation(self) -> tuple[Message, ...]:
+        """The chat messages, or the prompt as one user turn (what the verifier reads)."""
+        return conversation(self.messages, self.prompt)
 
     @property
     def question_text(self) -> str:

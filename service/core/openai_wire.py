@@ -1,7 +1,7 @@
 """OpenAI request bodies as validated models, with OpenAI's field names.
 
 Unknown extra fields are ignored (clients send vendor extensions); wrong types are rejected
-(strict mode: ``"1"`` is not an integer). Responses are rendered as plain dicts by ``api/``.
+(strict mode: ``"1"`` is not an integer). Responses are typed in ``openai_responses.py``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+from service.core.generation import Message, conversation
 
 _REQUEST_CONFIG = ConfigDict(extra="ignore", strict=True)
 
@@ -36,6 +38,10 @@ class ChatMessageIn(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def to_message(self) -> Message:
+        """The internal message: the one conversion from the wire."""
+        return Message(role=self.role, content=self.text())
 
 
 class StreamOptions(BaseModel):
@@ -138,3 +144,8 @@ class VerifyRequest(BaseModel):
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of messages and prompt")
         return self
+
+    def conversation(self) -> tuple[Message, ...]:
+        """The conversation the answer replies to."""
+        messages = None if self.messages is None else tuple(m.to_message() for m in self.messages)
+        return conversation(messages, self.prompt)

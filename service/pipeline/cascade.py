@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from service.core.errors import (
@@ -13,12 +13,19 @@ from service.core.errors import (
     NoHealthyBackend,
     failure_type,
 )
-from service.core.generation import Candidate, GenerationRequest, Message, Usage
+from service.core.generation import (
+    Candidate,
+    FinishReason,
+    GenerationRequest,
+    StreamDelta,
+    TokenLogprob,
+    Usage,
+)
 from service.core.routing import OnAbstain
 from service.core.verdict import Action, Reason, Verdict, VerificationInput
 from service.pipeline.observer import PipelineObserver
 from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import CascadeOptions, decide, ranking_key
+from service.pipeline.policy import CascadeOptions, decide, final_action, judge, ranking_key
 from service.retrieval.base import Retriever
 from service.retrieval.context import format_context
 from service.verifier.protocol import Verifier
@@ -62,13 +69,6 @@ class CascadeResult:
     def best(self) -> ScoredCandidate | None:
         """The chosen answer, if any answer was produced."""
         return self.choices[0] if self.choices else None
-
-
-def verification_messages(request: GenerationRequest) -> tuple[Message, ...]:
-    """The conversation the verifier sees: the chat messages, or the prompt as one user turn."""
-    if request.messages is not None:
-        return request.messages
-    return (Message(role="user", content=request.prompt or ""),)
 
 
 def tier_request(
@@ -145,6 +145,40 @@ class Cascade:
                 continue
             return self._finish(plan, state, Action.ABSTAIN, reason, state.best)
 
+    async def stream_live(
+        self, plan: RoutePlan, request: GenerationRequest, *, nearest_exemplars: int = 0
+    ) -> AsyncIterator[StreamDelta | CascadeResult]:
+        """Passthrough, the cascade's live mode: tier 0 streams one answer as it is generated,
+        then one ``CascadeResult`` carries the verdict. Nothing can be escalated after the
+        first byte, so a failing verdict ends in ``abstain``."""
+        state = _State(request=request, choices_wanted=1)
+        tier = plan.tiers[0]
+        streamed = tier_request(plan, tier, request, n=1)
+        started = time.perf_counter()
+        state.calls = 1
+        pieces: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        finish: FinishReason = "stop"
+        async for delta in tier.backend.stream(streamed):
+            if delta.usage is not None:
+                state.usage = delta.usage
+            if delta.finish_reason is not None:
+                finish = delta.finish_reason
+            pieces.append(delta.text)
+            logprobs.extend(delta.token_logprobs)
+            if delta.text or delta.finish_reason is not None:
+                yield delta
+        self._observer.stage("generate", time.perf_counter() - started)
+        self._count_tokens(plan, tier.backend.name, state.usage)
+        candidate = Candidate("".join(pieces), finish, tuple(logprobs) or None)
+        messages = streamed.conversation
+        item = VerificationInput(messages, candidate.text, candidate.token_logprobs)
+        (verdict,) = await self.verify([item], nearest_exemplars)
+        reason = judge(verdict, plan.thresholds)
+        top = ScoredCandidate(candidate, verdict, 0, tier.backend.name)
+        self._record(plan, state, top, final_action(reason), reason, started)
+        yield self._finish(plan, state, final_action(reason), reason, [top])
+
     async def verify(
         self, items: Sequence[VerificationInput], nearest_exemplars: int = 0
     ) -> list[Verdict]:
@@ -164,11 +198,10 @@ class Cascade:
         generation = await backend.generate(request)
         self._observer.stage("generate", time.perf_counter() - started)
         state.usage = state.usage + generation.usage
-        self._observer.tokens(plan.name, backend.name, "input", generation.usage.prompt_tokens)
-        self._observer.tokens(plan.name, backend.name, "output", generation.usage.completion_tokens)
+        self._count_tokens(plan, backend.name, generation.usage)
         if not generation.candidates:
             raise NoHealthyBackend(f"backend {backend.name!r} returned no choices")
-        messages = verification_messages(request)
+        messages = request.conversation
         items = [
             VerificationInput(messages, candidate.text, candidate.token_logprobs)
             for candidate in generation.candidates
@@ -185,6 +218,10 @@ class Cascade:
         ):
             state.best = scored[: state.choices_wanted]
         return scored[: state.choices_wanted]
+
+    def _count_tokens(self, plan: RoutePlan, model: str, usage: Usage) -> None:
+        self._observer.tokens(plan.name, model, "input", usage.prompt_tokens)
+        self._observer.tokens(plan.name, model, "output", usage.completion_tokens)
 
     def _tier_request(self, plan: RoutePlan, tier: Tier, state: _State) -> GenerationRequest:
         return tier_request(plan, tier, state.request, max(tier.n, state.choices_wanted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 
@@ -28,6 +29,12 @@ class PipelineObserver(Protocol):
     def tokens(self, route: str, model: str, token_type: str, count: int) -> None:
         """Tokens used by a backend call; ``token_type`` is input or output."""
 
+    def request_finished(self, route: str, outcome: str, seconds: float) -> None:
+        """A request ended with ``outcome`` (a decision, or ``error``)."""
+
+    def track_inflight(self) -> AbstractContextManager[None]:
+        """Count a request in flight for the duration of the block."""
+
 
 class NullObserver:
     """Observes nothing (tools and tests that do not look at metrics)."""
@@ -51,3 +58,10 @@ class NullObserver:
 
     def tokens(self, route: str, model: str, token_type: str, count: int) -> None:
         """Ignore token usage."""
+
+    def request_finished(self, route: str, outcome: str, seconds: float) -> None:
+        """Ignore a finished request."""
+
+    def track_inflight(self) -> AbstractContextManager[None]:
+        """Count nothing."""
+        return nullcontext()

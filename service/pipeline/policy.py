@@ -38,6 +38,12 @@ def judge(verdict: Verdict, thresholds: PolicyThresholds) -> Reason:
     return Reason.VERIFIED
 
 
+def final_action(reason: Reason) -> Action:
+    """The decision when nothing more can be tried (a live stream, ``/v1/verify``): accept a
+    verified answer, abstain on anything else. The one mapping of a reason to a decision."""
+    return Action.ACCEPT if reason is Reason.VERIFIED else Action.ABSTAIN
+
+
 def decide(
     verdict: Verdict, thresholds: PolicyThresholds, options: CascadeOptions
 ) -> tuple[Action, Reason]:

@@ -270,7 +270,7 @@ def test_budget_exhaustion_abstains(client: openai.OpenAI) -> None:
 def test_each_request_logs_one_structured_line_without_text(
     client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("INFO", logger="service.api.generation_handler"):
+    with caplog.at_level("INFO", logger="service.pipeline.serving"):
         client.chat.completions.create(model="auto", messages=QUESTION)
     (record,) = [r for r in caplog.records if r.getMessage() == "request finished"]
     assert (record.route, record.decision, record.tier) == ("auto", "accept", 1)  # type: ignore[attr-defined]

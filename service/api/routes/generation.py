@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.generation_handler import handle_generation
+from service.api.chat_render import ChatRenderer
+from service.api.completion_render import CompletionRenderer
+from service.api.generation_handler import respond
+from service.core.openai_responses import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    TextCompletion,
+)
 from service.core.openai_wire import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter()
+CHAT, COMPLETION = ChatRenderer(), CompletionRenderer()
 
 
-@router.post("/v1/chat/completions", response_model=None)
+def _stream_doc(chunk: type[Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: a streamed answer is ``text/event-stream`` of ``chunk`` events."""
+    return {
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": f"SSE of {chunk.__name__}"}
+                }
+            }
+        }
+    }
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    responses=_stream_doc(ChatCompletionChunk),
+)
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
     """Chat completion through the verified cascade of the route ``model`` names."""
-    return await handle_generation(request, body, "chat")
+    return await respond(request, body, CHAT)
 
 
-@router.post("/v1/completions", response_model=None)
+@router.post(
+    "/v1/completions", response_model=TextCompletion, responses=_stream_doc(TextCompletion)
+)
 async def completions(request: Request, body: CompletionRequest) -> Response:
     """Legacy completion of one prompt through the verified cascade."""
-    return await handle_generation(request, body, "completion")
+    return await respond(request, body, COMPLETION)

@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from service.api.context import context_of, until_disconnected
-from service.api.render import standalone_verification
-from service.core.generation import Message
+from service.api.verification_render import standalone_verification
+from service.core.openai_responses import VerifyResponse
 from service.core.openai_wire import VerifyRequest
-from service.core.verdict import VerificationInput
-from service.pipeline.policy import judge
 
 router = APIRouter()
 
 
-@router.post("/v1/verify")
-async def verify(request: Request, body: VerifyRequest) -> dict[str, Any]:
+@router.post("/v1/verify", response_model=VerifyResponse)
+async def verify(request: Request, body: VerifyRequest) -> Response:
     """Score ``response`` as an answer to ``messages`` (or ``prompt``) under a route's policy."""
     context = context_of(request)
-    plan = context.gateway.plan_for(body.model)
-    if body.messages is not None:
-        messages = tuple(Message(role=m.role, content=m.text()) for m in body.messages)
-    else:
-        messages = (Message(role="user", content=body.prompt or ""),)
     nearest = min(body.nearest_exemplars, context.max_nearest_exemplars)
     with context.gate:
-        (verdict,) = await until_disconnected(
+        judged = await until_disconnected(
             request,
-            context.gateway.cascade.verify(
-                [VerificationInput(messages, body.response)], nearest_exemplars=nearest
-            ),
+            context.verification.verify(body.model, body.conversation(), body.response, nearest),
             timeout=context.server.request_timeout_seconds,
         )
-    return {
-        "object": "verification",
-        "verification": standalone_verification(plan, verdict, judge(verdict, plan.thresholds)),
-    }
+    reply = VerifyResponse(verification=standalone_verification(judged))
+    return Response(reply.model_dump_json(), media_type="application/json")

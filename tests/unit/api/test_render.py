@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.api.render import completion_logprobs, text_pieces
+from service.api.completion_render import completion_logprobs
 from service.core.generation import TokenLogprob, TopLogprob
+from service.pipeline.serving import text_pieces
 
 
 @given(st.text())
@@ -21,5 +22,5 @@ def test_completion_logprobs_offsets() -> None:
     )
     rendered = completion_logprobs(tokens, 1)
     assert rendered is not None
-    assert rendered["text_offset"] == [0, 3]
-    assert rendered["top_logprobs"] == [{"Hel": -0.1}, {}]
+    assert rendered.text_offset == [0, 3]
+    assert rendered.top_logprobs == [{"Hel": -0.1}, {}]

@@ -1,11 +1,10 @@
-"""Passthrough streaming builds its tier request like the cascade does."""
+"""Passthrough, the cascade's live mode, builds its tier request like every other tier."""
 
 from __future__ import annotations
 
 from service.core.generation import GenerationRequest, Message, SamplingParams, StreamDelta
 from service.pipeline.cascade import Cascade, CascadeResult, tier_request
 from service.pipeline.observer import NullObserver
-from service.pipeline.passthrough import stream_then_verify
 from service.pipeline.plan import Tier
 from tests.fakes import FakeBackend, FakeVerifier
 from tests.unit.pipeline.test_cascade import GOOD, plan
@@ -31,8 +30,8 @@ async def test_the_streamed_tier_gets_the_tiers_max_tokens_and_top_p() -> None:
     tier = Tier(backend, n=4, temperature=0.0, top_p=0.9, max_tokens=32)
     events = [
         event
-        async for event in stream_then_verify(
-            plan(tier), CLIENT, Cascade(FakeVerifier(), None, NullObserver()), NullObserver()
+        async for event in Cascade(FakeVerifier(), None, NullObserver()).stream_live(
+            plan(tier), CLIENT
         )
     ]
     (sent,) = backend.requests

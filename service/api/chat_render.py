@@ -1,0 +1,135 @@
+"""``chat.completion`` responses and ``chat.completion.chunk`` events."""
+
+from __future__ import annotations
+
+from service.api.rendering import RenderContext
+from service.api.sse import sse
+from service.api.verification_render import usage_out, verification_of
+from service.core.generation import StreamDelta, TokenLogprob, Usage
+from service.core.openai_responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatLogprobs,
+    TokenLogprobOut,
+    TopLogprobOut,
+    Verification,
+)
+from service.pipeline.serving import Served
+
+
+def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None, top: int) -> ChatLogprobs | None:
+    """``choices[i].logprobs`` of a chat completion."""
+    if tokens is None:
+        return None
+    return ChatLogprobs(
+        content=[
+            TokenLogprobOut(
+                token=token.token,
+                logprob=token.logprob,
+                bytes=list(token.token.encode("utf-8")),
+                top_logprobs=[
+                    TopLogprobOut(
+                        token=alt.token, logprob=alt.logprob, bytes=list(alt.token.encode("utf-8"))
+                    )
+                    for alt in token.top_logprobs[:top]
+                ],
+            )
+            for token in tokens
+        ]
+    )
+
+
+class ChatRenderer:
+    """Renders ``/v1/chat/completions``."""
+
+    id_prefix = "chatcmpl"
+
+    def response(self, context: RenderContext, served: Served) -> ChatCompletion:
+        """A non-streamed ``chat.completion``."""
+        return ChatCompletion(
+            id=context.response_id,
+            created=context.created,
+            model=served.model,
+            choices=[
+                ChatChoice(
+                    index=index,
+                    message=AssistantMessage(content=candidate.text),
+                    logprobs=chat_logprobs(candidate.token_logprobs, context.top_logprobs)
+                    if context.logprobs
+                    else None,
+                    finish_reason=candidate.finish_reason,
+                )
+                for index, candidate in enumerate(served.candidates)
+            ],
+            usage=usage_out(served.result.usage),
+            verification=verification_of(served, context.nearest_exemplars),
+        )
+
+    def _chunk(
+        self, context: RenderContext, model: str, choices: list[ChatChunkChoice]
+    ) -> ChatCompletionChunk:
+        optional = {"usage": None} if context.include_usage else {}
+        return ChatCompletionChunk(
+            id=context.response_id,
+            object="chat.completion.chunk",
+            created=context.created,
+            model=model,
+            choices=choices,
+            system_fingerprint=None,
+            **optional,
+        )
+
+    def opening(self, context: RenderContext, model: str, choices: int) -> bytes:
+        """The role-carrying first chunk."""
+        opening = [
+            ChatChunkChoice(
+                index=i,
+                delta=ChatDelta(role="assistant", content=""),
+                logprobs=None,
+                finish_reason=None,
+            )
+            for i in range(choices)
+        ]
+        return sse(self._chunk(context, model, opening))
+
+    def piece(self, context: RenderContext, model: str, delta: StreamDelta) -> bytes:
+        """A content chunk (with the delta's logprobs when they were asked for)."""
+        logprobs = None
+        if context.logprobs and delta.token_logprobs:
+            logprobs = chat_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
+        choice = ChatChunkChoice(
+            index=delta.index,
+            delta=ChatDelta(content=delta.text),
+            logprobs=logprobs,
+            finish_reason=None,
+        )
+        return sse(self._chunk(context, model, [choice]))
+
+    def finish(
+        self,
+        context: RenderContext,
+        model: str,
+        index: int,
+        reason: str,
+        verification: Verification | None,
+    ) -> bytes:
+        """The chunk that ends a choice."""
+        choice = ChatChunkChoice(
+            index=index, delta=ChatDelta(), logprobs=None, finish_reason=reason
+        )
+        chunk = self._chunk(context, model, [choice])
+        chunk.verification = verification
+        return sse(chunk)
+
+    def usage(
+        self, context: RenderContext, model: str, usage: Usage, verification: Verification
+    ) -> bytes:
+        """The usage chunk."""
+        chunk = self._chunk(context, model, [])
+        chunk.usage = usage_out(usage)
+        chunk.verification = verification
+        return sse(chunk)

@@ -1,0 +1,122 @@
+"""The ``verification`` object and the ``x-sdm-*`` headers of a response."""
+
+from __future__ import annotations
+
+from service.core.generation import Usage
+from service.core.openai_responses import (
+    AttemptOut,
+    NearestExemplarOut,
+    UsageOut,
+    VerdictFields,
+    Verification,
+)
+from service.core.verdict import NearestExemplar, Verdict
+from service.pipeline.cascade import Attempt
+from service.pipeline.plan import RoutePlan
+from service.pipeline.serving import Judged, Served
+
+
+def _rounded(value: float) -> float:
+    return round(float(value), 6)
+
+
+def _exemplars(items: tuple[NearestExemplar, ...]) -> list[NearestExemplarOut]:
+    return [
+        NearestExemplarOut(id=item.id, label=item.label, distance=_rounded(item.distance))
+        for item in items
+    ]
+
+
+def _verdict(verdict: Verdict | None) -> dict[str, object]:
+    if verdict is None:
+        return dict.fromkeys(
+            ("prediction", "probability", "region_alpha", "region_alpha_lower", "q", "d", "is_ood")
+        )
+    return {
+        "prediction": verdict.prediction,
+        "probability": _rounded(verdict.probability),
+        "region_alpha": _rounded(verdict.region_alpha),
+        "region_alpha_lower": _rounded(verdict.region_alpha_lower),
+        "q": verdict.q,
+        "d": _rounded(verdict.d),
+        "is_ood": verdict.is_ood,
+    }
+
+
+def _attempt(attempt: Attempt, plan: RoutePlan) -> AttemptOut:
+    verdict = attempt.verdict
+    return AttemptOut(
+        tier=attempt.tier,
+        model=attempt.model,
+        action=attempt.action.value,
+        reason=attempt.reason.value,
+        region_alpha=None
+        if verdict is None
+        else _rounded(verdict.alpha(plan.thresholds.estimator)),
+        q=None if verdict is None else verdict.q,
+        d=None if verdict is None else _rounded(verdict.d),
+        retrieved_context=attempt.retrieved_context,
+        latency_ms=round(attempt.latency_ms, 3),
+    )
+
+
+def verification_of(served: Served, nearest_exemplars: int) -> Verification:
+    """The ``verification`` object of a completion or of a stream's last chunk."""
+    plan, result = served.plan, served.result
+    best = result.best
+    exemplars = None
+    if nearest_exemplars and best is not None:
+        exemplars = _exemplars(best.verdict.nearest_exemplars[:nearest_exemplars])
+    return Verification.model_validate(
+        {
+            "decision": result.decision.value,
+            "reason": result.reason.value,
+            "route": plan.name,
+            "tier": best.tier if best else None,
+            "model": best.model if best else None,
+            "estimator": plan.thresholds.estimator.value,
+            "accept_alpha": plan.thresholds.accept_alpha,
+            **_verdict(best.verdict if best else None),
+            "attempts": [_attempt(attempt, plan) for attempt in result.attempts],
+            "nearest_exemplars": exemplars,
+        }
+    )
+
+
+def standalone_verification(judged: Judged) -> VerdictFields:
+    """The verdict object of ``/v1/verify`` (no generation, so no tier or attempts)."""
+    verdict, plan = judged.verdict, judged.plan
+    return VerdictFields.model_validate(
+        {
+            "decision": judged.decision.value,
+            "reason": judged.reason.value,
+            "route": plan.name,
+            "estimator": plan.thresholds.estimator.value,
+            "accept_alpha": plan.thresholds.accept_alpha,
+            **_verdict(verdict),
+            "nearest_exemplars": _exemplars(verdict.nearest_exemplars)
+            if verdict.nearest_exemplars
+            else None,
+        }
+    )
+
+
+def decision_headers(served: Served) -> dict[str, str]:
+    """``x-sdm-*`` headers summarising the verdict."""
+    best = served.result.best
+    alpha = best.verdict.alpha(served.plan.thresholds.estimator) if best else 0.0
+    return {
+        "x-sdm-decision": served.result.decision.value,
+        "x-sdm-region-alpha": f"{alpha:.4f}",
+        "x-sdm-tier": str(best.tier) if best else "-1",
+        "x-sdm-route": served.plan.name,
+    }
+
+
+def usage_out(usage: Usage) -> UsageOut:
+    """OpenAI ``usage``."""
+    return UsageOut(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )

@@ -1,0 +1,209 @@
+"""The use cases behind the endpoints: one serving object per endpoint family.
+
+``GenerationServing`` serves chat and legacy completions (they differ only in how ``api/``
+renders them): it looks up the plan, chooses the mode (verify-then-stream, passthrough, direct),
+runs the one cascade, applies the route's abstain policy, and reports every request once (the
+request metric and the log line), streamed or not. ``VerificationServing`` judges a given answer
+(``/v1/verify``). ``api/`` parses, authorizes, calls one method and renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.generation import Candidate, GenerationRequest, Message, StreamDelta
+from service.core.routing import StreamMode
+from service.core.verdict import Action, Reason, Verdict, VerificationInput
+from service.pipeline.cascade import CascadeResult, answer_candidates
+from service.pipeline.gateway import Gateway
+from service.pipeline.observer import PipelineObserver
+from service.pipeline.plan import RoutePlan
+from service.pipeline.policy import final_action, judge
+
+logger = logging.getLogger(__name__)
+ERROR_OUTCOME = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A request's outcome: the plan, the cascade's result and the answers to send back."""
+
+    plan: RoutePlan
+    result: CascadeResult
+    candidates: list[Candidate]
+
+    @property
+    def model(self) -> str:
+        """The model a response names: the accepting model, else the route."""
+        best = self.result.best
+        if self.result.decision is Action.ACCEPT and best is not None:
+            return best.model
+        return self.plan.name
+
+
+StreamEvent = StreamDelta | Served
+
+
+@dataclass(frozen=True, slots=True)
+class Streaming:
+    """An answer on its way out: ``events`` are deltas, then one ``Served`` last.
+
+    ``decided`` is the outcome when it is known before the first byte (verify-then-stream);
+    a live (passthrough) stream learns it at the end.
+    """
+
+    plan: RoutePlan
+    decided: Served | None
+    events: AsyncIterator[StreamEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """``/v1/verify``'s outcome: the verdict, why, and what the route would decide."""
+
+    plan: RoutePlan
+    verdict: Verdict
+    reason: Reason
+
+    @property
+    def decision(self) -> Action:
+        """Accept or abstain."""
+        return final_action(self.reason)
+
+
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+def text_pieces(text: str) -> list[str]:
+    """Split an answer into word-sized stream pieces that concatenate back to ``text``."""
+    return _PIECES.findall(text) or [""]
+
+
+class GenerationServing:
+    """Chat and completion requests through the verified cascade."""
+
+    def __init__(self, gateway: Gateway, observer: PipelineObserver, log_prompts: bool) -> None:
+        self._gateway = gateway
+        self._observer = observer
+        self._log_prompts = log_prompts
+
+    async def complete(
+        self, model: str | None, request: GenerationRequest, nearest_exemplars: int
+    ) -> Served:
+        """Run the route ``model`` names; raises ``Abstained`` for ``on_abstain: error``."""
+        plan = self._gateway.plan_for(model)
+        started = time.perf_counter()
+        outcome = ERROR_OUTCOME
+        result: CascadeResult | None = None
+        try:
+            with self._observer.track_inflight():
+                result = await self._gateway.cascade.run(
+                    plan, request, nearest_exemplars=nearest_exemplars
+                )
+            served = Served(plan, result, answer_candidates(plan, result, request.params.n))
+            outcome = result.decision.value
+            return served
+        finally:
+            self._report(plan, request, result, outcome, started)
+
+    async def stream(
+        self, model: str | None, request: GenerationRequest, nearest_exemplars: int
+    ) -> Streaming:
+        """Start a streamed answer. A passthrough route (with ``n`` = 1) streams tier 0 live;
+        any other runs the cascade first (errors are raised here, before the first byte) and
+        replays the verified answers."""
+        plan = self._gateway.plan_for(model)
+        if plan.stream_mode is StreamMode.PASSTHROUGH and request.params.n == 1:
+            return Streaming(plan, None, self._live(plan, request, nearest_exemplars))
+        served = await self.complete(model, request, nearest_exemplars)
+        return Streaming(plan, served, replay(served))
+
+    async def _live(
+        self, plan: RoutePlan, request: GenerationRequest, nearest_exemplars: int
+    ) -> AsyncIterator[StreamEvent]:
+        started = time.perf_counter()
+        outcome = ERROR_OUTCOME
+        result: CascadeResult | None = None
+        events = self._gateway.cascade.stream_live(
+            plan, request, nearest_exemplars=nearest_exemplars
+        )
+        try:
+            with self._observer.track_inflight():
+                async for event in events:
+                    if isinstance(event, CascadeResult):
+                        result, outcome = event, event.decision.value
+                        best = event.best
+                        yield Served(plan, event, [best.candidate] if best else [])
+                        return
+                    yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            self._report(plan, request, result, outcome, started)
+
+    def _report(
+        self,
+        plan: RoutePlan,
+        request: GenerationRequest,
+        result: CascadeResult | None,
+        outcome: str,
+        started: float,
+    ) -> None:
+        """The one place a request is counted and logged, whatever path it took."""
+        seconds = time.perf_counter() - started
+        self._observer.request_finished(plan.name, outcome, seconds)
+        fields: dict[str, Any] = {
+            "route": plan.name,
+            "decision": outcome,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if result is not None:
+            best = result.best
+            fields.update(
+                reason=result.reason.value,
+                tier=best.tier if best else None,
+                model=best.model if best else None,
+                attempts=[f"{a.tier}:{a.action.value}:{a.reason.value}" for a in result.attempts],
+                completion_tokens=result.usage.completion_tokens,
+            )
+            if self._log_prompts:
+                fields["prompt"] = request.question_text
+                fields["response"] = best.candidate.text if best else None
+        logger.info("request finished", extra=fields)
+
+
+async def replay(served: Served) -> AsyncIterator[StreamEvent]:
+    """Verify-then-stream: the verified answers as word-sized deltas (logprobs on each answer's
+    first piece), each answer's finish, then the outcome."""
+    for index, candidate in enumerate(served.candidates):
+        tokens = candidate.token_logprobs or ()
+        for number, piece in enumerate(text_pieces(candidate.text)):
+            yield StreamDelta(index=index, text=piece, token_logprobs=tokens if number == 0 else ())
+    for index, candidate in enumerate(served.candidates):
+        yield StreamDelta(index=index, text="", finish_reason=candidate.finish_reason)
+    yield served
+
+
+class VerificationServing:
+    """Judges a given answer under a route's policy, without generating."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def verify(
+        self,
+        model: str | None,
+        messages: Sequence[Message],
+        response: str,
+        nearest_exemplars: int,
+    ) -> Judged:
+        """The verdict on ``response`` as the answer to ``messages``."""
+        plan = self._gateway.plan_for(model)
+        (verdict,) = await self._gateway.cascade.verify(
+            [VerificationInput(tuple(messages), response)], nearest_exemplars=nearest_exemplars
+        )
+        return Judged(plan, verdict, judge(verdict, plan.thresholds))
