@@ -180,6 +180,39 @@ class ObservabilitySettings(_Section):
     log_prompts: bool = False
 
 
+STATE_ENV = "SDM_ROUTER_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """``$SDM_ROUTER_STATE_DIR``, else ``~/.local/state/sdm-router``."""
+    from_env = os.environ.get(STATE_ENV)
+    return Path(from_env).expanduser() if from_env else Path.home() / ".local/state/sdm-router"
+
+
+class StorageSettings(_Section):
+    """The decision store: one record per request, feedback labels on them."""
+
+    enabled: bool = True
+    url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite)"
+    )
+    path: Path | None = Field(
+        None, description="SQLite file (default: <state dir>/decisions.sqlite3)"
+    )
+    keep_text: bool = Field(False, description="also store the conversation and the answers")
+    retention_days: float | None = Field(30.0, gt=0, description="None keeps records forever")
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(200, ge=1)
+    flush_interval_ms: float = Field(200.0, gt=0)
+
+    def sqlalchemy_url(self) -> str:
+        """The URL to connect to: ``url``, else the SQLite file."""
+        if self.url is not None:
+            return self.url.get_secret_value()
+        path = self.path or default_state_dir() / "decisions.sqlite3"
+        return f"sqlite:///{path}"
+
+
 class Settings(BaseSettings):
     """The whole gateway configuration."""
 
@@ -194,6 +227,7 @@ class Settings(BaseSettings):
     routes: dict[str, RouteSettings] = Field(min_length=1)
     default_route: str = "auto"
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ from service.pipeline.plan import RoutePlan, Tier
 from service.pipeline.policy import PolicyThresholds
 from service.retrieval.base import Retriever
 from service.retrieval.corpus import make_retriever
+from service.storage.store import DecisionStore
 from service.verifier.protocol import Verifier
 
 CONFIG_ENV = "SDM_ROUTER_CONFIG"
@@ -111,6 +112,7 @@ def build_app(
     if retriever is None and settings.retrieval is not None and uses_retrieval:
         retriever = make_retriever(settings.retrieval)
     cascade = Cascade(verifier, retriever, metrics)
+    store = DecisionStore(settings.storage, metrics) if settings.storage.enabled else None
     gateway = Gateway(
         build_plans(settings, backends),
         settings.default_route,
@@ -118,6 +120,7 @@ def build_app(
         backends,
         verifier,
         retriever,
+        decision_log=store,
     )
     return create_app(
         gateway,
@@ -125,6 +128,7 @@ def build_app(
         settings.server,
         settings.observability,
         max_nearest_exemplars=settings.verifier.max_nearest_exemplars,
+        store=store,
     )
 
 

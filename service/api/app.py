@@ -12,11 +12,12 @@ from service.api.auth import require_api_key
 from service.api.context import AdmissionGate, ApiContext
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from service.api.routes import generation, health, models, verify
+from service.api.routes import decisions, generation, health, models, verify
 from service.config import ObservabilitySettings, ServerSettings
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
 from service.pipeline.serving import GenerationServing, VerificationServing
+from service.storage.store import DecisionStore
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def create_app(
     server: ServerSettings,
     observability: ObservabilitySettings,
     max_nearest_exemplars: int = 25,
+    store: DecisionStore | None = None,
 ) -> FastAPI:
     """Build the app. The gateway's components load in the lifespan, before readiness."""
 
@@ -61,12 +63,14 @@ def create_app(
         observability=observability,
         gate=AdmissionGate(server.max_concurrency),
         max_nearest_exemplars=max_nearest_exemplars,
+        store=store,
     )
     install_error_handlers(app)
     authenticated = [Depends(require_api_key)]
     app.include_router(generation.router, dependencies=authenticated)
     app.include_router(verify.router, dependencies=authenticated)
     app.include_router(models.router, dependencies=authenticated)
+    app.include_router(decisions.router, dependencies=authenticated)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -14,6 +14,7 @@ from service.core.errors import Overloaded, UpstreamTimeout
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
 from service.pipeline.serving import GenerationServing, VerificationServing
+from service.storage.store import DecisionStore
 
 T = TypeVar("T")
 
@@ -57,6 +58,7 @@ class ApiContext:
     observability: ObservabilitySettings
     gate: AdmissionGate
     max_nearest_exemplars: int
+    store: DecisionStore | None = None
 
 
 def context_of(request: Request) -> ApiContext:

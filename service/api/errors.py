@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
     errors.Unauthorized: 401,
-    errors.ModelNotFound: 404,
+    errors.NotFound: 404,
     errors.Abstained: 422,
     errors.Overloaded: 429,
     errors.UpstreamError: 502,

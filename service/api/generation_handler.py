@@ -15,6 +15,7 @@ from service.api.streaming import SSEResponse, stream_body
 from service.api.verification_render import decision_headers
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.openai_wire import ChatCompletionRequest, CompletionRequest
+from service.pipeline.serving import RequestMeta
 
 DEFAULT_MAX_TOKENS = 256
 WireRequest = ChatCompletionRequest | CompletionRequest
@@ -68,20 +69,21 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
     timeout = context.server.request_timeout_seconds
     deadline = time.monotonic() + timeout
     serving, nearest = context.generation, rendering.nearest_exemplars
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
+    meta = RequestMeta(request_id, rendering.response_id)
     context.gate.acquire()
     released_by_stream = False
     try:
         if body.stream:
             streaming = await until_disconnected(
-                request, serving.stream(body.model, generation, nearest), timeout
+                request, serving.stream(body.model, generation, nearest, meta), timeout
             )
-            request_id = request.scope.get("state", {}).get("request_id", "unknown")
             chunks = stream_body(renderer, rendering, streaming, deadline, timeout, request_id)
             headers = decision_headers(streaming.decided) if streaming.decided else None
             released_by_stream = True  # the stream keeps its admission slot until it closes
             return SSEResponse(chunks, headers, on_close=context.gate.release)
         served = await until_disconnected(
-            request, serving.complete(body.model, generation, nearest), timeout
+            request, serving.complete(body.model, generation, nearest, meta), timeout
         )
     except ClientDisconnected:
         return Response(status_code=499)

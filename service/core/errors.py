@@ -33,10 +33,16 @@ class Unauthorized(GatewayError):
     default_code = "invalid_api_key"
 
 
-class ModelNotFound(GatewayError):
-    """The ``model`` names neither a route nor a direct model (404)."""
+class NotFound(GatewayError):
+    """What the request names does not exist (404)."""
 
     error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """The ``model`` names neither a route nor a direct model (404)."""
+
     default_code = "model_not_found"
 
 

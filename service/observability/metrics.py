@@ -80,7 +80,16 @@ ErrorType = Literal[
     "other",
 ]
 
+StoreEvent = Literal[
+    "written",  # records written to the decision store
+    "dropped_full",  # the store's queue was full (database slow or down): the record is lost
+    "dropped_shutdown",  # still queued when the gateway stopped
+    "write_error",  # a batch write failed (it is retried)
+    "expired",  # removed by storage.retention_days
+]
+
 OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
+STORE_EVENTS: Final[frozenset[str]] = frozenset(get_args(StoreEvent))
 ACTIONS: Final[frozenset[str]] = frozenset(get_args(Action))
 REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
 STAGES: Final[frozenset[str]] = frozenset(get_args(Stage))
@@ -203,6 +212,13 @@ class GatewayMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self._store_events = Counter(
+            "sdm_router_decision_store_records",
+            "What happened to decision records: written, dropped_full, dropped_shutdown, "
+            "write_error (a failed batch write, retried), expired.",
+            ["event"],
+            registry=registry,
+        )
         self._token_usage = Histogram(
             "sdm_router_token_usage",
             "Tokens per backend call, by route, model and token type (input|output); "
@@ -280,6 +296,11 @@ class GatewayMetrics:
         if size < 1:
             raise ValueError(f"batch size must be >= 1, got {size}")
         self._batch_size.observe(size)
+
+    def store_event(self, event: str, count: int = 1) -> None:
+        """Count ``count`` decision records that met ``event``."""
+        _check(event, STORE_EVENTS, "event")
+        self._store_events.labels(event=event).inc(count)
 
     def track_inflight(self) -> AbstractContextManager[None]:
         """Context manager that counts the enclosed block as one in-flight request."""

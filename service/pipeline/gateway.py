@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service.backends.base import Backend
+from service.core.decisions import DecisionLog
 from service.core.errors import ModelNotFound
 from service.pipeline.cascade import Cascade
 from service.pipeline.plan import RoutePlan
@@ -34,8 +35,10 @@ class Gateway:
         backends: Mapping[str, Backend],
         verifier: Verifier,
         retriever: Retriever | None,
+        decision_log: DecisionLog | None = None,
     ) -> None:
         self.plans = dict(plans)
+        self.decision_log = decision_log
         self.default_route = default_route
         self.cascade = cascade
         self._backends = dict(backends)
@@ -61,15 +64,24 @@ class Gateway:
         if self._retriever is not None:
             await self._retriever.start()
         await self._verifier.start()
+        if self.decision_log is not None:
+            await self.decision_log.start()
         self._started = True
 
     async def close(self) -> None:
         """Stop everything that was started, verifier first."""
         self._started = False
+        if self.decision_log is not None:
+            await self.decision_log.close()  # flushes what the last requests queued
         await self._verifier.close()
         if self._retriever is not None:
             await self._retriever.close()
         await asyncio.gather(*(backend.close() for backend in self._backends.values()))
+
+    @property
+    def artifact_id(self) -> str:
+        """The verifier artifact deciding now."""
+        return self._verifier.info.artifact_id
 
     def begin_draining(self) -> None:
         """Report not-ready so load balancers stop sending traffic (shutdown)."""
@@ -86,6 +98,8 @@ class Gateway:
             components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
         if self._retriever is not None:
             components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
+        if self.decision_log is not None and self._started:
+            components["decision_store"] = {"status": self.decision_log.status}
         return Readiness(
             ready=self._started and not self._draining,
             draining=self._draining,

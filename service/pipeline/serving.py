@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.core.decisions import AttemptRecord, DecisionRecord
 from service.core.generation import Candidate, GenerationRequest, Message, StreamDelta
 from service.core.routing import StreamMode
 from service.core.verdict import Action, Reason, Verdict, VerificationInput
-from service.pipeline.cascade import CascadeResult, answer_candidates
+from service.pipeline.cascade import Attempt, CascadeResult, answer_candidates
 from service.pipeline.gateway import Gateway
 from service.pipeline.observer import PipelineObserver
 from service.pipeline.plan import RoutePlan
@@ -27,6 +28,16 @@ from service.pipeline.policy import final_action, judge
 
 logger = logging.getLogger(__name__)
 ERROR_OUTCOME = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """Who asked and how the request is known: what the decision record keeps besides the
+    outcome. ``request_id`` is the ``x-request-id`` header, ``response_id`` the body's ``id``."""
+
+    request_id: str
+    response_id: str | None = None
+    key_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +104,11 @@ class GenerationServing:
         self._log_prompts = log_prompts
 
     async def complete(
-        self, model: str | None, request: GenerationRequest, nearest_exemplars: int
+        self,
+        model: str | None,
+        request: GenerationRequest,
+        nearest_exemplars: int,
+        meta: RequestMeta,
     ) -> Served:
         """Run the route ``model`` names; raises ``Abstained`` for ``on_abstain: error``."""
         plan = self._gateway.plan_for(model)
@@ -109,22 +124,31 @@ class GenerationServing:
             outcome = result.decision.value
             return served
         finally:
-            self._report(plan, request, result, outcome, started)
+            self._report(plan, request, result, outcome, started, meta, model)
 
     async def stream(
-        self, model: str | None, request: GenerationRequest, nearest_exemplars: int
+        self,
+        model: str | None,
+        request: GenerationRequest,
+        nearest_exemplars: int,
+        meta: RequestMeta,
     ) -> Streaming:
         """Start a streamed answer. A passthrough route (with ``n`` = 1) streams tier 0 live;
         any other runs the cascade first (errors are raised here, before the first byte) and
         replays the verified answers."""
         plan = self._gateway.plan_for(model)
         if plan.stream_mode is StreamMode.PASSTHROUGH and request.params.n == 1:
-            return Streaming(plan, None, self._live(plan, request, nearest_exemplars))
-        served = await self.complete(model, request, nearest_exemplars)
+            return Streaming(plan, None, self._live(plan, request, nearest_exemplars, meta, model))
+        served = await self.complete(model, request, nearest_exemplars, meta)
         return Streaming(plan, served, replay(served))
 
     async def _live(
-        self, plan: RoutePlan, request: GenerationRequest, nearest_exemplars: int
+        self,
+        plan: RoutePlan,
+        request: GenerationRequest,
+        nearest_exemplars: int,
+        meta: RequestMeta,
+        model: str | None,
     ) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
         outcome = ERROR_OUTCOME
@@ -143,7 +167,7 @@ class GenerationServing:
                     yield event
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            self._report(plan, request, result, outcome, started)
+            self._report(plan, request, result, outcome, started, meta, model)
 
     def _report(
         self,
@@ -152,10 +176,15 @@ class GenerationServing:
         result: CascadeResult | None,
         outcome: str,
         started: float,
+        meta: RequestMeta,
+        requested_model: str | None,
     ) -> None:
-        """The one place a request is counted and logged, whatever path it took."""
+        """The one place a request is counted, logged and recorded, whatever path it took."""
         seconds = time.perf_counter() - started
         self._observer.request_finished(plan.name, outcome, seconds)
+        log = self._gateway.decision_log
+        if log is not None and result is not None:
+            log.submit(self._record(plan, request, result, meta, requested_model))
         fields: dict[str, Any] = {
             "route": plan.name,
             "decision": outcome,
@@ -174,6 +203,50 @@ class GenerationServing:
                 fields["prompt"] = request.question_text
                 fields["response"] = best.candidate.text if best else None
         logger.info("request finished", extra=fields)
+
+    def _record(
+        self,
+        plan: RoutePlan,
+        request: GenerationRequest,
+        result: CascadeResult,
+        meta: RequestMeta,
+        requested_model: str | None,
+    ) -> DecisionRecord:
+        best = result.best
+        return DecisionRecord(
+            request_id=meta.request_id,
+            response_id=meta.response_id,
+            created=time.time(),
+            route=plan.name,
+            requested_model=requested_model,
+            decision=result.decision.value,
+            reason=result.reason.value,
+            artifact_id=self._gateway.artifact_id,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            key_name=meta.key_name,
+            attempts=tuple(attempt_record(attempt) for attempt in result.attempts),
+            conversation=request.conversation,
+            answer=best.candidate.text if best else None,
+        )
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    """An attempt as the decision store keeps it."""
+    verdict = attempt.verdict
+    return AttemptRecord(
+        tier=attempt.tier,
+        model=attempt.model,
+        action=attempt.action.value,
+        reason=attempt.reason.value,
+        prediction=None if verdict is None else verdict.prediction,
+        q=None if verdict is None else verdict.q,
+        d=None if verdict is None else float(verdict.d),
+        region_alpha=None if verdict is None else float(verdict.region_alpha),
+        region_alpha_lower=None if verdict is None else float(verdict.region_alpha_lower),
+        latency_ms=attempt.latency_ms,
+        retrieved_context=attempt.retrieved_context,
+    )
 
 
 async def replay(served: Served) -> AsyncIterator[StreamEvent]:

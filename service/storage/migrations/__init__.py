@@ -1,0 +1,1 @@
+"""Alembic migrations of the decision store (applied at start by ``DecisionStore.start``)."""

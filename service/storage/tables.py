@@ -1,0 +1,88 @@
+"""The store's tables (SQLAlchemy Core); ``migrations/`` creates and evolves them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("response_id", String(128), nullable=True, index=True),
+    Column("created", Float, nullable=False, index=True),
+    Column("route", String(200), nullable=False, index=True),
+    Column("requested_model", String(200), nullable=True),
+    Column("decision", String(32), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("artifact_id", String(200), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("key_name", String(200), nullable=True),
+    Column("conversation", Text, nullable=True),  # JSON [{role, content}], keep_text only
+    Column("answer", Text, nullable=True),  # keep_text only
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column(
+        "request_id",
+        String(128),
+        ForeignKey("decisions.request_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("tier", Integer, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("prediction", Integer, nullable=True),
+    Column("q", Integer, nullable=True),
+    Column("d", Float, nullable=True),
+    Column("region_alpha", Float, nullable=True),
+    Column("region_alpha_lower", Float, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("retrieved_context", Boolean, nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "request_id",
+        String(128),
+        ForeignKey("decisions.request_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("choice", Integer, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("current", Boolean, nullable=False),
+)
+
+# At most one current label per (request, choice); older labels stay as history.
+Index(
+    "feedback_current_label",
+    feedback.c.request_id,
+    feedback.c.choice,
+    unique=True,
+    sqlite_where=text("current"),
+    postgresql_where=text("current"),
+)
