@@ -44,6 +44,10 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(4_000_000, ge=1024)
     max_concurrency: int = Field(64, ge=1)
     api_keys: list[SecretStr] = Field(default_factory=list)
+    admin_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="keys for /admin/*; once any key is configured, /admin needs one of these",
+    )
     graceful_shutdown_seconds: float = Field(20.0, gt=0)
     request_timeout_seconds: float = Field(300.0, gt=0)
 

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from service.core.generation import Candidate, Generation, GenerationRequest, StreamDelta, Usage
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
@@ -20,10 +22,25 @@ class FakeVerifier:
     def __init__(self) -> None:
         self.seen: list[VerificationInput] = []
         self.started = False
+        self.artifact_id = "fake-artifact"
+        self.pinned_by: list[str] = []  # the artifact each verify call named
 
     @property
     def info(self) -> VerifierInfo:
-        return VerifierInfo(artifact_id="fake-artifact", device="cpu", description="fake")
+        return VerifierInfo(artifact_id=self.artifact_id, device="cpu", description="fake")
+
+    @contextmanager
+    def pinned(self) -> Iterator[str]:
+        yield self.artifact_id
+
+    async def reload(self, artifact: Path | None = None) -> VerifierInfo:
+        """A path whose name contains "corrupt" is refused; any other becomes the artifact id."""
+        from service.verifier.protocol import ReloadRefused
+
+        if artifact is not None and "corrupt" in artifact.name:
+            raise ReloadRefused(f"cannot load {artifact}: checksum mismatch")
+        self.artifact_id = artifact.stem if artifact is not None else "fake-artifact"
+        return self.info
 
     async def start(self) -> None:
         self.started = True
@@ -32,9 +49,14 @@ class FakeVerifier:
         self.started = False
 
     async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
         self.seen.extend(items)
+        self.pinned_by.append(artifact or self.artifact_id)
         return [self._judge(item.response, nearest_exemplars) for item in items]
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Request
+from pydantic import SecretStr
 
 from service.api.context import context_of
 from service.core.errors import Unauthorized
@@ -12,7 +13,21 @@ from service.core.errors import Unauthorized
 
 async def require_api_key(request: Request) -> None:
     """Refuse the request unless it carries one of the configured keys."""
-    keys = context_of(request).server.api_keys
+    _require(request, context_of(request).server.api_keys)
+
+
+async def require_admin_key(request: Request) -> None:
+    """``/admin``: open while no key at all is configured (the local default); otherwise only
+    an admin key opens it."""
+    server = context_of(request).server
+    if not server.api_keys and not server.admin_api_keys:
+        return
+    if not server.admin_api_keys:
+        raise Unauthorized("The admin endpoints need an admin key (server.admin_api_keys).")
+    _require(request, server.admin_api_keys)
+
+
+def _require(request: Request, keys: list[SecretStr]) -> None:
     if not keys:
         return
     header = request.headers.get("authorization", "")

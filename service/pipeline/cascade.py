@@ -64,6 +64,7 @@ class CascadeResult:
     choices: list[ScoredCandidate]
     attempts: list[Attempt]
     usage: Usage = field(default_factory=Usage)
+    artifact_id: str = ""  # the verifier artifact that judged every attempt
 
     @property
     def best(self) -> ScoredCandidate | None:
@@ -95,6 +96,7 @@ class _State:
 
     request: GenerationRequest
     choices_wanted: int
+    artifact: str
     tier_index: int = 0
     calls: int = 0
     retrieved: bool = False
@@ -119,8 +121,13 @@ class Cascade:
     async def run(
         self, plan: RoutePlan, request: GenerationRequest, *, nearest_exemplars: int = 0
     ) -> CascadeResult:
-        """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains."""
-        state = _State(request=request, choices_wanted=request.params.n)
+        """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains.
+        One verifier artifact judges the whole request, even if another is loaded meanwhile."""
+        with self._verifier.pinned() as artifact:
+            state = _State(request=request, choices_wanted=request.params.n, artifact=artifact)
+            return await self._run(plan, state, nearest_exemplars)
+
+    async def _run(self, plan: RoutePlan, state: _State, nearest_exemplars: int) -> CascadeResult:
         while True:
             tier = plan.tiers[state.tier_index]
             started = time.perf_counter()
@@ -151,7 +158,15 @@ class Cascade:
         """Passthrough, the cascade's live mode: tier 0 streams one answer as it is generated,
         then one ``CascadeResult`` carries the verdict. Nothing can be escalated after the
         first byte, so a failing verdict ends in ``abstain``."""
-        state = _State(request=request, choices_wanted=1)
+        with self._verifier.pinned() as artifact:
+            state = _State(request=request, choices_wanted=1, artifact=artifact)
+            async for event in self._stream_live(plan, state, nearest_exemplars):
+                yield event
+
+    async def _stream_live(
+        self, plan: RoutePlan, state: _State, nearest_exemplars: int
+    ) -> AsyncIterator[StreamDelta | CascadeResult]:
+        request = state.request
         tier = plan.tiers[0]
         streamed = tier_request(plan, tier, request, n=1)
         started = time.perf_counter()
@@ -173,18 +188,23 @@ class Cascade:
         candidate = Candidate("".join(pieces), finish, tuple(logprobs) or None)
         messages = streamed.conversation
         item = VerificationInput(messages, candidate.text, candidate.token_logprobs)
-        (verdict,) = await self.verify([item], nearest_exemplars)
+        (verdict,) = await self.verify([item], nearest_exemplars, state.artifact)
         reason = judge(verdict, plan.thresholds)
         top = ScoredCandidate(candidate, verdict, 0, tier.backend.name)
         self._record(plan, state, top, final_action(reason), reason, started)
         yield self._finish(plan, state, final_action(reason), reason, [top])
 
     async def verify(
-        self, items: Sequence[VerificationInput], nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
-        """Verify answers without generating (``/v1/verify``)."""
+        """Verify answers (also without generating, ``/v1/verify``) by the pinned ``artifact``."""
         started = time.perf_counter()
-        verdicts = await self._verifier.verify(items, nearest_exemplars=nearest_exemplars)
+        verdicts = await self._verifier.verify(
+            items, nearest_exemplars=nearest_exemplars, artifact=artifact
+        )
         self._observer.stage("verify", time.perf_counter() - started)
         return verdicts
 
@@ -206,7 +226,7 @@ class Cascade:
             VerificationInput(messages, candidate.text, candidate.token_logprobs)
             for candidate in generation.candidates
         ]
-        verdicts = await self.verify(items, nearest_exemplars)
+        verdicts = await self.verify(items, nearest_exemplars, state.artifact)
         scored = [
             ScoredCandidate(candidate, verdict, state.tier_index, backend.name)
             for candidate, verdict in zip(generation.candidates, verdicts, strict=True)
@@ -316,6 +336,7 @@ class Cascade:
             choices=list(choices),
             attempts=state.attempts,
             usage=state.usage,
+            artifact_id=state.artifact,
         )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.backends.base import Backend
 from service.core.decisions import DecisionLog
 from service.core.errors import ModelNotFound
+from service.core.verdict import VerifierInfo
 from service.pipeline.cascade import Cascade
 from service.pipeline.plan import RoutePlan
 from service.retrieval.base import Retriever
@@ -82,6 +84,10 @@ class Gateway:
     def artifact_id(self) -> str:
         """The verifier artifact deciding now."""
         return self._verifier.info.artifact_id
+
+    async def reload_verifier(self, artifact: Path | None = None) -> VerifierInfo:
+        """Swap in another verifier artifact (``ReloadRefused`` keeps the current one)."""
+        return await self._verifier.reload(artifact)
 
     def begin_draining(self) -> None:
         """Report not-ready so load balancers stop sending traffic (shutdown)."""

@@ -221,7 +221,7 @@ class GenerationServing:
             requested_model=requested_model,
             decision=result.decision.value,
             reason=result.reason.value,
-            artifact_id=self._gateway.artifact_id,
+            artifact_id=result.artifact_id,
             prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens,
             key_name=meta.key_name,
@@ -277,6 +277,6 @@ class VerificationServing:
         """The verdict on ``response`` as the answer to ``messages``."""
         plan = self._gateway.plan_for(model)
         (verdict,) = await self._gateway.cascade.verify(
-            [VerificationInput(tuple(messages), response)], nearest_exemplars=nearest_exemplars
+            [VerificationInput(tuple(messages), response)], nearest_exemplars
         )
         return Judged(plan, verdict, judge(verdict, plan.thresholds))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from service.core.verdict import Verdict, VerificationInput, VerifierInfo
@@ -25,8 +27,26 @@ class Verifier(Protocol):
         """Stop workers and free the device."""
         ...
 
-    async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
-    ) -> list[Verdict]:
-        """One verdict per item, in order."""
+    def pinned(self) -> AbstractContextManager[str]:
+        """Hold the artifact serving now for a whole request; yields its id. A reload meanwhile
+        does not change what this request's ``verify`` calls use."""
         ...
+
+    async def reload(self, artifact: Path | None = None) -> VerifierInfo:
+        """Load ``artifact`` (default: the configured one) off the event loop, check it, and
+        swap it in atomically; raises ``ReloadRefused`` and keeps the old one otherwise."""
+        ...
+
+    async def verify(
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
+    ) -> list[Verdict]:
+        """One verdict per item, in order, by the pinned ``artifact`` (default: the current)."""
+        ...
+
+
+class ReloadRefused(Exception):
+    """A new verifier artifact was refused (corrupt, mismatched, wrong encoder): why."""

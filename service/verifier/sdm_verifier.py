@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -14,6 +16,7 @@ from service.core.verdict import NearestExemplar, Verdict, VerificationInput, Ve
 from service.verifier.batching import MicroBatcher
 from service.verifier.encoder import HiddenStateEncoder, SharedModel, layer_from_identity
 from service.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
+from service.verifier.protocol import ReloadRefused
 from service.verifier.sdm import ArtifactError, SDMModel, SDMScores
 
 CORRECT_CLASS = 1
@@ -98,32 +101,36 @@ class SDMVerifier:
         self._settings = settings
         self._shared_model = shared_model
         self._observer = observer
-        self._model: SDMModel | None = None
+        # Loaded artifacts by id: the current one, plus any an in-flight request still pins.
+        self._models: dict[str, SDMModel] = {}
+        self._pins: Counter[str] = Counter()
+        self._current: str | None = None
+        self._reloading = asyncio.Lock()
         self._encoder: HiddenStateEncoder | None = None
-        self._batcher: MicroBatcher[tuple[VerificationInput, int], Verdict] | None = None
+        self._batcher: MicroBatcher[tuple[VerificationInput, int, str], Verdict] | None = None
 
     @property
     def info(self) -> VerifierInfo:
         """Artifact id and device (after ``start``)."""
-        if self._model is None or self._encoder is None:
+        if self._current is None or self._encoder is None:
             return VerifierInfo("not-loaded", "none", "not loaded")
+        model = self._models[self._current]
         description = (
             f"SDM over {self._encoder.identity['model']} hidden states, "
-            f"{self._model.support_size} support rows"
+            f"{model.support_size} support rows"
         )
-        return VerifierInfo(self._model.artifact_id, self._encoder.device, description)
+        return VerifierInfo(model.artifact_id, self._encoder.device, description)
 
     async def start(self) -> None:
         """Load the artifact and encoder, check they belong together, start the worker."""
         artifact = self._settings.artifact
         try:
-            self._model = await asyncio.to_thread(
-                SDMModel.load, artifact, device=self._settings.device
-            )
+            model = await asyncio.to_thread(SDMModel.load, artifact, device=self._settings.device)
         except ArtifactError as error:
             raise ConfigurationError(f"cannot load the verifier artifact: {error}") from error
-        self._encoder = await asyncio.to_thread(self._load_encoder)
-        check_compatible(self._model, self._encoder, artifact)
+        self._encoder = await asyncio.to_thread(self._load_encoder, model)
+        check_compatible(model, self._encoder, artifact)
+        self._install(model)
         self._batcher = MicroBatcher(
             self._verify_batch,
             max_batch_size=self._settings.max_batch_size,
@@ -133,12 +140,11 @@ class SDMVerifier:
         )
         self._batcher.start()
 
-    def _load_encoder(self) -> HiddenStateEncoder:
+    def _load_encoder(self, model: SDMModel) -> HiddenStateEncoder:
         # The artifact says which layer it was trained on; the fingerprint check then covers
         # the rest (model weights, template, pooling).
-        assert self._model is not None
         try:
-            layer = recorded_encoder_layer(self._model)
+            layer = recorded_encoder_layer(model)
             if self._shared_model is not None:
                 shared = self._shared_model
                 return HiddenStateEncoder(shared.loaded, layer=layer, owner=shared)
@@ -151,6 +157,47 @@ class SDMVerifier:
                 f"verifier artifact {self._settings.artifact}: {error}"
             ) from error
 
+    def _install(self, model: SDMModel) -> None:
+        """Make ``model`` current; the previous one stays while requests pin it."""
+        previous, self._current = self._current, model.artifact_id
+        self._models[model.artifact_id] = model
+        if previous is not None and previous != model.artifact_id and not self._pins[previous]:
+            self._models.pop(previous, None)
+
+    async def reload(self, artifact: Path | None = None) -> VerifierInfo:
+        """Load, validate and swap in ``artifact`` (default: the configured path)."""
+        path = artifact or self._settings.artifact
+        if self._encoder is None:
+            raise ReloadRefused("the verifier is not started")
+        encoder = self._encoder
+        async with self._reloading:
+            try:
+                model = await asyncio.to_thread(SDMModel.load, path, device=self._settings.device)
+            except ArtifactError as error:
+                raise ReloadRefused(f"cannot load {path}: {error}") from error
+            try:
+                check_compatible(model, encoder, path)
+            except ConfigurationError as error:
+                raise ReloadRefused(str(error)) from error
+            self._install(model)
+        return self.info
+
+    @contextmanager
+    def pinned(self) -> Iterator[str]:
+        """The current artifact's id, kept loaded until the block ends."""
+        if self._current is None:
+            raise ConfigurationError("the verifier is not started")
+        artifact = self._current
+        self._pins[artifact] += 1
+        try:
+            yield artifact
+        finally:
+            self._pins[artifact] -= 1
+            if not self._pins[artifact]:
+                del self._pins[artifact]
+                if artifact != self._current:
+                    self._models.pop(artifact, None)
+
     async def close(self) -> None:
         """Stop the worker."""
         if self._batcher is not None:
@@ -158,24 +205,40 @@ class SDMVerifier:
             self._batcher = None
 
     async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
         """One verdict per answer; concurrent requests share device calls."""
-        if self._batcher is None:
+        if self._batcher is None or self._current is None:
             raise ConfigurationError("the verifier is not started")
         batcher = self._batcher
+        if artifact is None:
+            with self.pinned() as current:
+                return await self.verify(
+                    items, nearest_exemplars=nearest_exemplars, artifact=current
+                )
         return list(
-            await asyncio.gather(*(batcher.submit((item, nearest_exemplars)) for item in items))
+            await asyncio.gather(
+                *(batcher.submit((item, nearest_exemplars, artifact)) for item in items)
+            )
         )
 
-    def _verify_batch(self, batch: list[tuple[VerificationInput, int]]) -> list[Verdict]:
-        """Runs on the worker thread: encode, compose features, score."""
-        assert self._encoder is not None and self._model is not None
-        items = [item for item, _ in batch]
+    def _verify_batch(self, batch: list[tuple[VerificationInput, int, str]]) -> list[Verdict]:
+        """Runs on the worker thread: encode once, then score each artifact's rows with it."""
+        assert self._encoder is not None
+        items = [item for item, _, _ in batch]
         started = time.perf_counter()
         hidden = self._encoder.encode(items)
         self._observer.stage("encode", time.perf_counter() - started)
         features = compose_features(hidden, items)
-        nearest = [wanted for _, wanted in batch]
-        scores = self._model.score(features, nearest_exemplars=max(nearest))
-        return to_verdicts(scores, nearest)
+        verdicts: list[Verdict | None] = [None] * len(batch)
+        for artifact in {artifact for _, _, artifact in batch}:
+            rows = [i for i, (_, _, pinned) in enumerate(batch) if pinned == artifact]
+            nearest = [batch[i][1] for i in rows]
+            scores = self._models[artifact].score(features[rows], nearest_exemplars=max(nearest))
+            for row, verdict in zip(rows, to_verdicts(scores, nearest), strict=True):
+                verdicts[row] = verdict
+        return [verdict for verdict in verdicts if verdict is not None]

@@ -7,15 +7,20 @@ retrieval, questions it cannot answer abstained).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from service.config import load_settings
 from service.main import build_app
+from service.verifier.sdm import SDMModel
 from tests.support.servers import serve_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -172,3 +177,42 @@ def test_concurrent_chats_and_verifies_get_their_solo_verdicts(
     for alone, concurrent in zip(solo, together, strict=True):
         assert concurrent == alone
     assert {outcome[3] for outcome in solo} >= {"accept", "abstain"}  # both kinds of verdict
+
+
+def test_a_reload_under_load_fails_no_request_and_each_decision_names_its_artifact(
+    embedded_client: openai.OpenAI, tmp_path: Path
+) -> None:
+    """Chats in flight finish on the artifact they started with; later ones use the new one."""
+    shipped = load_settings().verifier.artifact
+    original = SDMModel.load(shipped, device="cpu")
+    renamed = SDMModel(replace(original.contents, model_id="reloaded-copy"), device="cpu")
+    copy = renamed.save(tmp_path / "copy.sdmkitmodel")
+    base = str(embedded_client.base_url).removesuffix("/v1/").removesuffix("/v1")
+
+    def chat_record(question: str) -> dict[str, Any]:
+        raw = embedded_client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": question}], max_tokens=12
+        )
+        raw.parse()
+        request_id = raw.headers["x-request-id"]
+        return dict(httpx.get(f"{base}/v1/decisions/{request_id}", timeout=30).json())
+
+    questions = [f"What is {i} plus {i + 1}?" for i in range(6)]
+    with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        in_flight = [pool.submit(chat_record, q) for q in questions]
+        time.sleep(1.0)  # the chats are generating, pinned to the shipped artifact
+        reload = httpx.post(
+            f"{base}/admin/verifier/reload", json={"artifact": str(copy)}, timeout=60
+        )
+        assert reload.status_code == 200, reload.text
+        after = [pool.submit(chat_record, q) for q in questions[:3]]
+        before_records = [future.result() for future in in_flight]
+        after_records = [future.result() for future in after]
+    try:
+        assert {r["artifact_id"] for r in before_records} == {original.artifact_id}
+        assert {r["artifact_id"] for r in after_records} == {"reloaded-copy"}
+        ready = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert ready["components"]["verifier"]["artifact_id"] == "reloaded-copy"
+    finally:
+        restored = httpx.post(f"{base}/admin/verifier/reload", timeout=60)
+        assert restored.json()["artifact_id"] == original.artifact_id

@@ -28,7 +28,11 @@ class SlowVerifier(FakeVerifier):
     """Verifies like the fake, after a pause longer than the request deadline."""
 
     async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
         await asyncio.sleep(30)
         return await super().verify(items, nearest_exemplars=nearest_exemplars)
@@ -38,7 +42,11 @@ class BrokenVerifier(FakeVerifier):
     """Fails with an exception that is not a gateway error (a bug, a broken artifact)."""
 
     async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
         raise RuntimeError("the verifier broke")
 
