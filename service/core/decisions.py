@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from service.core.generation import Message
+from service.core.generation import Message, TokenLogprob
 
 FeedbackLabel = Literal["correct", "incorrect"]
 
@@ -29,7 +29,9 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
-    """One request's decision; ``conversation`` and ``answer`` only with ``storage.keep_text``."""
+    """One request's decision; ``conversation``, ``answer`` and its token logprobs (what the
+    verifier read, so that a labelled record can train a verifier) only with
+    ``storage.keep_text``."""
 
     request_id: str
     response_id: str | None
@@ -45,6 +47,7 @@ class DecisionRecord:
     attempts: tuple[AttemptRecord, ...]
     conversation: tuple[Message, ...] | None = None
     answer: str | None = None
+    answer_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 class DecisionLog(Protocol):

@@ -228,6 +228,7 @@ class GenerationServing:
             attempts=tuple(attempt_record(attempt) for attempt in result.attempts),
             conversation=request.conversation,
             answer=best.candidate.text if best else None,
+            answer_logprobs=best.candidate.token_logprobs if best else None,
         )
 
 

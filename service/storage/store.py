@@ -422,12 +422,19 @@ def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
         "key_name": record.key_name,
         "conversation": conversation,
         "answer": record.answer if keep_text else None,
+        "answer_logprobs": json.dumps([[t.token, t.logprob] for t in record.answer_logprobs])
+        if keep_text and record.answer_logprobs is not None
+        else None,
     }
 
 
 def _decision_json(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as the API shows it (text fields only when they were kept)."""
-    shown = {key: value for key, value in row.items() if key not in ("conversation", "answer")}
+    shown = {
+        key: value
+        for key, value in row.items()
+        if key not in ("conversation", "answer", "answer_logprobs")
+    }
     shown["usage"] = {
         "prompt_tokens": shown.pop("prompt_tokens"),
         "completion_tokens": shown.pop("completion_tokens"),

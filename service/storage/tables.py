@@ -34,6 +34,7 @@ decisions = Table(
     Column("key_name", String(200), nullable=True),
     Column("conversation", Text, nullable=True),  # JSON [{role, content}], keep_text only
     Column("answer", Text, nullable=True),  # keep_text only
+    Column("answer_logprobs", Text, nullable=True),  # JSON [[token, logprob], ...], keep_text only
 )
 
 attempts = Table(

@@ -10,6 +10,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from service.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -48,6 +50,49 @@ def _data_build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     written = asyncio.run(build_dataset(settings, args.route, args.out, options))
     print(f"wrote {written} rows to {args.out} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from service.training.importing import labelled_decisions, read_import_file
+    from service.training.records import ROWS_FILE, RecordError, write_records
+
+    rows = args.output / ROWS_FILE
+    if rows.exists() and not args.overwrite:
+        print(f"sdm-router: --output: {rows} exists (add --overwrite)", file=sys.stderr)
+        return 2
+    if args.input is not None:
+        if not args.input.is_file():
+            print(f"sdm-router: --input: {args.input} is not a file", file=sys.stderr)
+            return 2
+        try:
+            records = read_import_file(args.input)
+        except RecordError as error:
+            print(f"sdm-router: --input: {error}", file=sys.stderr)
+            return 2
+    else:
+        from service.config import load_settings
+
+        try:
+            settings = load_settings(args.config)
+        except ConfigurationError as error:
+            print(f"sdm-router: {error}", file=sys.stderr)
+            return 2
+        try:
+            records = list(labelled_decisions(settings.storage, args.route, args.since))
+        except (ConfigurationError, SQLAlchemyError) as error:
+            print(
+                f"sdm-router: --from-store: cannot read the decision store: {error}",
+                file=sys.stderr,
+            )
+            return 2
+    if not records:
+        print("sdm-router: nothing to import (no labelled rows)", file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    written = write_records(rows, records)
+    correct = sum(record.label for record in records)
+    print(f"wrote {written} rows ({correct} labelled correct) to {rows}")
     return 0
 
 
@@ -170,6 +215,27 @@ def _verifier_evaluate(args: argparse.Namespace) -> int:
     return evaluate_command(args)
 
 
+def _register_import(data_commands: Any) -> None:
+    importing = data_commands.add_parser(
+        "import", help="labelled answers from a JSONL file or from the decision store"
+    )
+    source = importing.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="JSONL of {messages|prompt, response, label}")
+    source.add_argument(
+        "--from-store", action="store_true", help="the labelled decisions in the decision store"
+    )
+    importing.add_argument("--output", type=Path, required=True, help="the rows folder to write")
+    importing.add_argument(
+        "--config", type=Path, default=None, help="gateway config naming the store (--from-store)"
+    )
+    importing.add_argument("--route", default=None, help="only this route's decisions")
+    importing.add_argument(
+        "--since", type=float, default=None, help="only decisions since (epoch seconds)"
+    )
+    importing.add_argument("--overwrite", action="store_true")
+    importing.set_defaults(func=_data_import)
+
+
 def register(commands: Any) -> None:
     """Add the ``data`` and ``verifier`` command groups."""
     from service.training.verifier_build import DEFAULT_TRAINING
@@ -190,6 +256,8 @@ def register(commands: Any) -> None:
     build.add_argument("--max-batch-size", type=int, default=None, help="local batch size")
     build.add_argument("--no-retrieval", action="store_true", help="skip retrieval variants")
     build.set_defaults(func=_data_build)
+
+    _register_import(data_commands)
 
     verifier = commands.add_parser("verifier", help="build and evaluate SDM verifiers")
     verifier_commands = verifier.add_subparsers(dest="verifier_command", required=True)

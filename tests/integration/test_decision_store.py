@@ -4,8 +4,12 @@ SQLite and on PostgreSQL (skipped with the reason where none runs)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from service.storage.database import make_engine, migrate
 from service.storage.tables import decisions, feedback
+from service.training.records import ROWS_FILE, read_records
 from tests.support.databases import database_url, postgres_schema_url
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
@@ -243,3 +248,34 @@ def test_a_database_outage_costs_no_request_and_no_record(
             pass
     assert sorted(rows) == sorted(before + during + after)
     assert 'sdm_router_decision_store_records_total{event="write_error"}' in metrics
+
+
+def test_labelled_decisions_import_as_rows_a_verifier_build_reads(
+    gateway: str, database_url: str, tmp_path: Path
+) -> None:
+    """``data import --from-store`` (the console script, the store named by the environment)."""
+    labelled = {}
+    for label in ("correct", "incorrect"):
+        request_id = chat(gateway).headers["x-request-id"]
+        reply = httpx.post(
+            f"{gateway}/v1/feedback", json={"request_id": request_id, "label": label}, timeout=10
+        )
+        assert reply.status_code == 200
+        labelled[request_id] = 1 if label == "correct" else 0
+    chat(gateway)  # unlabelled: not imported
+    out = tmp_path / "rows"
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "data", "import", "--from-store",
+         "--route", "auto", "--output", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "SDM_ROUTER_STORAGE__URL": database_url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = read_records(out / ROWS_FILE)
+    mine = {record.id: record for record in records if record.id in labelled}
+    assert {rid: record.label for rid, record in mine.items()} == labelled
+    for record in mine.values():
+        assert record.messages[-1].content == QUESTION[0]["content"]
+        assert record.response == "The answer is 42."
+        assert record.token_logprobs  # what the verifier read at serving time
+        assert record.family == "auto"

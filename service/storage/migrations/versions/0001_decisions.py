@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("key_name", sa.String(200), nullable=True),
         sa.Column("conversation", sa.Text, nullable=True),
         sa.Column("answer", sa.Text, nullable=True),
+        sa.Column("answer_logprobs", sa.Text, nullable=True),
     )
     op.create_index("ix_decisions_response_id", "decisions", ["response_id"])
     op.create_index("ix_decisions_created", "decisions", ["created"])
