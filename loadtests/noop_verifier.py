@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from service.core.verdict import Verdict, VerificationInput, VerifierInfo
 
@@ -33,8 +35,21 @@ class NoopVerifier:
     async def close(self) -> None:
         """Nothing to free."""
 
+    @contextmanager
+    def pinned(self) -> Iterator[str]:
+        """The one artifact there is."""
+        yield "noop"
+
+    async def reload(self, artifact: Path | None = None) -> VerifierInfo:
+        """Nothing to reload."""
+        return self.info
+
     async def verify(
-        self, items: Sequence[VerificationInput], *, nearest_exemplars: int = 0
+        self,
+        items: Sequence[VerificationInput],
+        *,
+        nearest_exemplars: int = 0,
+        artifact: str | None = None,
     ) -> list[Verdict]:
         """One accepting verdict per item, without awaiting anything."""
         return [ACCEPT] * len(items)

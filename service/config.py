@@ -90,7 +90,7 @@ class LocalBackendSettings(_Section):
     max_new_tokens: int = Field(512, ge=1)
     max_queued_rows: int = Field(256, ge=1)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    threads: int | None = Field(None, ge=1, description="torch threads (default: CPUs - 1)")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: one per CPU)")
     cache_dir: Path | None = None
 
 

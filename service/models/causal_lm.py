@@ -172,13 +172,17 @@ def available_cpus() -> int:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (process-wide) to ``threads``, by default one per CPU but one.
+    """Set torch's intra-op threads (process-wide) to ``threads``, by default one per CPU.
 
-    One CPU is left to the event loop, tokenization and the other model thread: on a busy
-    2-core machine two spinning OpenMP threads decode 5-8x slower than one (measured).
+    Since one thread owns each model (the verifier's encodes run on the decoding thread), a
+    single torch pool runs at a time and may use every CPU: on 2 cores, 2 threads against 1
+    decoded 1.7x faster alone and gave 1.27x the gateway's tokens/s under 16 concurrent mixed
+    clients (docs/ARCHITECTURE.md, "Concurrency and devices"). Earlier, with two threads running
+    the model at once, two pools of spinning threads on a busy machine were 5-8x slower, which
+    is why ``threads`` remains configurable.
     """
     if threads is None:
-        threads = available_cpus() - 1
+        threads = available_cpus()
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

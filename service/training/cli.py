@@ -131,13 +131,8 @@ def _verifier_build(args: argparse.Namespace) -> int:
         print(f"sdm-router: --data: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    from service.models.causal_lm import available_cpus
-
     try:
-        # Offline: every CPU encodes (the server keeps one free for its event loop).
-        encoder = HiddenStateEncoder.from_local(
-            args.encoder, device=args.device, layer=args.layer, threads=available_cpus()
-        )
+        encoder = HiddenStateEncoder.from_local(args.encoder, device=args.device, layer=args.layer)
     except (ValueError, ConfigurationError) as error:
         print(f"sdm-router: --encoder: {error}", file=sys.stderr)
         return 2

@@ -181,16 +181,14 @@ def _meta(args: argparse.Namespace, model: SDMModel, inputs: Inputs) -> dict[str
 
 
 def _load(args: argparse.Namespace) -> tuple[SDMModel, HiddenStateEncoder]:
-    from service.models.causal_lm import available_cpus
     from service.verifier.encoder import HiddenStateEncoder
     from service.verifier.sdm import SDMModel
     from service.verifier.sdm_verifier import recorded_encoder_layer
 
     model = SDMModel.load(args.verifier, device=args.device)
     encoder = HiddenStateEncoder.from_local(
-        args.encoder, device=args.device, layer=recorded_encoder_layer(model),
-        threads=available_cpus(),
-    )  # fmt: skip
+        args.encoder, device=args.device, layer=recorded_encoder_layer(model)
+    )
     expected = model.representation.get("fingerprint")
     if expected and expected != encoder.fingerprint:
         print(
