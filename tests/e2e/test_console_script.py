@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from tests.support.servers import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STARTUP_SECONDS = 600  # a fresh machine dequantizes the GGUF once (~25 s on 2 cores)
+STATE: list[Path] = []  # the served gateway's state folder (its decision store)
 
 
 def _console_script() -> str:
@@ -38,7 +40,13 @@ def served(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("e2e") / "server.log"
-    env = {**os.environ, "SDM_ROUTER_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "5"}
+    state = tmp_path_factory.mktemp("state")
+    STATE[:] = [state]
+    env = {
+        **os.environ,
+        "SDM_ROUTER_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "5",
+        "SDM_ROUTER_STATE_DIR": str(state),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [_console_script(), "serve", "--port", str(port)],
@@ -95,6 +103,25 @@ def test_a_question_gets_a_verified_answer(
     metrics = httpx.get(f"{url}/metrics").text
     assert "sdm_router_requests_total{" in metrics
     assert 'sdm_router_verifier_info{artifact_id="' in metrics
+    served_ids.append(raw.headers["x-request-id"])
+
+
+served_ids: list[str] = []  # requests answered by the served gateway, in order
+
+
+def test_sighup_reloads_the_configured_artifact(
+    served: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    url, process, log_path = served
+    before = httpx.get(f"{url}/readyz").json()["components"]["verifier"]["artifact_id"]
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while "SIGHUP: verifier artifact" not in log_path.read_text():
+        assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+        time.sleep(0.2)
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200 and process.poll() is None
+    assert ready.json()["components"]["verifier"]["artifact_id"] == before  # the same file
 
 
 def test_sigterm_drains_and_exits(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
@@ -105,3 +132,8 @@ def test_sigterm_drains_and_exits(served: tuple[str, subprocess.Popen[bytes], Pa
     log = served[2].read_text()
     assert "Application shutdown complete" in log
     assert "Traceback" not in log
+    # the decision store was flushed on the way out: the answered request is on disk
+    database = STATE[0] / "decisions.sqlite3"
+    with sqlite3.connect(database) as connection:
+        stored = {row[0] for row in connection.execute("select request_id from decisions")}
+    assert served_ids and set(served_ids) <= stored, (served_ids, stored)
