@@ -153,18 +153,26 @@ class DecisionStore:
                 self._guarded(self._expire)
 
     def _take_batch(self) -> tuple[list[DecisionRecord], bool]:
-        timeout = self._settings.flush_interval_ms / 1000
+        """Up to ``batch_size`` records, gathered for at most ``flush_interval_ms`` after the
+        first: one transaction per record costs ~1.3 ms of CPU, one per 50 ~50 µs a record."""
+        interval = self._settings.flush_interval_ms / 1000
         batch: list[DecisionRecord] = []
         try:
-            first = self._queue.get(timeout=timeout)
+            first = self._queue.get(timeout=interval)
         except queue.Empty:
             return batch, False
         if isinstance(first, _Stop):
             return self._drain(), True
         batch.append(first)
+        deadline = time.monotonic() + interval
         while len(batch) < self._settings.batch_size:
+            remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get_nowait()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             if isinstance(item, _Stop):
