@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.api.rendering import RenderContext
+from service.api.rendering import ChunkRenderer, RenderContext
 from service.api.sse import sse
 from service.api.verification_render import usage_out, verification_of
-from service.core.generation import StreamDelta, TokenLogprob, Usage
+from service.core.generation import StreamDelta, TokenLogprob
 from service.core.openai_responses import (
     AssistantMessage,
     ChatChoice,
@@ -16,7 +16,6 @@ from service.core.openai_responses import (
     ChatLogprobs,
     TokenLogprobOut,
     TopLogprobOut,
-    Verification,
 )
 from service.pipeline.serving import Served
 
@@ -43,7 +42,7 @@ def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None, top: int) -> ChatLogp
     )
 
 
-class ChatRenderer:
+class ChatRenderer(ChunkRenderer[ChatCompletionChunk, ChatChunkChoice]):
     """Renders ``/v1/chat/completions``."""
 
     id_prefix = "chatcmpl"
@@ -69,9 +68,10 @@ class ChatRenderer:
             verification=verification_of(served, context.nearest_exemplars),
         )
 
-    def _chunk(
+    def chunk(
         self, context: RenderContext, model: str, choices: list[ChatChunkChoice]
     ) -> ChatCompletionChunk:
+        """A ``chat.completion.chunk``."""
         optional = {"usage": None} if context.include_usage else {}
         return ChatCompletionChunk(
             id=context.response_id,
@@ -94,42 +94,20 @@ class ChatRenderer:
             )
             for i in range(choices)
         ]
-        return sse(self._chunk(context, model, opening))
+        return sse(self.chunk(context, model, opening))
 
-    def piece(self, context: RenderContext, model: str, delta: StreamDelta) -> bytes:
-        """A content chunk (with the delta's logprobs when they were asked for)."""
+    def piece_choice(self, context: RenderContext, delta: StreamDelta) -> ChatChunkChoice:
+        """New text of a choice (with its logprobs when they were asked for)."""
         logprobs = None
         if context.logprobs and delta.token_logprobs:
             logprobs = chat_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
-        choice = ChatChunkChoice(
+        return ChatChunkChoice(
             index=delta.index,
             delta=ChatDelta(content=delta.text),
             logprobs=logprobs,
             finish_reason=None,
         )
-        return sse(self._chunk(context, model, [choice]))
 
-    def finish(
-        self,
-        context: RenderContext,
-        model: str,
-        index: int,
-        reason: str,
-        verification: Verification | None,
-    ) -> bytes:
-        """The chunk that ends a choice."""
-        choice = ChatChunkChoice(
-            index=index, delta=ChatDelta(), logprobs=None, finish_reason=reason
-        )
-        chunk = self._chunk(context, model, [choice])
-        chunk.verification = verification
-        return sse(chunk)
-
-    def usage(
-        self, context: RenderContext, model: str, usage: Usage, verification: Verification
-    ) -> bytes:
-        """The usage chunk."""
-        chunk = self._chunk(context, model, [])
-        chunk.usage = usage_out(usage)
-        chunk.verification = verification
-        return sse(chunk)
+    def finish_choice(self, index: int, reason: str) -> ChatChunkChoice:
+        """The end of a choice."""
+        return ChatChunkChoice(index=index, delta=ChatDelta(), logprobs=None, finish_reason=reason)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from service.api.rendering import RenderContext
-from service.api.sse import sse
+from service.api.rendering import ChunkRenderer, RenderContext
 from service.api.verification_render import usage_out, verification_of
-from service.core.generation import StreamDelta, TokenLogprob, Usage
+from service.core.generation import StreamDelta, TokenLogprob
 from service.core.openai_responses import (
     CompletionChoice,
     CompletionLogprobs,
     TextCompletion,
-    Verification,
 )
 from service.pipeline.serving import Served
 
@@ -38,7 +36,7 @@ def completion_logprobs(
     )
 
 
-class CompletionRenderer:
+class CompletionRenderer(ChunkRenderer[TextCompletion, CompletionChoice]):
     """Renders ``/v1/completions``."""
 
     id_prefix = "cmpl"
@@ -64,9 +62,10 @@ class CompletionRenderer:
             verification=verification_of(served, context.nearest_exemplars),
         )
 
-    def _chunk(
+    def chunk(
         self, context: RenderContext, model: str, choices: list[CompletionChoice]
     ) -> TextCompletion:
+        """A ``text_completion`` stream chunk."""
         optional = {"usage": None} if context.include_usage else {}
         return TextCompletion(
             id=context.response_id,
@@ -81,35 +80,15 @@ class CompletionRenderer:
         """Legacy completions have no opening chunk."""
         return None
 
-    def piece(self, context: RenderContext, model: str, delta: StreamDelta) -> bytes:
-        """A content chunk."""
+    def piece_choice(self, context: RenderContext, delta: StreamDelta) -> CompletionChoice:
+        """New text of a choice."""
         logprobs = None
         if context.logprobs and delta.token_logprobs:
             logprobs = completion_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
-        choice = CompletionChoice(
+        return CompletionChoice(
             index=delta.index, text=delta.text, logprobs=logprobs, finish_reason=None
         )
-        return sse(self._chunk(context, model, [choice]))
 
-    def finish(
-        self,
-        context: RenderContext,
-        model: str,
-        index: int,
-        reason: str,
-        verification: Verification | None,
-    ) -> bytes:
-        """The chunk that ends a choice."""
-        choice = CompletionChoice(index=index, text="", logprobs=None, finish_reason=reason)
-        chunk = self._chunk(context, model, [choice])
-        chunk.verification = verification
-        return sse(chunk)
-
-    def usage(
-        self, context: RenderContext, model: str, usage: Usage, verification: Verification
-    ) -> bytes:
-        """The usage chunk."""
-        chunk = self._chunk(context, model, [])
-        chunk.usage = usage_out(usage)
-        chunk.verification = verification
-        return sse(chunk)
+    def finish_choice(self, index: int, reason: str) -> CompletionChoice:
+        """The end of a choice."""
+        return CompletionChoice(index=index, text="", logprobs=None, finish_reason=reason)
