@@ -73,7 +73,7 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
 
 
 def _field_path(location: Sequence[Any]) -> str | None:
-    parts = [part for part in location if part != "body"]
+    parts = [part for part in location if part not in ("body", "query", "path")]
     # pydantic adds the member type of a union (e.g. 'str', 'list[...]') to the location
     parts = [
         part

@@ -279,3 +279,12 @@ def test_labelled_decisions_import_as_rows_a_verifier_build_reads(
         assert record.response == "The answer is 42."
         assert record.token_logprobs  # what the verifier read at serving time
         assert record.family == "auto"
+
+
+def test_a_bad_query_parameter_is_a_400_naming_it(gateway: str) -> None:
+    for params, name in (({"limit": 0}, "limit"), ({"decision": "maybe"}, "decision")):
+        reply = httpx.get(f"{gateway}/v1/decisions", params=params, timeout=10)
+        assert reply.status_code == 400
+        assert reply.json()["error"]["param"] == name
+    cursor = httpx.get(f"{gateway}/v1/decisions", params={"cursor": "%%%"}, timeout=10)
+    assert cursor.status_code == 400 and cursor.json()["error"]["param"] == "cursor"
