@@ -33,6 +33,7 @@ T = TypeVar("T")
 LOG_INTERVAL_S = 60.0
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 RETENTION_EVERY_S = 3600.0
+GATHER_SLICE_S = 0.02
 
 
 class StoreObserver(Protocol):
@@ -154,25 +155,26 @@ class DecisionStore:
 
     def _take_batch(self) -> tuple[list[DecisionRecord], bool]:
         """Up to ``batch_size`` records, gathered for at most ``flush_interval_ms`` after the
-        first: one transaction per record costs ~1.3 ms of CPU, one per 50 ~50 µs a record."""
+        first: a transaction per record costs ~0.55 ms of CPU, one per 50 records ~0.06 ms a
+        record. While gathering, the writer naps in slices instead of waking at every record
+        (a wake-up per record cost more CPU than writing it)."""
         interval = self._settings.flush_interval_ms / 1000
-        batch: list[DecisionRecord] = []
         try:
             first = self._queue.get(timeout=interval)
         except queue.Empty:
-            return batch, False
+            return [], False
         if isinstance(first, _Stop):
             return self._drain(), True
-        batch.append(first)
         deadline = time.monotonic() + interval
-        while len(batch) < self._settings.batch_size:
+        while self._queue.qsize() < self._settings.batch_size - 1:
             remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, GATHER_SLICE_S))
+        batch = [first]
+        while len(batch) < self._settings.batch_size:
             try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if isinstance(item, _Stop):
