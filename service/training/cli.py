@@ -204,6 +204,174 @@ def _verifier_build_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _verifier_update(args: argparse.Namespace) -> int:
+    from service.config import load_settings
+    from service.training.records import ROWS_FILE, RecordError, read_records
+    from service.training.verifier_update import (
+        UpdateOptions,
+        UpdateRefused,
+        UpdateRule,
+        update_verifier,
+    )
+    from service.verifier.encoder import HiddenStateEncoder
+    from service.verifier.sdm import SDMError, SDMModel
+    from service.verifier.sdm_verifier import check_compatible, recorded_encoder_layer
+
+    rows = args.data / ROWS_FILE
+    if not rows.is_file():
+        print(
+            f"sdm-router: --data: {rows} does not exist (a `data import` folder)", file=sys.stderr
+        )
+        return 2
+    if args.out.exists() and not args.overwrite:
+        print(f"sdm-router: --out: {args.out} exists (add --overwrite)", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args.config)
+        rule = UpdateRule(held_out=args.held_out, support=args.support)
+    except (ConfigurationError, ValueError) as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+    route = settings.routes.get(args.route)
+    if route is None:
+        print(f"sdm-router: --route: {args.route!r} is not in the config", file=sys.stderr)
+        return 2
+    try:
+        records = read_records(rows)
+        parent = SDMModel.load(args.verifier, device=args.device)
+        encoder = HiddenStateEncoder.from_local(
+            args.encoder, device=args.device, layer=recorded_encoder_layer(parent)
+        )
+        check_compatible(parent, encoder, args.verifier)
+    except (RecordError, SDMError, ConfigurationError, ValueError) as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+    options = UpdateOptions(
+        out=args.out,
+        data=args.data,
+        alpha=route.accept_alpha if args.alpha is None else args.alpha,
+        estimator=route.estimator,
+        rule=rule,
+        retrain=args.retrain,
+        parent_data=args.parent_data,
+        force=args.force,
+        overwrite=args.overwrite,
+    )
+    try:
+        outcome = update_verifier(parent, records, encoder, options)
+    except (UpdateRefused, SDMError) as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+    _print_update(outcome, parent.artifact_id, options)
+    return 0 if outcome.written else 1
+
+
+def _print_update(outcome: Any, parent_id: str, options: Any) -> None:
+    comparison = outcome.comparison
+    counts = outcome.counts
+    print(
+        f"new rows: {counts['support']} support, {counts['calibration']} calibration, "
+        f"{counts['held_out']} held out ({outcome.skipped} already in the parent, skipped); "
+        f"encode {outcome.seconds['encode']} s, update {outcome.seconds['update']} s"
+    )
+    print(f"held-out rows: {comparison.rows}, alpha {options.alpha} ({options.estimator.value})")
+    print(f"  {'artifact':<40} {'accepted':>8} {'rate':>7} {'precision':>9}")
+    for name, identifier, stats in (
+        ("parent", parent_id, comparison.parent),
+        ("updated", outcome.model.artifact_id, comparison.updated),
+    ):
+        precision = "-" if stats.precision is None else f"{stats.precision:.3f}"
+        label = f"{name} {identifier}"
+        print(f"  {label:<40} {stats.accepted:>8} {stats.acceptance_rate:>7.3f} {precision:>9}")
+    regions = [round(region.alpha, 3) for region in outcome.model.contents.regions]
+    if comparison.rows == 0:
+        print(
+            "warning: no held-out rows, so the precision check could not be made", file=sys.stderr
+        )
+    if outcome.written:
+        print(
+            f"wrote {options.out} ({outcome.model.artifact_id}, {outcome.model.support_size} "
+            f"support rows, regions {regions})"
+        )
+    else:
+        print(
+            f"sdm-router: refused: the updated artifact's accepted precision on held-out rows "
+            f"({comparison.updated.precision:.3f}) is below {comparison.bar:.3f}, which the "
+            "parent met; nothing written (add --force to write it anyway)",
+            file=sys.stderr,
+        )
+
+
+def _verifier_attach(args: argparse.Namespace) -> int:
+    from service.training.verifier_update import UpdateRefused, attach_from_build
+    from service.verifier.encoder import HiddenStateEncoder
+    from service.verifier.sdm import SDMError, SDMModel
+    from service.verifier.sdm_verifier import check_compatible, recorded_encoder_layer
+
+    try:
+        parent = SDMModel.load(args.verifier, device=args.device)
+        encoder = HiddenStateEncoder.from_local(
+            args.encoder, device=args.device, layer=recorded_encoder_layer(parent)
+        )
+        check_compatible(parent, encoder, args.verifier)
+        model = attach_from_build(parent, args.parent_data, encoder)
+    except (UpdateRefused, SDMError, ConfigurationError, ValueError) as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+    model.save(args.verifier, overwrite=True)
+    print(
+        f"stored {model.contents.calibration_rows and len(model.contents.calibration_rows)} "
+        f"calibration exemplars in {args.verifier} ({model.artifact_id}, scoring unchanged)"
+    )
+    return 0
+
+
+def _register_update(verifier_commands: Any) -> None:
+    from service.training.verifier_update import UpdateRule
+
+    update = verifier_commands.add_parser(
+        "update", help="grow an artifact with new labelled rows (recalibrate or --retrain)"
+    )
+    update.add_argument("--verifier", type=Path, required=True, help="the parent .sdmkitmodel")
+    update.add_argument("--data", type=Path, required=True, help="a `data import` folder")
+    update.add_argument("--out", type=Path, required=True, help="the .sdmkitmodel to write")
+    update.add_argument("--config", type=Path, default=None, help="config naming the route")
+    update.add_argument("--route", default="auto", help="whose accept_alpha judges the result")
+    update.add_argument("--alpha", type=float, default=None, help="instead of the route's")
+    rule = UpdateRule()
+    update.add_argument(
+        "--held-out", type=float, default=rule.held_out, help="fraction of groups held out"
+    )
+    update.add_argument(
+        "--support", type=float, default=rule.support, help="fraction of groups for support"
+    )
+    update.add_argument(
+        "--retrain", action="store_true", help="train a new adaptor (needs --parent-data)"
+    )
+    update.add_argument(
+        "--parent-data", type=Path, default=None,
+        help="the `verifier build` folder of the parent (for --retrain, or for a parent that "
+        "stores no calibration exemplars)",
+    )  # fmt: skip
+    update.add_argument("--encoder", default="embedded")
+    update.add_argument("--device", default="auto")
+    update.add_argument("--force", action="store_true", help="write even if the check fails")
+    update.add_argument("--overwrite", action="store_true")
+    update.set_defaults(func=_verifier_update)
+
+    attach = verifier_commands.add_parser(
+        "attach-calibration",
+        help="store an older artifact's calibration exemplars (so `update` can use it alone)",
+    )
+    attach.add_argument("--verifier", type=Path, required=True, help="the .sdmkitmodel")
+    attach.add_argument(
+        "--parent-data", type=Path, required=True, help="the `verifier build` folder it came from"
+    )
+    attach.add_argument("--encoder", default="embedded")
+    attach.add_argument("--device", default="auto")
+    attach.set_defaults(func=_verifier_attach)
+
+
 def _verifier_evaluate(args: argparse.Namespace) -> int:
     from service.training.evaluation import evaluate_command
 
@@ -294,6 +462,8 @@ def register(commands: Any) -> None:
     vbuild.add_argument("--device", default=DEFAULT_TRAINING.device)
     vbuild.add_argument("--overwrite", action="store_true")
     vbuild.set_defaults(func=_verifier_build)
+
+    _register_update(verifier_commands)
 
     evaluate = verifier_commands.add_parser("evaluate", help="accuracy vs admission report")
     evaluate.add_argument("--verifier", type=Path, required=True)

@@ -1,8 +1,9 @@
 """Read and write `.sdmkitmodel` v1 directory packages: atomic writes, SHA-256 checksums.
 
 Layout: manifest.json, weights.f32 (W₁, b₁, W₂, b₂ little-endian float32), support.f32
-([N, M] float32), support.jsonl ({id, label, predictedLabel, document?}) and optionally
-calibration.jsonl. Every refusal is an :class:`ArtifactError` naming the file and the problem.
+([N, M] float32), support.jsonl ({id, label, predictedLabel, document?}), optionally
+calibration.jsonl and, beside it, calibration.f32 (the calibration rows' exemplars, [n, M]).
+Every refusal is an :class:`ArtifactError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .adaptor import AdaptorWeights
 from .errors import ArtifactError
 from .manifest import (
     CALIBRATION_FILE,
+    CALIBRATION_VECTORS_FILE,
+    CALIBRATION_VECTORS_KEY,
     MANIFEST_FILE,
     SUPPORT_RECORDS_FILE,
     SUPPORT_VECTORS_FILE,
@@ -118,6 +121,35 @@ def _support(path: Path, vectors: F32Array, classes: int) -> Support:
     )
 
 
+def _calibration_vectors(
+    root: Path,
+    rows: list[dict[str, Any]] | None,
+    metadata: dict[str, Any] | None,
+    exemplar_dimension: int,
+    verify_checksums: bool,
+) -> F32Array | None:
+    """calibration.f32, described by ``metadata.calibrationVectors`` (the reference's validator
+    wants ``checksums`` to name only its own files, so this file's digest lives there)."""
+    path = root / CALIBRATION_VECTORS_FILE
+    entry = (metadata or {}).get(CALIBRATION_VECTORS_KEY)
+    if entry is None:
+        if path.exists():
+            raise ArtifactError(path, f"present but metadata.{CALIBRATION_VECTORS_KEY} is absent")
+        return None
+    if not isinstance(entry, dict) or entry.get("file") != CALIBRATION_VECTORS_FILE:
+        raise ArtifactError(
+            root / MANIFEST_FILE, f"metadata.{CALIBRATION_VECTORS_KEY} is malformed"
+        )
+    if rows is None or entry.get("rows") != len(rows):
+        raise ArtifactError(path, f"must hold one exemplar per {CALIBRATION_FILE} row")
+    if not path.is_file():
+        raise ArtifactError(path, "missing file")
+    if verify_checksums and sha256_file(path) != entry.get("sha256"):
+        raise ArtifactError(path, "checksum mismatch (SHA-256 differs from the manifest)")
+    count = len(rows) * exemplar_dimension
+    return _read_f32(path, count).reshape(len(rows), exemplar_dimension)
+
+
 def _verify_checksums(root: Path, checksums: dict[str, str] | None) -> None:
     if checksums is None:
         return
@@ -152,6 +184,7 @@ def read_artifact(path: str | Path, verify_checksums: bool = True) -> ModelConte
         root / SUPPORT_VECTORS_FILE, parsed.support_count * cfg.exemplar_dimension
     ).reshape(parsed.support_count, cfg.exemplar_dimension)
     calibration = root / CALIBRATION_FILE
+    rows = _read_jsonl(calibration) if calibration.exists() else None
     return ModelContents(
         configuration=cfg,
         normalization=parsed.normalization,
@@ -161,7 +194,10 @@ def read_artifact(path: str | Path, verify_checksums: bool = True) -> ModelConte
         distance_cdfs=parsed.distance_cdfs,
         q_prime_cdfs=parsed.q_prime_cdfs,
         regions=parsed.regions,
-        calibration_rows=_read_jsonl(calibration) if calibration.exists() else None,
+        calibration_rows=rows,
+        calibration_vectors=_calibration_vectors(
+            root, rows, parsed.metadata, cfg.exemplar_dimension, verify_checksums
+        ),
         metadata=parsed.metadata,
         model_id=parsed.model_id,
         created_at=parsed.created_at,
@@ -198,11 +234,27 @@ def _stage(directory: Path, contents: ModelContents) -> None:
     if contents.calibration_rows is not None:
         _write_jsonl(directory / CALIBRATION_FILE, contents.calibration_rows)
         files.append(CALIBRATION_FILE)
+    if contents.calibration_vectors is not None:
+        if contents.calibration_rows is None:
+            raise ArtifactError(directory, "calibration vectors need calibration rows")
+        vectors = np.asarray(contents.calibration_vectors, dtype="<f4")
+        vectors.tofile(directory / CALIBRATION_VECTORS_FILE)
     manifest = to_manifest(contents)
+    metadata = dict(manifest.get("metadata") or {})
+    metadata.pop(CALIBRATION_VECTORS_KEY, None)
+    if contents.calibration_vectors is not None:
+        metadata[CALIBRATION_VECTORS_KEY] = {
+            "file": CALIBRATION_VECTORS_FILE,
+            "rows": int(contents.calibration_vectors.shape[0]),
+            "sha256": sha256_file(directory / CALIBRATION_VECTORS_FILE),
+        }
+    if metadata:
+        manifest["metadata"] = metadata
     manifest["checksums"] = {name: sha256_file(directory / name) for name in files}
     text = json.dumps(manifest, ensure_ascii=True, indent=2, allow_nan=False) + "\n"
     (directory / MANIFEST_FILE).write_text(text, encoding="utf-8")
-    for name in [*files, MANIFEST_FILE]:
+    extra = [CALIBRATION_VECTORS_FILE] if contents.calibration_vectors is not None else []
+    for name in [*files, *extra, MANIFEST_FILE]:
         with (directory / name).open("rb") as stream:
             os.fsync(stream.fileno())
 

@@ -24,6 +24,10 @@ WEIGHTS_FILE = "weights.f32"
 SUPPORT_VECTORS_FILE = "support.f32"
 SUPPORT_RECORDS_FILE = "support.jsonl"
 CALIBRATION_FILE = "calibration.jsonl"
+# Optional: the calibration rows' exemplars ([len(calibration.jsonl), M] float32, in row order),
+# so that ``verifier update`` can re-match them against a grown support.
+CALIBRATION_VECTORS_FILE = "calibration.f32"
+CALIBRATION_VECTORS_KEY = "calibrationVectors"  # metadata entry: {file, rows, sha256}
 PRODUCER = {"name": "sdm-router", "version": "0.1.0"}
 REPRESENTATION_KEYS = ("provider", "model", "revision", "inputTemplate", "fingerprint")
 _TOP_REQUIRED = {
@@ -74,6 +78,7 @@ class ModelContents:
     q_prime_cdfs: list[F32Array]
     regions: list[Region]
     calibration_rows: list[dict[str, Any]] | None = None
+    calibration_vectors: F32Array | None = None
     metadata: dict[str, Any] | None = None
     model_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(

@@ -10,10 +10,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .activation import rescaled_similarity, sdm_activation
-from .calibration import fit_nested_regions, ladder_alphas
+from .calibration import ladder_alphas
 from .dataset import validate_split
-from .distance import distance_cdfs, distance_quantiles
 from .epochs import (
     Hyperparameters,
     IterationOutcome,
@@ -25,11 +23,10 @@ from .epochs import (
 from .errors import DatasetError, SDMConfigurationError
 from .index import resolve_sdm_device
 from .manifest import ModelConfiguration, ModelContents, Support, default_representation
-from .matcher import ExemplarMatcher
 from .model import SDMModel
 from .normalization import Normalization
-from .run_metadata import calibration_rows, training_run
-from .similarity import SupportLabels
+from .recalibration import ProjectedRows, calibrate
+from .run_metadata import training_run
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -204,50 +201,38 @@ def _finalize(
     normalization = Normalization.fit(pool.vectors[train_rows])
     # The same torch forward as the epochs, so the support equals what selection measured.
     parameters = weights.tensors(device)
-    train_x = normalization.apply(pool.vectors[train_rows])
-    cal_x = normalization.apply(pool.vectors[cal_rows])
-    train_logits, support = project(parameters, train_x, device)
-    cal_logits, cal_exemplars = project(parameters, cal_x, device)
-    train_labels, cal_labels = pool.labels[train_rows], pool.labels[cal_rows]
-    train_predictions = np.argmax(train_logits, axis=1).astype(np.int64)
-    cal_predictions = np.argmax(cal_logits, axis=1).astype(np.int64)
-    # The same matching as scoring a loaded model, so calibration d₀ and later lookups agree.
-    matcher = ExemplarMatcher(
-        support, SupportLabels(train_labels, train_predictions), weights, device,
-        verify_subspace=False,
-    )  # fmt: skip
-    matches = matcher.match(cal_exemplars, cal_predictions, config.max_neighbors)
-    q = matches.q.astype(np.float32)
-    d0 = np.maximum(matches.d0, np.float32(0.0))
-    cdfs = distance_cdfs(d0, cal_labels, q, config.number_of_classes, config.ood_limit)
-    d = distance_quantiles(d0, cdfs)
-    sdm = sdm_activation(cal_logits, q, d, config.q_offset)
-    q_prime = rescaled_similarity(q, sdm[np.arange(q.size), cal_predictions], config.q_offset)
-    regions = fit_nested_regions(
-        sdm, q_prime, cal_labels, cal_predictions, config.alpha_resolution, config.ood_limit
+    train_logits, support = project(
+        parameters, normalization.apply(pool.vectors[train_rows]), device
     )
+    cal_logits, cal_exemplars = project(
+        parameters, normalization.apply(pool.vectors[cal_rows]), device
+    )
+    train_labels = pool.labels[train_rows]
     names = config.class_names or tuple(f"Class{c}" for c in range(config.number_of_classes))
-    cal_ids = [pool.ids[j] for j in cal_rows]
+    configuration = ModelConfiguration(
+        config.number_of_classes,
+        tuple(names),
+        pool.vectors.shape[1],
+        config.exemplar_dimension,
+        config.max_neighbors,
+        config.q_offset,
+        config.ood_limit,
+        config.alpha_resolution,
+    )
+    calibration = ProjectedRows(
+        cal_logits, cal_exemplars, pool.labels[cal_rows], tuple(pool.ids[j] for j in cal_rows)
+    )
+    train_predictions = np.argmax(train_logits, axis=1).astype(np.int64)
+    fitted = calibrate(
+        configuration,
+        weights,
+        Support(support, tuple(pool.ids[j] for j in train_rows), train_labels, train_predictions),
+        calibration,
+        device,
+    )
     return {
-        "configuration": ModelConfiguration(
-            config.number_of_classes,
-            tuple(names),
-            pool.vectors.shape[1],
-            config.exemplar_dimension,
-            config.max_neighbors,
-            config.q_offset,
-            config.ood_limit,
-            config.alpha_resolution,
-        ),
+        "configuration": configuration,
         "normalization": normalization,
         "weights": weights,
-        "support": Support(
-            support, tuple(pool.ids[j] for j in train_rows), train_labels, train_predictions
-        ),
-        "distance_cdfs": cdfs,
-        "q_prime_cdfs": [np.sort(q_prime[cal_labels == c]) for c in range(len(names))],
-        "regions": regions,
-        "calibration_rows": calibration_rows(
-            cal_ids, cal_labels, cal_predictions, sdm, q_prime, matches.q, d0, d, cal_logits
-        ),
+        **fitted,
     }

@@ -91,3 +91,34 @@ def test_missing_payload_and_bad_support_record(tiny_contents, tmp_path: Path) -
     (path / "weights.f32").unlink()
     with pytest.raises(ArtifactError, match=r"weights\.f32: missing file"):
         read_artifact(path)
+
+
+def test_calibration_exemplars_round_trip_and_corruption_is_refused(
+    tiny_contents, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    rows = [{"id": f"c{i}", "label": i % 2, "zPrime": [0.0, 1.0]} for i in range(3)]
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    contents = replace(tiny_contents, calibration_rows=rows, calibration_vectors=vectors)
+    path = write_artifact(tmp_path / "m.sdmkitmodel", contents)
+    loaded = read_artifact(path)
+    assert loaded.calibration_vectors is not None
+    np.testing.assert_array_equal(loaded.calibration_vectors, vectors)
+    manifest = json.loads((path / "manifest.json").read_text())
+    # the reference's validator wants `checksums` to name only its own files
+    assert "calibration.f32" not in manifest["checksums"]
+    assert manifest["metadata"]["calibrationVectors"]["rows"] == 3
+    assert manifest["metadata"]["sdmRouter"] == {"featureComposition": "embedding"}
+    flipped = bytearray((path / "calibration.f32").read_bytes())
+    flipped[0] ^= 0xFF
+    (path / "calibration.f32").write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match=r"calibration\.f32.*checksum mismatch"):
+        read_artifact(path)
+    (path / "calibration.f32").write_bytes(bytes(flipped[:-4]))
+    with pytest.raises(ArtifactError, match="calibration"):
+        read_artifact(path)
+    del manifest["metadata"]["calibrationVectors"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="calibrationVectors is absent"):
+        read_artifact(path, verify_checksums=False)
