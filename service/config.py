@@ -150,6 +150,14 @@ class VerifierSettings(_Section):
     max_wait_ms: float = Field(2.0, ge=0)
     max_nearest_exemplars: int = Field(25, ge=0, le=1000)
     direct_accept_alpha: float = 0.95
+    shadow: Path | None = Field(
+        None,
+        description="a candidate artifact that scores every served answer off the response "
+        "path; its would-be decisions go to the decision store (`verifier compare`)",
+    )
+    shadow_queue: int = Field(
+        64, ge=1, description="verifier batches the shadow may lag behind before it skips one"
+    )
 
     @field_validator("direct_accept_alpha")
     @classmethod

@@ -24,6 +24,9 @@ class FakeVerifier:
         self.started = False
         self.artifact_id = "fake-artifact"
         self.pinned_by: list[str] = []  # the artifact each verify call named
+        # Shadow mode: with ``shadow_id`` set, the candidate accepts exactly what the live
+        # verdict rejects (so tests see disagreement), judged on the same verdicts.
+        self.shadow_id: str | None = None
 
     @property
     def info(self) -> VerifierInfo:
@@ -41,6 +44,16 @@ class FakeVerifier:
             raise ReloadRefused(f"cannot load {artifact}: checksum mismatch")
         self.artifact_id = artifact.stem if artifact is not None else "fake-artifact"
         return self.info
+
+    async def shadow(self, verdict: Verdict) -> Verdict | None:
+        if self.shadow_id is None:
+            return None
+        flipped = 1 - verdict.prediction
+        alpha = 0.99 if flipped == 1 else 0.0
+        return Verdict(
+            flipped, 0.9, alpha, alpha, q=verdict.q, d=verdict.d, q_prime=verdict.q_prime,
+            is_ood=False,
+        )  # fmt: skip
 
     async def start(self) -> None:
         self.started = True

@@ -50,6 +50,23 @@ class DecisionRecord:
     answer_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowRecord:
+    """What a shadow (candidate) verifier artifact would have decided for a request's served
+    answer, had it been live: stored beside the live decision, never shown to the client."""
+
+    request_id: str
+    created: float
+    artifact_id: str
+    decision: str
+    reason: str
+    prediction: int
+    q: int
+    d: float
+    region_alpha: float
+    region_alpha_lower: float
+
+
 class DecisionLog(Protocol):
     """Where the pipeline hands every decision; never blocks the request."""
 
@@ -65,3 +82,6 @@ class DecisionLog(Protocol):
 
     def submit(self, record: DecisionRecord) -> None:
         """Queue ``record`` for writing (a full queue drops it and counts the drop)."""
+
+    def submit_shadow(self, record: ShadowRecord) -> None:
+        """Queue a shadow verdict for writing, like ``submit``."""

@@ -13,6 +13,7 @@ from service.core.errors import ModelNotFound
 from service.core.verdict import VerifierInfo
 from service.pipeline.cascade import Cascade
 from service.pipeline.plan import RoutePlan
+from service.pipeline.shadow import ShadowRecorder
 from service.retrieval.base import Retriever
 from service.verifier.protocol import Verifier
 
@@ -45,6 +46,7 @@ class Gateway:
         self.cascade = cascade
         self._backends = dict(backends)
         self._verifier = verifier
+        self.shadow = None if decision_log is None else ShadowRecorder(verifier, decision_log)
         self._retriever = retriever
         self._started = False
         self._draining = False
@@ -73,6 +75,8 @@ class Gateway:
     async def close(self) -> None:
         """Stop everything that was started, verifier first."""
         self._started = False
+        if self.shadow is not None:
+            await self.shadow.drain()
         if self.decision_log is not None:
             await self.decision_log.close()  # flushes what the last requests queued
         await self._verifier.close()
@@ -102,6 +106,8 @@ class Gateway:
         if self._started:
             info = self._verifier.info
             components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
+            if self._verifier.shadow_id is not None:
+                components["verifier"]["shadow_artifact_id"] = self._verifier.shadow_id
         if self._retriever is not None:
             components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
         if self.decision_log is not None and self._started:

@@ -185,6 +185,8 @@ class GenerationServing:
         log = self._gateway.decision_log
         if log is not None and result is not None:
             log.submit(self._record(plan, request, result, meta, requested_model))
+            if self._gateway.shadow is not None:
+                self._gateway.shadow.observe(plan, result, meta.request_id)
         fields: dict[str, Any] = {
             "route": plan.name,
             "decision": outcome,

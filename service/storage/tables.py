@@ -60,6 +60,24 @@ attempts = Table(
     Column("retrieved_context", Boolean, nullable=False),
 )
 
+# A shadow artifact's would-be decision on a request's served answer. No foreign key: a shadow
+# row may reach the writer in a batch whose decision row was dropped (a full queue), and must
+# not fail that batch.
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("artifact_id", String(200), primary_key=True),
+    Column("created", Float, nullable=False, index=True),
+    Column("decision", String(32), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("prediction", Integer, nullable=False),
+    Column("q", Integer, nullable=False),
+    Column("d", Float, nullable=False),
+    Column("region_alpha", Float, nullable=False),
+    Column("region_alpha_lower", Float, nullable=False),
+)
+
 feedback = Table(
     "feedback",
     metadata,

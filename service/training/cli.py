@@ -10,6 +10,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.core.errors import ConfigurationError
@@ -326,6 +327,31 @@ def _verifier_attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from service.config import load_settings
+    from service.training.shadow_compare import compare_shadow, format_comparison
+
+    try:
+        settings = load_settings(args.config)
+        storage = settings.storage
+        if args.store is not None:
+            storage = storage.model_copy(update={"url": SecretStr(args.store)})
+        comparisons = compare_shadow(storage, args.route, args.since)
+    except (ConfigurationError, SQLAlchemyError) as error:
+        print(f"sdm-router: cannot read the decision store: {error}", file=sys.stderr)
+        return 2
+    if not comparisons:
+        print("sdm-router: no shadow decisions in the store (set verifier.shadow)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([c.to_json() for c in comparisons], indent=2))
+    else:
+        print("\n\n".join(format_comparison(c) for c in comparisons))
+    return 0
+
+
 def _register_update(verifier_commands: Any) -> None:
     from service.training.verifier_update import UpdateRule
 
@@ -370,6 +396,22 @@ def _register_update(verifier_commands: Any) -> None:
     attach.add_argument("--encoder", default="embedded")
     attach.add_argument("--device", default="auto")
     attach.set_defaults(func=_verifier_attach)
+
+    compare = verifier_commands.add_parser(
+        "compare", help="live vs shadow artifact: agreement, coverage, accepted precision"
+    )
+    compare.add_argument(
+        "--config", type=Path, default=None, help="gateway config naming the store"
+    )
+    compare.add_argument(
+        "--store", default=None, help="a database URL instead of the config's storage"
+    )
+    compare.add_argument("--route", default=None, help="only this route's requests")
+    compare.add_argument(
+        "--since", type=float, default=None, help="only requests since (epoch seconds)"
+    )
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(func=_verifier_compare)
 
 
 def _verifier_evaluate(args: argparse.Namespace) -> int:

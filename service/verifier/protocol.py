@@ -47,6 +47,16 @@ class Verifier(Protocol):
         """One verdict per item, in order, by the pinned ``artifact`` (default: the current)."""
         ...
 
+    @property
+    def shadow_id(self) -> str | None:
+        """The shadow (candidate) artifact scoring beside the live one, if any."""
+        ...
+
+    async def shadow(self, verdict: Verdict) -> Verdict | None:
+        """The shadow artifact's verdict on what ``verdict`` judged, scored off the response
+        path; None without a shadow or when it skipped that row."""
+        ...
+
 
 class ReloadRefused(Exception):
     """A new verifier artifact was refused (corrupt, mismatched, wrong encoder): why."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from service.config import VerifierSettings
 from service.core.errors import ConfigurationError
@@ -20,6 +25,7 @@ from service.verifier.protocol import ReloadRefused
 from service.verifier.sdm import ArtifactError, SDMModel, SDMScores
 
 CORRECT_CLASS = 1
+F32Array = npt.NDArray[np.float32]
 
 
 class VerifierObserver(Protocol):
@@ -108,6 +114,7 @@ class SDMVerifier:
         self._reloading = asyncio.Lock()
         self._encoder: HiddenStateEncoder | None = None
         self._batcher: MicroBatcher[tuple[VerificationInput, int, str], Verdict] | None = None
+        self._shadow: ShadowScorer | None = None
 
     @property
     def info(self) -> VerifierInfo:
@@ -131,6 +138,8 @@ class SDMVerifier:
         self._encoder = await asyncio.to_thread(self._load_encoder, model)
         check_compatible(model, self._encoder, artifact)
         self._install(model)
+        if self._settings.shadow is not None:
+            self._shadow = await self._load_shadow(self._settings.shadow, self._encoder)
         self._batcher = MicroBatcher(
             self._verify_batch,
             max_batch_size=self._settings.max_batch_size,
@@ -139,6 +148,25 @@ class SDMVerifier:
             name="sdm-verifier",
         )
         self._batcher.start()
+
+    async def _load_shadow(self, path: Path, encoder: HiddenStateEncoder) -> ShadowScorer:
+        try:
+            model = await asyncio.to_thread(SDMModel.load, path, device=self._settings.device)
+        except ArtifactError as error:
+            raise ConfigurationError(f"cannot load the shadow artifact: {error}") from error
+        check_compatible(model, encoder, path)
+        backlog = self._settings.shadow_queue
+        return ShadowScorer(model, backlog, backlog * self._settings.max_batch_size * 4)
+
+    @property
+    def shadow_id(self) -> str | None:
+        """The shadow (candidate) artifact's id, when one is configured."""
+        return None if self._shadow is None else self._shadow.artifact_id
+
+    async def shadow(self, verdict: Verdict) -> Verdict | None:
+        """The shadow artifact's verdict on the input ``verdict`` judged (None: no shadow, or it
+        skipped that batch); each verdict can be asked once."""
+        return None if self._shadow is None else await self._shadow.verdict_for(verdict)
 
     def _load_encoder(self, model: SDMModel) -> HiddenStateEncoder:
         # The artifact says which layer it was trained on; the fingerprint check then covers
@@ -199,10 +227,13 @@ class SDMVerifier:
                     self._models.pop(artifact, None)
 
     async def close(self) -> None:
-        """Stop the worker."""
+        """Stop the worker (and the shadow's)."""
         if self._batcher is not None:
             await self._batcher.close()
             self._batcher = None
+        if self._shadow is not None:
+            await asyncio.to_thread(self._shadow.close)
+            self._shadow = None
 
     async def verify(
         self,
@@ -241,4 +272,67 @@ class SDMVerifier:
             scores = self._models[artifact].score(features[rows], nearest_exemplars=max(nearest))
             for row, verdict in zip(rows, to_verdicts(scores, nearest), strict=True):
                 verdicts[row] = verdict
-        return [verdict for verdict in verdicts if verdict is not None]
+        done = [verdict for verdict in verdicts if verdict is not None]
+        if self._shadow is not None:
+            self._shadow.submit(features, done)
+        return done
+
+
+class ShadowScorer:
+    """Scores the features of every live batch with a candidate artifact on its own thread, so
+    the live verdicts never wait for it. Each result is kept for the live verdict it shadows
+    (by identity; at most ``kept`` of them, oldest dropped) until the pipeline asks for it. A
+    batch that finds ``backlog`` batches still waiting is skipped."""
+
+    def __init__(self, model: SDMModel, backlog: int, kept: int) -> None:
+        self._model = model
+        self._backlog = backlog
+        self._kept = kept
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._results: OrderedDict[
+            int, tuple[Verdict, concurrent.futures.Future[list[Verdict]], int]
+        ] = OrderedDict()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sdm-shadow")
+        self.skipped = 0
+
+    @property
+    def artifact_id(self) -> str:
+        """The candidate's id."""
+        return self._model.artifact_id
+
+    def submit(self, features: F32Array, live: list[Verdict]) -> None:
+        """Queue ``features`` (one row per verdict in ``live``) for scoring; never blocks."""
+        with self._lock:
+            if self._waiting >= self._backlog:
+                self.skipped += 1
+                return
+            self._waiting += 1
+        future = self._pool.submit(self._score, features)
+        future.add_done_callback(self._finished)
+        with self._lock:
+            for row, verdict in enumerate(live):
+                self._results[id(verdict)] = (verdict, future, row)
+            while len(self._results) > self._kept:
+                self._results.popitem(last=False)
+
+    def _finished(self, _: concurrent.futures.Future[list[Verdict]]) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _score(self, features: F32Array) -> list[Verdict]:
+        scores = self._model.score(features)
+        return to_verdicts(scores, [0] * features.shape[0])
+
+    async def verdict_for(self, verdict: Verdict) -> Verdict | None:
+        """The candidate's verdict on the row ``verdict`` was computed from."""
+        with self._lock:
+            entry = self._results.pop(id(verdict), None)
+        if entry is None or entry[0] is not verdict:
+            return None
+        _, future, row = entry
+        return (await asyncio.wrap_future(future))[row]
+
+    def close(self) -> None:
+        """Finish what is queued and stop the thread."""
+        self._pool.shutdown(wait=True)
