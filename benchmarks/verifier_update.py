@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import service
-from service.training.verifier_update import UpdateRule, _training_config
+from service.training.verifier_update import UpdateRule, parent_training_config
 from service.verifier.sdm import SDMModel, train_model
 from service.verifier.sdm.update import LabelledRows, extend
 
@@ -64,7 +64,7 @@ def _retrain(model: SDMModel, n: int) -> float:
     parent_cal = _rows(model, len(model.contents.calibration_rows or []), "pc", 4)
     support = _rows(model, round(n * rule.support), "s", 1)
     calibration = _rows(model, n - round(n * rule.support) - round(n * rule.held_out), "c", 2)
-    config = replace(_training_config(model), device="cpu")
+    config = replace(parent_training_config(model), device="cpu")
     started = time.perf_counter()
     train_model(
         np.concatenate([parent_train.vectors, support.vectors]),

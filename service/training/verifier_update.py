@@ -204,7 +204,7 @@ def attach_from_build(
     return attach_calibration_vectors(parent, _rows(calibration, vectors))
 
 
-def _training_config(parent: SDMModel) -> TrainingConfig:
+def parent_training_config(parent: SDMModel) -> TrainingConfig:
     """The parent's training choices, from its recorded ``trainingRun``."""
     run = (parent.contents.metadata or {}).get("trainingRun", {}).get("configuration", {})
     cfg = parent.configuration
@@ -342,7 +342,7 @@ def _retrain(
         np.asarray([r.label for r in train_rows], dtype=np.int64),
         x_cal,
         np.asarray([r.label for r in cal_rows], dtype=np.int64),
-        _training_config(parent),
+        parent_training_config(parent),
         ids_train=[r.id for r in train_rows],
         ids_cal=[r.id for r in cal_rows],
         representation=dict(parent.representation),
