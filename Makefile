@@ -27,6 +27,7 @@ run: $(RUN_STAMP)
 
 test: $(TEST_STAMP)
 	scripts/ensure-prometheus
+	scripts/ensure-nginx
 	$(BIN)/python -m pytest
 
 check: $(TEST_STAMP)

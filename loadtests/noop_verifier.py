@@ -53,3 +53,12 @@ class NoopVerifier:
     ) -> list[Verdict]:
         """One accepting verdict per item, without awaiting anything."""
         return [ACCEPT] * len(items)
+
+    @property
+    def shadow_id(self) -> str | None:
+        """No shadow artifact."""
+        return None
+
+    async def shadow(self, verdict: Verdict) -> Verdict | None:
+        """No shadow verdict."""
+        return None

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -285,6 +286,10 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120
         try:
             with urllib.request.urlopen(f"{url}/v1/models", timeout=2):
                 return
+        except urllib.error.HTTPError as error:
+            if error.code == 401:  # a gateway with keys configured: it is up
+                return
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"server for {url} not ready after {timeout:.0f} s")
@@ -297,8 +302,19 @@ def serve(factory: str, server_args: str, env: dict[str, str]) -> Iterator[tuple
     command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     command += shlex.split(server_args)
+    with serve_command(command, port, env) as served:
+        yield served
+
+
+@contextmanager
+def serve_command(
+    command: Sequence[str], port: int, env: dict[str, str]
+) -> Iterator[tuple[str, int]]:
+    """Run ``command`` (a server on ``port``) in a child process; yields its URL and pid."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path})
+    process = subprocess.Popen(
+        list(command), cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process)
@@ -309,6 +325,27 @@ def serve(factory: str, server_args: str, env: dict[str, str]) -> Iterator[tuple
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def worker_pids(supervisor: int, count: int, timeout: float = 120.0) -> list[int]:
+    """The ``count`` worker processes (spawned children) of a ``--workers`` supervisor."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            spawned = b"spawn_main" in cmdline and b"resource_tracker" not in cmdline
+            if int(stat[1]) == supervisor and spawned:
+                found.append(int(entry.name))
+        if len(found) == count or time.monotonic() > deadline:
+            return sorted(found)
+        time.sleep(0.2)
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -334,6 +371,7 @@ class LevelResult:
     gateway: Samples
     gateway_cpu_seconds: float
     client_cpu_seconds: float
+    process_cpu_seconds: dict[int, float] = field(default_factory=dict)
 
     def per_request(self, seconds: float) -> float:
         """``seconds`` spread over the gateway's measured requests."""
@@ -381,8 +419,12 @@ async def _targets(plan: Plan, concurrency: int, clients: list[httpx.AsyncClient
     return targets
 
 
-async def run_level(plan: Plan, concurrency: int, gateway_pid: int | None) -> LevelResult:
-    """Warm both targets, then alternate measured batches in ABBA order."""
+async def run_level(
+    plan: Plan, concurrency: int, gateway_pid: int | None, workers: Sequence[int] = ()
+) -> LevelResult:
+    """Warm both targets, then alternate measured batches in ABBA order. ``workers``: the
+    gateway's worker pids (``--workers``), whose CPU counts as the gateway's, one by one."""
+    pids = list(workers) or ([gateway_pid] if gateway_pid is not None else [])
     clients: list[httpx.AsyncClient] = []
     direct, gateway = await _targets(plan, concurrency, clients)
     try:
@@ -390,21 +432,28 @@ async def run_level(plan: Plan, concurrency: int, gateway_pid: int | None) -> Le
             await run_batch(target, max(plan.warmup, concurrency), record=False)
         batch = plan.batch or max(200, 10 * concurrency)
         gateway_cpu = 0.0
+        per_process = dict.fromkeys(pids, 0.0)
         client_started = time.process_time()
         for number in range(max(1, math.ceil(plan.requests / batch))):
             for target in (direct, gateway) if number % 2 == 0 else (gateway, direct):
-                cpu = cpu_seconds(gateway_pid) if target is gateway else 0.0
+                before = {pid: cpu_seconds(pid) for pid in pids}
                 await run_batch(target, batch, record=True)
                 if target is gateway:
-                    gateway_cpu += cpu_seconds(gateway_pid) - cpu
+                    for pid in pids:
+                        per_process[pid] += cpu_seconds(pid) - before[pid]
+                    gateway_cpu += sum(cpu_seconds(pid) - before[pid] for pid in pids)
         client_cpu = time.process_time() - client_started
+        if not pids:
+            gateway_cpu = math.nan
     finally:
         for target in (direct, gateway):
             for sender in target.senders:
                 sender.close()
         for client in clients:
             await client.aclose()
-    return LevelResult(concurrency, direct.samples, gateway.samples, gateway_cpu, client_cpu)
+    return LevelResult(
+        concurrency, direct.samples, gateway.samples, gateway_cpu, client_cpu, per_process
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -447,6 +496,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     parser.add_argument("--server-args", default="", help="extra uvicorn flags for both servers")
     parser.add_argument("--gateway-pid", type=int, help="pid of a running gateway, for CPU/req")
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="comma-separated worker counts: serve the gateway as `sdm-router serve --workers N`"
+        " does (loadtests.workers_gateway), one table per count",
+    )
     args = parser.parse_args(argv)
     if (args.gateway_url is None) != (args.upstream_url is None):
         parser.error("give both --gateway-url and --upstream-url, or neither")
@@ -466,6 +521,15 @@ def _describe(args: argparse.Namespace, results: Sequence[LevelResult]) -> list[
         "of wall time on that side; gw cpu/req = gateway process CPU ms per request (own servers).",
         f"client CPU per request ({args.client} client): {cpu}",
         *(
+            f"gateway CPU split over workers at c={r.concurrency}: "
+            + ", ".join(
+                f"pid {pid} {100 * seconds / total:.0f}% ({seconds:.2f} s)"
+                for pid, seconds in r.process_cpu_seconds.items()
+            )
+            for r in results
+            if len(r.process_cpu_seconds) > 1 and (total := sum(r.process_cpu_seconds.values())) > 0
+        ),
+        *(
             f"errors at c={r.concurrency}: {dict(r.direct.errors + r.gateway.errors)}"
             for r in results
             if r.direct.errors or r.gateway.errors
@@ -473,10 +537,12 @@ def _describe(args: argparse.Namespace, results: Sequence[LevelResult]) -> list[
     ]
 
 
-async def _benchmark(args: argparse.Namespace, gateway_pid: int | None, plan: Plan) -> None:
+async def _benchmark(
+    args: argparse.Namespace, gateway_pid: int | None, plan: Plan, workers: Sequence[int] = ()
+) -> None:
     results = []
     for level in (int(value) for value in args.concurrency.split(",")):
-        results.append(await run_level(plan, level, gateway_pid))
+        results.append(await run_level(plan, level, gateway_pid, workers))
         print(f"  done: concurrency {level}", file=sys.stderr, flush=True)
     print(format_table(results))
     print("\n".join(_describe(args, results)))
@@ -494,12 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {stamp}, load avg {load:.1f}")
 
-    def run(upstream_url: str, gateway_url: str, pid: int | None) -> None:
+    def run(
+        upstream_url: str, gateway_url: str, pid: int | None, workers: Sequence[int] = ()
+    ) -> None:
         plan = Plan(
             upstream_url, gateway_url, args.upstream_model, args.model, args.stream,
             args.client, headers, args.requests, args.warmup, args.batch,
         )  # fmt: skip
-        asyncio.run(_benchmark(args, pid, plan))
+        asyncio.run(_benchmark(args, pid, plan, workers))
 
     if args.gateway_url is not None:
         print(f"gateway {args.gateway_url} -> upstream {args.upstream_url}")
@@ -507,6 +575,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     with serve("loadtests.fast_upstream:create_app", args.server_args, {}) as (upstream, _):
         env = {UPSTREAM_ENV: upstream}
+        if args.workers:
+            for count in (int(value) for value in args.workers.split(",")):
+                port = _free_port()
+                command = [sys.executable, "-m", "loadtests.workers_gateway", "--port", str(port)]
+                command += ["--workers", str(count)]
+                with serve_command(command, port, env) as (gateway, pid):
+                    workers = worker_pids(pid, count) if count > 1 else []
+                    print(
+                        f"\n# ---- --workers {count}: gateway {gateway} (supervisor pid {pid}, "
+                        f"workers {workers or [pid]}; route {args.model}, NoopVerifier) "
+                        f"-> fast upstream {upstream}",
+                        flush=True,
+                    )
+                    run(upstream, gateway, pid, workers)
+            return 0
         with serve("loadtests.overhead:gateway_app", args.server_args, env) as (gateway, pid):
             print(
                 f"own servers (uvicorn {args.server_args or 'defaults'}): gateway {gateway} "

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from service.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from service.config import ServerSettings
 
 # Tool groups register themselves on the parser; each module exposes register(subparsers).
 TOOL_GROUPS = (
@@ -21,11 +27,9 @@ TOOL_GROUPS = (
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Start the gateway with uvicorn."""
-    import uvicorn
-
+    """Start the gateway: one process, or ``--workers N`` behind a supervisor."""
     from service.config import load_settings
-    from service.main import CONFIG_ENV, build_app
+    from service.main import build_app
     from service.observability.logging import configure_logging
 
     try:
@@ -36,31 +40,37 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
-    grace = int(settings.server.graceful_shutdown_seconds)
-    target: Any = "service.main:app_from_environment"
-    if args.workers > 1:
-        # Each worker process builds its own app from the same file (see docs/observability.md
-        # for PROMETHEUS_MULTIPROC_DIR, which several workers need).
-        if args.config is not None:
-            os.environ[CONFIG_ENV] = str(args.config.resolve())
-        multiprocess = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        if multiprocess:
-            from service.observability.metrics import clear_multiprocess_dir
+    if args.workers <= 1:
+        # One process (the container default): SIGTERM drains (service/api/server.py).
+        from service.api.server import serve
 
-            clear_multiprocess_dir(multiprocess)
-    else:
-        target = build_app(settings)
-    uvicorn.run(
-        target,
-        factory=args.workers > 1,
-        workers=args.workers if args.workers > 1 else None,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=grace,
-    )
-    return 0
+        serve(build_app(settings), host, port, settings.server)
+        return 0
+    return _supervise(args.config, host, port, args.workers)
+
+
+def _supervise(config: Path | None, host: str, port: int, workers: int) -> int:
+    """``--workers N``: N processes on one ``SO_REUSEPORT`` port, each draining on its own,
+    metrics aggregated over them (service/api/workers.py)."""
+    from service.api.workers import serve_workers
+
+    resolved = config.resolve() if config is not None else None
+    try:
+        return serve_workers(functools.partial(_worker_app, resolved), host, port, workers)
+    except ConfigurationError as error:
+        print(f"sdm-router: {error}", file=sys.stderr)
+        return 2
+
+
+def _worker_app(config: Path | None) -> tuple[FastAPI, ServerSettings]:
+    """In each worker of ``--workers N``: the app built from the config file."""
+    from service.config import load_settings
+    from service.main import build_app
+    from service.observability.logging import configure_logging
+
+    settings = load_settings(config)
+    configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
+    return build_app(settings), settings.server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=None, help="YAML config (default: embedded)")
     serve.add_argument("--host", default=None, help="bind address (overrides the config)")
     serve.add_argument("--port", type=int, default=None, help="port (overrides the config)")
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--workers", type=int, default=1, help="processes (SO_REUSEPORT)")
     serve.set_defaults(func=_serve)
     for module_name in TOOL_GROUPS:
         try:

@@ -6,6 +6,7 @@ Nothing here reads the environment at import time: :func:`load_settings` builds 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -24,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.core.errors import ConfigurationError
-from service.core.routing import OnAbstain, StreamMode
+from service.core.routing import OnAbstain, OnUnverified, StreamMode
 from service.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -43,21 +45,78 @@ class ServerSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(4_000_000, ge=1024)
     max_concurrency: int = Field(64, ge=1)
-    api_keys: list[SecretStr] = Field(default_factory=list)
-    admin_api_keys: list[SecretStr] = Field(
-        default_factory=list,
-        description="keys for /admin/*; once any key is configured, /admin needs one of these",
+    graceful_shutdown_seconds: float = Field(
+        20.0, gt=0, description="after the drain delay: how long in-flight requests may finish"
     )
-    graceful_shutdown_seconds: float = Field(20.0, gt=0)
+    drain_delay_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="SIGTERM: /readyz answers 503 at once, new connections are still accepted "
+        "for this long (so load balancers notice), then refused",
+    )
+    sse_keepalive_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="a stream whose answer is not ready yet opens and sends ': ping' this often "
+        "(0: never; the stream opens once the answer is verified)",
+    )
     request_timeout_seconds: float = Field(300.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_moved(cls, data: Any) -> Any:
+        """``server.api_keys`` / ``server.admin_api_keys`` (plain keys) became ``auth.keys`` /
+        ``auth.admin_keys`` (named, hashed, with routes and limits): refuse them clearly."""
+        if isinstance(data, dict):
+            for old, new in (("api_keys", "keys"), ("admin_api_keys", "admin_keys")):
+                if old in data:
+                    raise ValueError(
+                        f"server.{old} was replaced by auth.{new}: give each key a name and "
+                        "its SHA-256 (sha256: <hex>) or an environment reference "
+                        "(key: os.environ/NAME); see docs/security.md"
+                    )
+        return data
 
 
 class TimeoutSettings(_Section):
     """Per-call upstream timeouts in seconds; ``total`` bounds a whole call including streaming."""
 
-    connect: float = Field(5.0, gt=0)
-    read: float = Field(60.0, gt=0)
-    total: float = Field(120.0, gt=0)
+    connect: float = Field(
+        5.0, gt=0, description="to open a connection, or to wait for a free one in the pool"
+    )
+    read: float = Field(60.0, gt=0, description="between two reads of the response")
+    total: float = Field(
+        120.0, gt=0, description="one whole call: every attempt, the pauses between, the stream"
+    )
+
+
+class RetrySettings(_Section):
+    """Retries of one upstream call: only after a connect error, or a status in
+    ``retry_statuses``, before the first byte of a good response (never mid-stream). Pauses
+    grow exponentially with jitter, or follow the upstream's ``retry-after``; none ends past
+    the request's deadline or the call's ``timeouts.total`` (then the error is returned)."""
+
+    max_attempts: int = Field(3, ge=1, description="attempts per call, the first included")
+    backoff_initial: float = Field(0.1, ge=0, description="seconds before the first retry")
+    backoff_max: float = Field(2.0, ge=0, description="the longest pause, jitter included")
+    jitter: float = Field(0.1, ge=0, description="up to this many random seconds added")
+    retry_after_max: float = Field(
+        10.0, ge=0, description="a longer upstream retry-after is not waited for: the call fails"
+    )
+    retry_statuses: frozenset[int] = Field(
+        frozenset({429, 500, 502, 503, 504}), description="upstream statuses that are retried"
+    )
+
+
+class CircuitBreakerSettings(_Section):
+    """One backend's circuit breaker: after ``failure_threshold`` consecutive failed calls
+    (timeouts, connection errors, 429, 5xx, unreadable replies; a call is all its attempts)
+    calls are refused at once (the cascade moves on to the next tier) for ``open_seconds``; then
+    one probe call decides: success closes the circuit, failure opens it again."""
+
+    enabled: bool = True
+    failure_threshold: int = Field(5, ge=1, description="consecutive failed calls that open it")
+    open_seconds: float = Field(10.0, gt=0, description="how long it stays open before a probe")
 
 
 class OpenAIBackendSettings(_Section):
@@ -68,8 +127,10 @@ class OpenAIBackendSettings(_Section):
     model: str = Field(description="the model name the upstream expects")
     api_key: SecretStr | None = None
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
-    max_connections: int = Field(256, ge=1)
+    max_connections: int = Field(256, ge=1, description="pooled keep-alive connections, at most")
     top_logprobs: int = Field(0, ge=0, le=20)
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     @field_validator("base_url")
     @classmethod
@@ -127,6 +188,15 @@ class RouteSettings(_Section):
     abstain_message: str = DEFAULT_ABSTAIN_MESSAGE
     stream_mode: StreamMode = StreamMode.VERIFY_THEN_STREAM
     description: str = ""
+    verify_tool_calls: bool = Field(
+        True, description="judge a tool call as the text name(arguments); false: unverified"
+    )
+    on_unverified: OnUnverified = Field(
+        OnUnverified.ABSTAIN, description="an unverified answer (tool calls): pass | abstain"
+    )
+    drop_params: bool = Field(
+        False, description="drop request parameters a tier's backend cannot honour (else 400)"
+    )
 
     @field_validator("accept_alpha")
     @classmethod
@@ -134,6 +204,13 @@ class RouteSettings(_Section):
         if not 0.5 < value < 1.0:
             raise ValueError(f"must lie in the open interval (0.5, 1), got {value}")
         return value
+
+
+class EmbeddingModelSettings(_Section):
+    """A model ``/v1/embeddings`` serves: proxied to an OpenAI-compatible backend."""
+
+    backend: str = Field(description="an openai-type backend that serves /embeddings")
+    model: str | None = Field(None, description="the upstream model name (default: the backend's)")
 
 
 class VerifierSettings(_Section):
@@ -225,6 +302,142 @@ class StorageSettings(_Section):
         return f"sqlite:///{path}"
 
 
+ENV_REFERENCE = "os.environ/"
+
+
+def _from_environment(reference: str, field: str) -> str:
+    """The value of the variable an ``os.environ/NAME`` reference names (read at load time)."""
+    name = reference.removeprefix(ENV_REFERENCE)
+    value = os.environ.get(name)
+    if not name or value is None:
+        raise ValueError(f"{field}: environment variable {name!r} is not set")
+    if not value.strip():
+        raise ValueError(f"{field}: environment variable {name!r} is empty")
+    return value.strip()
+
+
+class KeyLimitSettings(_Section):
+    """A key's budgets (unset: unlimited); see docs/security.md."""
+
+    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    tpm: int | None = Field(
+        None, ge=1, description="tokens per minute: prompt + completion, as the backends count"
+    )
+    in_flight: int | None = Field(None, ge=1, description="requests in flight at once (a replica)")
+
+
+class ApiKeySettings(_Section):
+    """One API key: a name (logged; the key never is), its SHA-256, what it may use, its limits."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$")
+    sha256: str | None = Field(
+        None, repr=False, description="hex SHA-256 of the key, or os.environ/NAME holding it"
+    )
+    key: str | None = Field(None, description="os.environ/NAME: a variable holding the plain key")
+    routes: list[str] | None = Field(None, description="routes it may request (default: all)")
+    models: list[str] | None = Field(
+        None,
+        description="direct models (backend names) and embedding models it may request "
+        "(default: all)",
+    )
+    limits: KeyLimitSettings = Field(default_factory=KeyLimitSettings)
+    _digest: bytes = PrivateAttr(b"")
+
+    @property
+    def digest(self) -> bytes:
+        """The key's SHA-256 (32 bytes)."""
+        return self._digest
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKeySettings:
+        if (self.sha256 is None) == (self.key is None):
+            raise ValueError("set exactly one of sha256 (the key's SHA-256) and key")
+        if self.key is not None:
+            if not self.key.startswith(ENV_REFERENCE):
+                raise ValueError(
+                    "key must be an environment reference os.environ/NAME; a plain key does not "
+                    "belong in a config file (give its SHA-256 as sha256 instead)"
+                )
+            plain = _from_environment(self.key, "key")
+            self._digest = hashlib.sha256(plain.encode()).digest()
+            return self
+        assert self.sha256 is not None
+        hexdigest = self.sha256
+        if hexdigest.startswith(ENV_REFERENCE):
+            hexdigest = _from_environment(hexdigest, "sha256")
+        hexdigest = hexdigest.lower()
+        if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+            raise ValueError(
+                'sha256 must be 64 hex digits: python -c "import hashlib;'
+                "print(hashlib.sha256(b'sk-...').hexdigest())\""
+            )
+        self._digest = bytes.fromhex(hexdigest)
+        return self
+
+
+PublicPath = Literal["/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"]
+DEFAULT_PUBLIC_PATHS: tuple[PublicPath, ...] = ("/healthz", "/readyz")
+
+
+class AuthSettings(_Section):
+    """API keys. With none configured (the local default) every endpoint is open."""
+
+    keys: list[ApiKeySettings] = Field(default_factory=list, description="keys for /v1/*")
+    admin_keys: list[ApiKeySettings] = Field(
+        default_factory=list,
+        description="keys for /admin/* (and /metrics and the API docs unless public); "
+        "they open /v1/* too, within their routes, models and limits",
+    )
+    public_paths: list[PublicPath] = Field(
+        default_factory=lambda: list(DEFAULT_PUBLIC_PATHS),
+        description="paths open without a key while keys are configured",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key is configured (else nothing needs one)."""
+        return bool(self.keys or self.admin_keys)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AuthSettings:
+        names: set[str] = set()
+        digests: set[bytes] = set()
+        for section, entries in (("keys", self.keys), ("admin_keys", self.admin_keys)):
+            for index, entry in enumerate(entries):
+                if entry.name in names:
+                    raise ValueError(f"{section}.{index}.name: {entry.name!r} is already used")
+                if entry.digest in digests:
+                    raise ValueError(f"{section}.{index}: the same key is configured twice")
+                names.add(entry.name)
+                digests.add(entry.digest)
+        return self
+
+
+class LimitsSettings(_Section):
+    """Where per-key limits are counted: in process (default) or in Redis, shared by replicas."""
+
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://[:password@]host:port/db (or rediss://, async+redis://): count "
+        "requests and tokens in Redis, shared by every replica",
+    )
+    redis_timeout_seconds: float = Field(0.25, gt=0, description="a slower Redis call has failed")
+    redis_retry_seconds: float = Field(
+        5.0, gt=0, description="after a Redis failure, count in process this long, then retry"
+    )
+    key_prefix: str = Field("sdm-router", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        schemes = ("redis://", "rediss://", "unix://")
+        if value is not None and not value.get_secret_value().removeprefix("async+").startswith(
+            schemes
+        ):
+            raise ValueError("must start with redis://, rediss:// or unix:// (async+ allowed)")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole gateway configuration."""
 
@@ -238,8 +451,13 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings | None = None
     routes: dict[str, RouteSettings] = Field(min_length=1)
     default_route: str = "auto"
+    embeddings: dict[str, EmbeddingModelSettings] = Field(
+        default_factory=dict, description="the models /v1/embeddings serves, by client name"
+    )
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -268,6 +486,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"routes.{route_name}.retrieval: no retrieval section configured")
         if self.default_route not in self.routes:
             raise ValueError(f"default_route: {self.default_route!r} is not a configured route")
+        for model_name, embedding in self.embeddings.items():
+            if not isinstance(self.backends.get(embedding.backend), OpenAIBackendSettings):
+                raise ValueError(
+                    f"embeddings.{model_name}.backend: {embedding.backend!r} is not an openai "
+                    f"backend (openai backends: "
+                    f"{sorted(n for n, b in self.backends.items() if b.type == 'openai')})"
+                )
         encoder_backend = self.verifier.encoder_backend
         if encoder_backend is not None:
             backend = self.backends.get(encoder_backend)
@@ -275,6 +500,21 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"verifier.encoder_backend: {encoder_backend!r} is not a local backend"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _key_scopes_resolve(self) -> Settings:
+        sections = (("keys", self.auth.keys), ("admin_keys", self.auth.admin_keys))
+        models = {*self.backends, *self.embeddings}  # direct models and embedding models
+        for section, entries in sections:
+            for index, entry in enumerate(entries):
+                for field, known in (("routes", set(self.routes)), ("models", models)):
+                    for name in getattr(entry, field) or ():
+                        if name not in known:
+                            raise ValueError(
+                                f"auth.{section}.{index}.{field}: unknown {field[:-1]} {name!r} "
+                                f"(known: {sorted(known)})"
+                            )
         return self
 
 

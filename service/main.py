@@ -9,10 +9,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service.api.app import create_app
-from service.backends.base import Backend
+from service.backends.base import Backend, Embedder
 from service.backends.factory import make_backend
 from service.backends.local_transformers import LocalTransformersBackend
 from service.config import (
+    OpenAIBackendSettings,
     Settings,
     VerifierSettings,
     load_settings,
@@ -22,6 +23,7 @@ from service.core.routing import OnAbstain, StreamMode
 from service.core.verdict import Estimator
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.cascade import Cascade
+from service.pipeline.embeddings import EmbeddingsServing, EmbeddingTarget
 from service.pipeline.gateway import Gateway
 from service.pipeline.plan import RoutePlan, Tier
 from service.pipeline.policy import PolicyThresholds
@@ -76,6 +78,9 @@ def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str
             abstain_message=route.abstain_message,
             stream_mode=route.stream_mode,
             description=route.description,
+            verify_tool_calls=route.verify_tool_calls,
+            on_unverified=route.on_unverified,
+            drop_params=route.drop_params,
         )
     for name, backend in backends.items():
         plans[name] = RoutePlan(
@@ -94,6 +99,19 @@ def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str
     return plans
 
 
+def build_embeddings(settings: Settings, backends: Mapping[str, Backend]) -> EmbeddingsServing:
+    """The ``embeddings`` models, each on the (openai) backend it names."""
+    targets: dict[str, EmbeddingTarget] = {}
+    for name, embedding in settings.embeddings.items():
+        backend, configured = backends[embedding.backend], settings.backends[embedding.backend]
+        if not isinstance(backend, Embedder) or not isinstance(configured, OpenAIBackendSettings):
+            raise ConfigurationError(
+                f"embeddings.{name}.backend: {embedding.backend!r} does not serve embeddings"
+            )
+        targets[name] = EmbeddingTarget(backend, embedding.model or configured.model)
+    return EmbeddingsServing(targets)
+
+
 def build_app(
     settings: Settings,
     *,
@@ -105,7 +123,9 @@ def build_app(
     """Wire every component from ``settings``; tests may pass ready-made components."""
     metrics = metrics or GatewayMetrics()
     if backends is None:
-        backends = {name: make_backend(name, cfg) for name, cfg in settings.backends.items()}
+        backends = {
+            name: make_backend(name, cfg, metrics) for name, cfg in settings.backends.items()
+        }
     if verifier is None:
         verifier = make_verifier(settings.verifier, backends, metrics)
     uses_retrieval = any(route.retrieval for route in settings.routes.values())
@@ -129,6 +149,9 @@ def build_app(
         settings.observability,
         max_nearest_exemplars=settings.verifier.max_nearest_exemplars,
         store=store,
+        auth=settings.auth,
+        limits=settings.limits,
+        embedding_models=build_embeddings(settings, backends),
     )
 
 

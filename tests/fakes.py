@@ -11,7 +11,16 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.core.generation import Candidate, Generation, GenerationRequest, StreamDelta, Usage
+from service.core.generation import (
+    Candidate,
+    Generation,
+    GenerationRequest,
+    Param,
+    StreamDelta,
+    ToolCall,
+    Usage,
+    tool_call_pieces,
+)
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
 from service.retrieval.base import Passage
 
@@ -125,16 +134,28 @@ class FakeBackend:
     """An in-process backend that answers from a script and records every request."""
 
     def __init__(
-        self, name: str, answers: Sequence[str], *, error: Exception | None = None
+        self,
+        name: str,
+        answers: Sequence[str],
+        *,
+        error: Exception | None = None,
+        capabilities: frozenset[Param] = frozenset(Param),
+        tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         self._name = name
         self._answers = list(answers)
         self._error = error
+        self._capabilities = capabilities
+        self._tool_calls = tuple(tool_calls)
         self.requests: list[GenerationRequest] = []
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def capabilities(self) -> frozenset[Param]:
+        return self._capabilities
 
     @property
     def device(self) -> str:
@@ -151,15 +172,24 @@ class FakeBackend:
         if self._error is not None:
             raise self._error
         texts = [self._answers[i % len(self._answers)] for i in range(request.params.n)]
+        finish = "tool_calls" if self._tool_calls else "stop"
         return Generation(
             model=self._name,
-            candidates=tuple(Candidate(text=text) for text in texts),
+            candidates=tuple(
+                Candidate(text=text, finish_reason=finish, tool_calls=self._tool_calls)
+                for text in texts
+            ),
             usage=Usage(prompt_tokens=5, completion_tokens=3),
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         generation = await self.generate(request)
-        text = generation.candidates[0].text
-        for word in text.split(" "):
-            yield StreamDelta(index=0, text=word + " ")
-        yield StreamDelta(index=0, text="", finish_reason="stop", usage=generation.usage)
+        candidate = generation.candidates[0]
+        if candidate.text:
+            for word in candidate.text.split(" "):
+                yield StreamDelta(index=0, text=word + " ")
+        if candidate.tool_calls:
+            yield StreamDelta(index=0, text="", tool_calls=tool_call_pieces(candidate.tool_calls))
+        yield StreamDelta(
+            index=0, text="", finish_reason=candidate.finish_reason, usage=generation.usage
+        )

@@ -8,15 +8,22 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from service.api.auth import require_admin_key, require_api_key
+from service.api.auth import AuthMiddleware, KeyRing
 from service.api.context import AdmissionGate, ApiContext
 from service.api.errors import install_error_handlers
-from service.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from service.api.routes import admin, decisions, generation, health, models, verify
-from service.config import ObservabilitySettings, ServerSettings
+from service.api.limits import KeyLimiter, LimitStore
+from service.api.middleware import (
+    BodyLimitMiddleware,
+    CloseWhenDrainingMiddleware,
+    RequestIdMiddleware,
+    RequestLogMiddleware,
+)
+from service.api.routes import admin, decisions, embeddings, generation, health, models, verify
+from service.config import AuthSettings, LimitsSettings, ObservabilitySettings, ServerSettings
 from service.observability.metrics import GatewayMetrics
+from service.pipeline.embeddings import EmbeddingsServing
 from service.pipeline.gateway import Gateway
 from service.pipeline.serving import GenerationServing, VerificationServing
 from service.storage.store import DecisionStore
@@ -59,8 +66,14 @@ def create_app(
     observability: ObservabilitySettings,
     max_nearest_exemplars: int = 25,
     store: DecisionStore | None = None,
+    auth: AuthSettings | None = None,
+    limits: LimitsSettings | None = None,
+    embedding_models: EmbeddingsServing | None = None,
 ) -> FastAPI:
     """Build the app. The gateway's components load in the lifespan, before readiness."""
+    auth = auth or AuthSettings()
+    gate = AdmissionGate(server.max_concurrency)
+    limiter = KeyLimiter(LimitStore(limits or LimitsSettings(), metrics), gate, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +89,7 @@ def create_app(
         finally:
             gateway.begin_draining()
             await gateway.close()
+            await limiter.store.close()
             metrics.shutdown()
 
     app = FastAPI(
@@ -92,18 +106,28 @@ def create_app(
         metrics=metrics,
         server=server,
         observability=observability,
-        gate=AdmissionGate(server.max_concurrency),
+        gate=gate,
+        limiter=limiter,
         max_nearest_exemplars=max_nearest_exemplars,
         store=store,
+        embeddings=embedding_models or EmbeddingsServing(),
     )
     install_error_handlers(app)
-    authenticated = [Depends(require_api_key)]
-    app.include_router(generation.router, dependencies=authenticated)
-    app.include_router(verify.router, dependencies=authenticated)
-    app.include_router(models.router, dependencies=authenticated)
-    app.include_router(decisions.router, dependencies=authenticated)
-    app.include_router(admin.router, dependencies=[Depends(require_admin_key)])
+    # keys are checked by AuthMiddleware (deny by default, service/api/auth.py)
+    app.include_router(generation.router)
+    app.include_router(verify.router)
+    app.include_router(embeddings.router)
+    app.include_router(models.router)
+    app.include_router(decisions.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
+    # keys before bodies: a request without a valid key is refused before its body is read
+    app.add_middleware(
+        AuthMiddleware, ring=KeyRing(auth), public_paths=frozenset(auth.public_paths)
+    )
+    # the last added runs first: request id, then the one log line (413s included)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+    app.add_middleware(CloseWhenDrainingMiddleware, draining=lambda: gateway.readiness().draining)
     app.add_middleware(RequestIdMiddleware)
     return app

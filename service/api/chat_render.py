@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.api.rendering import ChunkRenderer, RenderContext
 from service.api.sse import sse
 from service.api.verification_render import usage_out, verification_of
-from service.core.generation import StreamDelta, TokenLogprob
+from service.core.generation import Candidate, StreamDelta, TokenLogprob, ToolCallDelta
 from service.core.openai_responses import (
     AssistantMessage,
     ChatChoice,
@@ -14,7 +14,11 @@ from service.core.openai_responses import (
     ChatCompletionChunk,
     ChatDelta,
     ChatLogprobs,
+    FunctionCallDeltaOut,
+    FunctionCallOut,
     TokenLogprobOut,
+    ToolCallDeltaOut,
+    ToolCallOut,
     TopLogprobOut,
 )
 from service.pipeline.serving import Served
@@ -42,6 +46,32 @@ def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None, top: int) -> ChatLogp
     )
 
 
+def assistant_message(candidate: Candidate) -> AssistantMessage:
+    """The message of a choice: its text, and its tool calls (then a missing text is null)."""
+    if not candidate.tool_calls:
+        return AssistantMessage(content=candidate.text)
+    return AssistantMessage(
+        content=candidate.text or None,
+        tool_calls=[
+            ToolCallOut(
+                id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments)
+            )
+            for call in candidate.tool_calls
+        ],
+    )
+
+
+def tool_call_delta(piece: ToolCallDelta) -> ToolCallDeltaOut:
+    """A streamed tool call piece: ``id``, ``type`` and ``name`` only where the piece has them."""
+    function = FunctionCallDeltaOut(arguments=piece.arguments)
+    if piece.name is not None:
+        function.name = piece.name
+    out = ToolCallDeltaOut(index=piece.index, function=function)
+    if piece.id is not None:
+        out.id, out.type = piece.id, "function"
+    return out
+
+
 class ChatRenderer(ChunkRenderer[ChatCompletionChunk, ChatChunkChoice]):
     """Renders ``/v1/chat/completions``."""
 
@@ -56,7 +86,7 @@ class ChatRenderer(ChunkRenderer[ChatCompletionChunk, ChatChunkChoice]):
             choices=[
                 ChatChoice(
                     index=index,
-                    message=AssistantMessage(content=candidate.text),
+                    message=assistant_message(candidate),
                     logprobs=chat_logprobs(candidate.token_logprobs, context.top_logprobs)
                     if context.logprobs
                     else None,
@@ -97,13 +127,18 @@ class ChatRenderer(ChunkRenderer[ChatCompletionChunk, ChatChunkChoice]):
         return sse(self.chunk(context, model, opening))
 
     def piece_choice(self, context: RenderContext, delta: StreamDelta) -> ChatChunkChoice:
-        """New text of a choice (with its logprobs when they were asked for)."""
+        """New text or tool call pieces of a choice (with logprobs when they were asked for)."""
         logprobs = None
         if context.logprobs and delta.token_logprobs:
             logprobs = chat_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
+        content = ChatDelta(content=delta.text)
+        if delta.tool_calls:
+            content = ChatDelta(tool_calls=[tool_call_delta(piece) for piece in delta.tool_calls])
+            if delta.text:
+                content.content = delta.text
         return ChatChunkChoice(
             index=delta.index,
-            delta=ChatDelta(content=delta.text),
+            delta=content,
             logprobs=logprobs,
             finish_reason=None,
         )

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
 
 from service.config import ObservabilitySettings, ServerSettings
 from service.core.errors import Overloaded, UpstreamTimeout
 from service.observability.metrics import GatewayMetrics
+from service.pipeline.embeddings import EmbeddingsServing
 from service.pipeline.gateway import Gateway
 from service.pipeline.serving import GenerationServing, VerificationServing
 from service.storage.store import DecisionStore
+
+if TYPE_CHECKING:
+    from service.api.limits import KeyLimiter
 
 T = TypeVar("T")
 
@@ -57,8 +61,10 @@ class ApiContext:
     server: ServerSettings
     observability: ObservabilitySettings
     gate: AdmissionGate
+    limiter: KeyLimiter
     max_nearest_exemplars: int
     store: DecisionStore | None = None
+    embeddings: EmbeddingsServing = field(default_factory=EmbeddingsServing)
 
 
 def context_of(request: Request) -> ApiContext:

@@ -6,6 +6,7 @@ This is the only module that maps gateway errors to HTTP status codes.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
     errors.Unauthorized: 401,
+    errors.PermissionDenied: 403,
     errors.NotFound: 404,
     errors.Abstained: 422,
     errors.Overloaded: 429,
@@ -67,7 +69,11 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
     headers = {}
     if status in (429, 503):
         headers["retry-after"] = "1"
-    if status in (400, 401, 404, 422):
+    if isinstance(error, errors.RateLimited):
+        headers.update(error.headers)
+        headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(error.retry_after * 1000)))
+    if status in (400, 401, 403, 404, 422):
         headers["x-should-retry"] = "false"
     return JSONResponse(error_body(error), status_code=status, headers=headers)
 

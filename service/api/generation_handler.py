@@ -3,19 +3,29 @@ pipeline's serving object once, render with the endpoint's renderer."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from service.api.context import ClientDisconnected, context_of, until_disconnected
+from service.api.context import (
+    ClientDisconnected,
+    context_of,
+    request_timeout,
+    until_disconnected,
+)
+from service.api.limits import admit
 from service.api.rendering import RenderContext, Renderer
-from service.api.streaming import SSEResponse, stream_body
+from service.api.streaming import SSEResponse, keepalive_then_stream, stream_body
 from service.api.verification_render import decision_headers
+from service.backends.resilience import set_request_deadline
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.openai_wire import ChatCompletionRequest, CompletionRequest
-from service.pipeline.serving import RequestMeta
+from service.pipeline.cascade import check_params
+from service.pipeline.serving import RequestMeta, Streaming
 
 DEFAULT_MAX_TOKENS = 256
 WireRequest = ChatCompletionRequest | CompletionRequest
@@ -41,7 +51,9 @@ def to_generation_request(body: WireRequest) -> GenerationRequest:
         logprobs=True,
         top_logprobs=top_logprobs,
     )
-    return GenerationRequest(messages=messages, prompt=prompt, params=params, user=body.user)
+    return GenerationRequest(
+        messages=messages, prompt=prompt, params=params, user=body.user, options=body.options()
+    )
 
 
 def render_context(body: WireRequest, renderer: Renderer, max_nearest: int) -> RenderContext:
@@ -68,20 +80,41 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
     rendering = render_context(body, renderer, context.max_nearest_exemplars)
     timeout = context.server.request_timeout_seconds
     deadline = time.monotonic() + timeout
+    set_request_deadline(deadline)  # backend retries never pause past it
     serving, nearest = context.generation, rendering.nearest_exemplars
     request_id = request.scope.get("state", {}).get("request_id", "unknown")
-    meta = RequestMeta(request_id, rendering.response_id)
-    context.gate.acquire()
+    key_name = request.scope.get("state", {}).get("api_key_name")
+    meta = RequestMeta(request_id, rendering.response_id, key_name)
+    admission = await admit(request, body.model)  # 403 for the key, 429 over its limits
     released_by_stream = False
     try:
+        # a parameter the route's backends cannot honour is a 400 before any byte, streamed or not
+        check_params(context.gateway.plan_for(body.model), generation)
         if body.stream:
-            streaming = await until_disconnected(
-                request, serving.stream(body.model, generation, nearest, meta), timeout
+            # Verify-then-stream runs the cascade before the first byte. An answer ready within
+            # one keep-alive interval goes out as before (errors as HTTP statuses, x-sdm-*
+            # headers); a slower one opens the stream and sends ': ping' until it is ready, so
+            # a proxy's idle timeout does not cut a long verification.
+            interval = context.server.sse_keepalive_seconds
+            work = asyncio.ensure_future(
+                admission.metered(serving.stream(body.model, generation, nearest, meta))
             )
-            chunks = stream_body(renderer, rendering, streaming, deadline, timeout, request_id)
-            headers = decision_headers(streaming.decided) if streaming.decided else None
+            first_wait = min(interval, timeout) if interval > 0 else timeout
+            headers = dict(admission.headers)
+            if await _finished_or_left(request, work, first_wait):
+                streaming = work.result()
+                chunks = stream_body(renderer, rendering, streaming, deadline, timeout, request_id)
+                if streaming.decided:
+                    headers.update(decision_headers(streaming.decided))
+            elif first_wait >= timeout:
+                await _cancel(work)
+                raise request_timeout(timeout)
+            else:
+                chunks = keepalive_then_stream(
+                    work, interval, renderer, rendering, deadline, timeout, request_id
+                )
             released_by_stream = True  # the stream keeps its admission slot until it closes
-            return SSEResponse(chunks, headers, on_close=context.gate.release)
+            return SSEResponse(chunks, headers, on_close=admission.release)
         served = await until_disconnected(
             request, serving.complete(body.model, generation, nearest, meta), timeout
         )
@@ -89,6 +122,41 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
         return Response(status_code=499)
     finally:
         if not released_by_stream:
-            context.gate.release()
+            admission.release()
+    await admission.spend(served.result.usage)
     body_json = renderer.response(rendering, served).model_dump_json()
-    return Response(body_json, media_type="application/json", headers=decision_headers(served))
+    headers = {**admission.headers, **decision_headers(served)}
+    return Response(body_json, media_type="application/json", headers=headers)
+
+
+async def _cancel(task: asyncio.Future[Streaming]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _finished_or_left(
+    request: Request, task: asyncio.Future[Streaming], seconds: float
+) -> bool:
+    """Wait up to ``seconds`` for ``task``: True when it is done (its result or error is
+    ready), False when it is still running; ``ClientDisconnected`` (the task cancelled) when
+    the client left first."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    waited: set[asyncio.Future[Any]] = {task, watcher}
+    try:
+        done, _ = await asyncio.wait(waited, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        await _cancel(task)
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return True
+    if watcher in done:
+        await _cancel(task)
+        raise ClientDisconnected
+    return False

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import envelope
-from service.observability.logging import request_id_var
+from service.observability.logging import request_fields_var, request_id_var
+from service.observability.metrics import GatewayMetrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+OTHER_ROUTE = "other"  # the route label of a path no route matches
+CLIENT_CLOSED = 499  # nginx's code: the client went away before the response started
+logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -40,6 +50,28 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class CloseWhenDrainingMiddleware:
+    """While the gateway drains, every response says ``connection: close``: a load balancer
+    stops reusing its keep-alive connections before the listening socket closes, instead of
+    finding one closed under a request it has just sent."""
+
+    def __init__(self, app: ASGIApp, draining: Callable[[], bool]) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining():
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 class BodyLimitMiddleware:
@@ -114,3 +146,125 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def route_template(scope: Scope, patterns: Sequence[tuple[re.Pattern[str], str]] = ()) -> str:
+    """The path template of the route that served ``scope`` (``/v1/decisions/{identifier}``),
+    else the first of ``patterns`` its path matches (a request refused before routing, e.g. a
+    413), else ``other``."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str) and path:
+        return path
+    requested = scope.get("path", "")
+    for pattern, template in patterns:
+        if pattern.match(requested):
+            return template
+    return OTHER_ROUTE
+
+
+def documented_routes(app: object) -> list[tuple[re.Pattern[str], str]]:
+    """The path templates of ``app``'s OpenAPI document, compiled (empty when it has none)."""
+    openapi = getattr(app, "openapi", None)
+    if openapi is None:
+        return []
+    try:
+        paths = openapi().get("paths", {})
+    except Exception:  # a schema that cannot be built must not fail a request
+        logger.exception("cannot list the routes from the OpenAPI document")
+        return []
+    return [(compile_path(template)[0], template) for template in paths]
+
+
+class _Exchange:
+    """What one request's response did, seen through its ``receive`` and ``send``."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.started = time.perf_counter()
+        self.status: int | None = None
+        self.first_byte: float | None = None
+        self.complete = False
+        self.disconnected = False
+        self.cancelled = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.first_byte = int(message["status"]), time.perf_counter()
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self._send(message)
+
+
+class RequestLogMiddleware:
+    """Every HTTP request's one log line and its response metrics, written when the response
+    has ended (a stream at its last byte), whatever path it took.
+
+    The line holds method, route template, status, timings (``duration_ms`` to the last byte,
+    ``first_byte_ms``), the key name when the auth layer put ``api_key_name`` in the scope
+    state, and whatever the code serving the request added with
+    :func:`service.observability.logging.annotate_request` (route plan, decision, attempts,
+    retries...). A request that fails before responding is logged as 500 (uvicorn answers 500),
+    one whose client left first as 499; a response cut short carries ``aborted``, a request
+    cancelled by the server (the end of a graceful shutdown) ``cancelled``.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(receive, send)
+        fields: dict[str, Any] = {}
+        token = request_fields_var.set(fields)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except asyncio.CancelledError:
+            exchange.cancelled = True  # e.g. still running when the graceful shutdown ended
+            raise
+        finally:
+            request_fields_var.reset(token)
+            self._finish(scope, exchange, fields)
+
+    def _finish(self, scope: Scope, exchange: _Exchange, fields: dict[str, Any]) -> None:
+        status = exchange.status
+        if status is None:
+            status = CLIENT_CLOSED if exchange.disconnected else 500
+        seconds = time.perf_counter() - exchange.started
+        if scope.get("route") is None and self._patterns is None:
+            self._patterns = documented_routes(scope.get("app"))
+        route = route_template(scope, self._patterns or ())
+        self.metrics.http_response(route, status, seconds)
+        state = scope.get("state", {})
+        line: dict[str, Any] = {
+            "request_id": state.get("request_id"),
+            "method": scope.get("method"),
+            "http_route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if exchange.first_byte is not None:
+            line["first_byte_ms"] = round((exchange.first_byte - exchange.started) * 1000, 2)
+            if not exchange.complete:
+                line["aborted"] = True
+        if exchange.disconnected:
+            line["client_disconnected"] = True
+        if exchange.cancelled:
+            line["cancelled"] = True
+        if state.get("api_key_name") is not None:
+            line["key_name"] = state["api_key_name"]
+        if "decision" in fields:
+            line["retries"] = 0
+        line.update(fields)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        logger.log(level, "request finished", extra=line)

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 
 DONE = b"data: [DONE]\n\n"
+# An SSE comment line: clients ignore it, proxies see bytes (their idle timers restart).
+PING = b": ping\n\n"
 
 
 def sse(event: BaseModel | dict[str, Any]) -> bytes:

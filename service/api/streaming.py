@@ -1,5 +1,6 @@
-"""Streamed responses: a pipeline ``Streaming`` rendered as SSE chunks, and an SSE response that
-cancels its producer when the client disconnects."""
+"""Streamed responses: a pipeline ``Streaming`` rendered as SSE chunks (after keep-alive comments
+while the answer is not ready yet), and an SSE response that cancels its producer when the
+client disconnects."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from service.api.context import request_timeout
 from service.api.errors import error_body, internal_error_body
 from service.api.rendering import RenderContext, Renderer
-from service.api.sse import DONE, sse
+from service.api.sse import DONE, PING, sse
 from service.api.verification_render import verification_of
 from service.core.errors import GatewayError
 from service.pipeline.serving import Served, Streaming
@@ -59,7 +60,7 @@ async def stream_body(
                 return
             if event.finish_reason is not None:
                 finishes.append((event.index, event.finish_reason))
-            if event.text:
+            if event.text or event.tool_calls:
                 yield renderer.piece(context, model, event)
     except GatewayError as error:
         yield sse(error_body(error))
@@ -70,6 +71,50 @@ async def stream_body(
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+async def keepalive_then_stream(
+    pending: asyncio.Future[Streaming],
+    interval: float,
+    renderer: Renderer,
+    context: RenderContext,
+    deadline: float,
+    timeout: float,
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    """A stream opened before its answer is ready (a verification still running): ``: ping``
+    at once and every ``interval`` seconds until ``pending`` has the ``Streaming``, then its
+    chunks (:func:`stream_body`). A failure or the deadline is an error frame and ``[DONE]``;
+    closing the stream early cancels ``pending`` (and the upstream calls it makes)."""
+    try:
+        yield PING
+        while not pending.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise request_timeout(timeout)
+            await asyncio.wait({pending}, timeout=min(interval, remaining))
+            if not pending.done():
+                yield PING
+        streaming = pending.result()
+    except GatewayError as error:
+        yield sse(error_body(error))
+        yield DONE
+        return
+    except Exception:
+        logger.exception("stream failed", extra={"request_id": request_id})
+        yield sse(internal_error_body(request_id))
+        yield DONE
+        return
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+    chunks = stream_body(renderer, context, streaming, deadline, timeout, request_id)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _ending(

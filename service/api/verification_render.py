@@ -64,9 +64,10 @@ def verification_of(served: Served, nearest_exemplars: int) -> Verification:
     """The ``verification`` object of a completion or of a stream's last chunk."""
     plan, result = served.plan, served.result
     best = result.best
+    verdict = best.verdict if best is not None else None
     exemplars = None
-    if nearest_exemplars and best is not None:
-        exemplars = _exemplars(best.verdict.nearest_exemplars[:nearest_exemplars])
+    if nearest_exemplars and verdict is not None:
+        exemplars = _exemplars(verdict.nearest_exemplars[:nearest_exemplars])
     return Verification.model_validate(
         {
             "decision": result.decision.value,
@@ -76,7 +77,7 @@ def verification_of(served: Served, nearest_exemplars: int) -> Verification:
             "model": best.model if best else None,
             "estimator": plan.thresholds.estimator.value,
             "accept_alpha": plan.thresholds.accept_alpha,
-            **_verdict(best.verdict if best else None),
+            **_verdict(verdict),
             "attempts": [_attempt(attempt, plan) for attempt in result.attempts],
             "nearest_exemplars": exemplars,
         }
@@ -104,7 +105,8 @@ def standalone_verification(judged: Judged) -> VerdictFields:
 def decision_headers(served: Served) -> dict[str, str]:
     """``x-sdm-*`` headers summarising the verdict."""
     best = served.result.best
-    alpha = best.verdict.alpha(served.plan.thresholds.estimator) if best else 0.0
+    verdict = best.verdict if best is not None else None
+    alpha = verdict.alpha(served.plan.thresholds.estimator) if verdict is not None else 0.0
     return {
         "x-sdm-decision": served.result.decision.value,
         "x-sdm-region-alpha": f"{alpha:.4f}",

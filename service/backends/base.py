@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from service.core.generation import Generation, GenerationRequest, StreamDelta
+from service.core.embeddings import EmbeddingRequest, Embeddings
+from service.core.generation import Generation, GenerationRequest, Param, StreamDelta
 
 
 @runtime_checkable
@@ -15,11 +16,22 @@ class Backend(Protocol):
     Implementations translate their own failures into ``UpstreamError``/``UpstreamTimeout``/
     ``NoHealthyBackend`` from ``service.core.errors`` at the boundary, by exception type.
     Cancelling the awaiting task must cancel the upstream work.
+
+    Every backend honours the core sampling parameters (``max_tokens``, ``temperature``,
+    ``top_p``, ``n``, ``logprobs``, ``top_logprobs``); ``capabilities`` declares which of the
+    optional ones (``Param``) it honours too. The pipeline refuses a request that uses any other
+    (400 naming the parameter), or drops them for a route with ``drop_params: true``, so a
+    backend never sees a parameter it cannot honour.
     """
 
     @property
     def name(self) -> str:
         """The model id clients use for this backend as a direct model."""
+        ...
+
+    @property
+    def capabilities(self) -> frozenset[Param]:
+        """The optional request parameters this backend honours."""
         ...
 
     @property
@@ -41,4 +53,18 @@ class Backend(Protocol):
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream one candidate's text as it is generated (``n`` must be 1)."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A backend that also serves ``/v1/embeddings`` (an OpenAI-compatible upstream)."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name in the config."""
+        ...
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Embed ``request.input`` with ``request.model``."""
         ...

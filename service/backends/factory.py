@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from service.backends.base import Backend
+from service.backends.resilience import ResilienceObserver
 from service.config import LocalBackendSettings, OpenAIBackendSettings
 
 
-def make_backend(name: str, settings: LocalBackendSettings | OpenAIBackendSettings) -> Backend:
-    """A backend for one ``backends:`` entry (heavy modules are imported only when used)."""
+def make_backend(
+    name: str,
+    settings: LocalBackendSettings | OpenAIBackendSettings,
+    observer: ResilienceObserver | None = None,
+) -> Backend:
+    """A backend for one ``backends:`` entry (heavy modules are imported only when used);
+    ``observer`` (``GatewayMetrics``) sees a remote backend's retries and circuit state."""
     if isinstance(settings, OpenAIBackendSettings):
         from service.backends.openai_http import OpenAIHTTPBackend
 
-        return OpenAIHTTPBackend(name, settings)
+        return OpenAIHTTPBackend(name, settings, observer=observer)
     from service.backends.local_transformers import LocalTransformersBackend
 
     return LocalTransformersBackend(

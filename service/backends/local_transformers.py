@@ -31,6 +31,7 @@ from service.core.generation import (
     Candidate,
     Generation,
     GenerationRequest,
+    Param,
     SamplingParams,
     StreamDelta,
     Usage,
@@ -44,6 +45,11 @@ from service.models.causal_lm import (
 )
 
 T = TypeVar("T")
+
+# Besides the core sampling parameters (max_tokens, temperature, top_p, n, logprobs,
+# top_logprobs), the decoder honours a seed (one CPU generator per row: seed + row index) and
+# stop sequences (TextTracker). No tools, response_format, penalties or logit_bias.
+LOCAL_CAPABILITIES: frozenset[Param] = frozenset({Param.SEED, Param.STOP})
 
 
 class LocalTransformersBackend:
@@ -92,6 +98,11 @@ class LocalTransformersBackend:
     def name(self) -> str:
         """The model id clients use."""
         return self._name
+
+    @property
+    def capabilities(self) -> frozenset[Param]:
+        """``seed`` and ``stop`` (``LOCAL_CAPABILITIES``)."""
+        return LOCAL_CAPABILITIES
 
     @property
     def device(self) -> str:

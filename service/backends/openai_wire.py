@@ -11,24 +11,57 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from service.core.embeddings import EmbeddingRequest, Embeddings
 from service.core.errors import UpstreamError
 from service.core.generation import (
     Candidate,
     FinishReason,
     GenerationRequest,
+    Message,
+    Param,
     StreamDelta,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
 
 _FINISH_REASONS: frozenset[str] = frozenset({"stop", "length", "content_filter", "tool_calls"})
 
+# What an OpenAI-compatible upstream is sent, so what it honours (vLLM, llama.cpp server and
+# the hosted API take all of these; a server that does not answers 400, the client's 400).
+UPSTREAM_CAPABILITIES: frozenset[Param] = frozenset(Param)
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """One chat message as the upstream takes it (an assistant turn that only calls tools has
+    ``content: null``)."""
+    payload: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        payload["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+        if not message.content:
+            payload["content"] = None
+    if message.tool_call_id is not None:
+        payload["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        payload["name"] = message.name
+    return payload
+
 
 def chat_payload(
     request: GenerationRequest, model: str, top_logprobs: int, *, stream: bool
 ) -> dict[str, Any]:
-    """The upstream request body. Logprobs are always requested: the verifier uses them."""
+    """The upstream request body. Logprobs are always requested: the verifier uses them. Every
+    OpenAI field the request sets (tools, ``response_format``, penalties, ``logit_bias``,
+    ``seed``, ``stop``, ``user``) is passed on as given."""
     params = request.params
     payload: dict[str, Any] = {
         "model": model,
@@ -41,17 +74,39 @@ def chat_payload(
         "stream": stream,
     }
     # a prompt goes upstream as one user turn, like everywhere else (GenerationRequest.conversation)
-    payload["messages"] = [
-        {"role": message.role, "content": message.content} for message in request.conversation
-    ]
+    payload["messages"] = [message_payload(message) for message in request.conversation]
     if params.stop:
         payload["stop"] = list(params.stop)
     if params.seed is not None:
         payload["seed"] = params.seed
     if request.user is not None:
         payload["user"] = request.user
+    options = request.options
+    if options.tools is not None:
+        payload["tools"] = [dict(tool) for tool in options.tools]
+    optional = {
+        "tool_choice": options.tool_choice,
+        "parallel_tool_calls": options.parallel_tool_calls,
+        "response_format": options.response_format,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
+        "logit_bias": options.logit_bias,
+    }
+    payload.update({key: value for key, value in optional.items() if value is not None})
     if stream:
         payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def embeddings_payload(request: EmbeddingRequest) -> dict[str, Any]:
+    """The upstream ``/embeddings`` body."""
+    payload: dict[str, Any] = {"model": request.model, "input": request.input}
+    optional = {
+        "encoding_format": request.encoding_format,
+        "dimensions": request.dimensions,
+        "user": request.user,
+    }
+    payload.update({key: value for key, value in optional.items() if value is not None})
     return payload
 
 
@@ -95,10 +150,26 @@ class _Usage(_WireModel):
     completion_tokens: int | None = None
 
 
+class _Function(_WireModel):
+    """The function of a tool call: its name and JSON arguments (a text)."""
+
+    name: str
+    arguments: str
+
+
+class _ToolCall(_WireModel):
+    """A tool call of the assistant message."""
+
+    id: str
+    type: str = "function"
+    function: _Function
+
+
 class _Message(_WireModel):
     """The assistant message; ``content`` is null for e.g. tool calls."""
 
     content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _CompletionChoice(_WireModel):
@@ -117,10 +188,27 @@ class _Completion(_WireModel):
     usage: _Usage | None = None
 
 
+class _FunctionDelta(_WireModel):
+    """A piece of a streamed call's function: the name (first piece), more arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(_WireModel):
+    """A piece of a streamed tool call; ``index`` says which call it adds to."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: _FunctionDelta | None = None
+
+
 class _Delta(_WireModel):
-    """The new text of one streamed choice."""
+    """The new text (and tool call pieces) of one streamed choice."""
 
     content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
 
 
 class _ChunkChoice(_WireModel):
@@ -157,6 +245,20 @@ class _Chunk(_WireModel):
         if isinstance(data, dict) and data.get("error") is not None:
             return {"error": data["error"]}
         return data
+
+
+class _Embedding(_WireModel):
+    """One vector: floats, or a base64 text (``encoding_format: base64``)."""
+
+    index: int | None = None
+    embedding: list[float] | str
+
+
+class _Embeddings(_WireModel):
+    """An ``/embeddings`` reply."""
+
+    data: list[_Embedding]
+    usage: _Usage | None = None
 
 
 class _UsageHolder(_WireModel):
@@ -226,6 +328,10 @@ def parse_completion(body: object) -> tuple[tuple[Candidate, ...], Usage]:
                     text=choice.message.content or "",
                     finish_reason=_finish_reason(choice.finish_reason),
                     token_logprobs=_token_logprobs(choice.logprobs),
+                    tool_calls=tuple(
+                        ToolCall(call.id, call.function.name, call.function.arguments)
+                        for call in choice.message.tool_calls or ()
+                    ),
                 ),
             )
             for position, choice in enumerate(completion.choices)
@@ -233,6 +339,37 @@ def parse_completion(body: object) -> tuple[tuple[Candidate, ...], Usage]:
         key=lambda pair: pair[0],
     )
     return tuple(candidate for _, candidate in candidates), _usage(completion.usage) or Usage()
+
+
+def _tool_call_deltas(delta: _Delta | None) -> tuple[ToolCallDelta, ...]:
+    if delta is None or not delta.tool_calls:
+        return ()
+    return tuple(
+        ToolCallDelta(
+            index=call.index,
+            id=call.id,
+            name=call.function.name if call.function else None,
+            arguments=(call.function.arguments or "") if call.function else "",
+        )
+        for call in delta.tool_calls
+    )
+
+
+def parse_embeddings(body: object) -> Embeddings:
+    """The vectors (in input order) and token count of an ``/embeddings`` reply."""
+    try:
+        reply = _Embeddings.model_validate(body)
+    except ValidationError as error:
+        raise _malformed("embeddings reply", error) from error
+    ordered = sorted(
+        enumerate(reply.data),
+        key=lambda pair: pair[0] if pair[1].index is None else pair[1].index,
+    )
+    usage = reply.usage
+    return Embeddings(
+        vectors=[item.embedding for _, item in ordered],
+        prompt_tokens=(usage.prompt_tokens or 0) if usage is not None else 0,
+    )
 
 
 def parse_chunk(body: object) -> list[StreamDelta]:
@@ -254,6 +391,7 @@ def parse_chunk(body: object) -> list[StreamDelta]:
             text=(choice.delta.content or "") if choice.delta is not None else "",
             finish_reason=(_finish_reason(choice.finish_reason) if choice.finish_reason else None),
             token_logprobs=_token_logprobs(choice.logprobs) or (),
+            tool_calls=_tool_call_deltas(choice.delta),
         )
         for choice in chunk.choices or ()
     ]

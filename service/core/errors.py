@@ -33,6 +33,13 @@ class Unauthorized(GatewayError):
     default_code = "invalid_api_key"
 
 
+class PermissionDenied(GatewayError):
+    """The key is valid but may not use what the request names (403)."""
+
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
 class NotFound(GatewayError):
     """What the request names does not exist (404)."""
 
@@ -58,6 +65,28 @@ class Overloaded(GatewayError):
 
     error_type = "rate_limit_error"
     default_code = "overloaded"
+
+
+class RateLimited(Overloaded):
+    """A key's requests or tokens per minute, or its requests in flight, are used up (429).
+
+    ``retry_after`` is in seconds; ``headers`` are the ``x-ratelimit-*`` headers to send."""
+
+    default_code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        headers: dict[str, str] | None = None,
+        error_type: str = "rate_limit_error",
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.error_type = error_type
+        self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class UpstreamError(GatewayError):

@@ -90,7 +90,7 @@ class AttemptOut(_Response):
 class VerdictFields(_Response):
     """What the verifier said about the answer and what the policy decided."""
 
-    decision: Literal["accept", "abstain"]
+    decision: Literal["accept", "abstain", "unverified"]
     reason: str
     route: str
     estimator: str
@@ -120,12 +120,28 @@ class VerifyResponse(_Response):
     verification: VerdictFields
 
 
+class FunctionCallOut(_Response):
+    """The function a tool call invokes, with its JSON arguments (a text)."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallOut(_Response):
+    """A tool call of an answer."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(_Response):
-    """The answer of a chat choice."""
+    """The answer of a chat choice: ``content`` is null when it only calls tools."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[ToolCallOut] | None = Field(None, exclude_if=_absent_when_none)
 
 
 class ChatChoice(_Response):
@@ -150,11 +166,28 @@ class ChatCompletion(_Response):
     verification: Verification
 
 
+class FunctionCallDeltaOut(_Response):
+    """A piece of a streamed call's function: the name first, then arguments text."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDeltaOut(_Response):
+    """A piece of a streamed tool call (``id`` and ``type`` on its first piece)."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDeltaOut | None = None
+
+
 class ChatDelta(_Response):
     """What a chat chunk adds to a choice."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDeltaOut] | None = None
 
 
 class ChatChunkChoice(_Response):
@@ -198,3 +231,27 @@ class TextCompletion(_Response):
     choices: list[CompletionChoice]
     usage: UsageOut | None = None
     verification: Verification | None = Field(None, exclude_if=_absent_when_none)
+
+
+class EmbeddingOut(_Response):
+    """One vector of ``/v1/embeddings``: floats, or base64 float32 (``encoding_format``)."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(_Response):
+    """Tokens the inputs took."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(_Response):
+    """``POST /v1/embeddings``."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingsUsage

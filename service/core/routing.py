@@ -18,3 +18,11 @@ class StreamMode(StrEnum):
 
     VERIFY_THEN_STREAM = "verify_then_stream"
     PASSTHROUGH = "passthrough"
+
+
+class OnUnverified(StrEnum):
+    """What a route does with an answer it does not verify (tool calls under
+    ``verify_tool_calls: false``): return it marked ``unverified``, or abstain."""
+
+    PASS = "pass"
+    ABSTAIN = "abstain"

@@ -15,6 +15,7 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     RETRIEVE = "retrieve"
     ABSTAIN = "abstain"
+    UNVERIFIED = "unverified"  # returned without a verdict (a route's on_unverified: pass)
 
 
 class Reason(StrEnum):
@@ -27,6 +28,7 @@ class Reason(StrEnum):
     PREDICTED_INCORRECT = "predicted_incorrect"
     BACKEND_ERROR = "backend_error"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    TOOL_CALLS_UNVERIFIED = "tool_calls_unverified"  # the route has verify_tool_calls: false
 
 
 class Estimator(StrEnum):

@@ -5,6 +5,11 @@ passed as ``extra=`` (request_id, route, decision, timings...). The request id o
 current task is added automatically when :data:`request_id_var` is set (the request-id
 middleware sets it). Prompt and response text never belong in ``extra`` unless the
 operator enabled ``log_prompts``: pass them through :func:`redact`.
+
+Each HTTP request leaves exactly one ``request finished`` line, written by the API's request-log
+middleware when the response ends (streams included). Code below the API adds its details to
+that line with :func:`annotate_request` (the pipeline: route, decision, attempts; a backend:
+``count_in_request("retries")``) instead of logging a line of its own.
 """
 
 from __future__ import annotations
@@ -12,13 +17,27 @@ from __future__ import annotations
 import json as _json
 import logging
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
-__all__ = ["JSONFormatter", "configure_logging", "redact", "request_id_var"]
+__all__ = [
+    "JSONFormatter",
+    "annotate_request",
+    "configure_logging",
+    "count_in_request",
+    "redact",
+    "request_fields_var",
+    "request_id_var",
+]
 
 request_id_var: ContextVar[str | None] = ContextVar("sdm_router_request_id", default=None)
+# The fields of the current request's log line; the request-log middleware sets a fresh dict
+# per request (tasks started during the request copy the context, so they share the dict).
+request_fields_var: ContextVar[dict[str, Any] | None] = ContextVar(
+    "sdm_router_request_fields", default=None
+)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRS: Final = frozenset(
@@ -88,3 +107,19 @@ def redact(text: str | None, enabled: bool) -> str | None:
     if text is None or enabled:
         return text
     return f"[redacted {len(text)} chars]"
+
+
+def annotate_request(fields: Mapping[str, Any]) -> bool:
+    """Add ``fields`` to the current request's log line; False outside an HTTP request."""
+    current = request_fields_var.get()
+    if current is None:
+        return False
+    current.update(fields)
+    return True
+
+
+def count_in_request(name: str, amount: int = 1) -> None:
+    """Add ``amount`` to the counter field ``name`` of the current request's log line."""
+    current = request_fields_var.get()
+    if current is not None:
+        current[name] = int(current.get(name, 0)) + amount

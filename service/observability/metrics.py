@@ -32,31 +32,40 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from service.observability.logging import count_in_request
+
 __all__ = [
     "ACTIONS",
     "ALPHA_BUCKETS",
     "BATCH_SIZE_BUCKETS",
+    "CIRCUIT_STATES",
     "ERROR_TYPES",
     "OUTCOMES",
+    "RATE_LIMIT_REASONS",
     "REASONS",
     "REQUEST_SECONDS_BUCKETS",
+    "RETRY_REASONS",
     "STAGES",
     "STAGE_SECONDS_BUCKETS",
     "TOKEN_BUCKETS",
     "TOKEN_TYPES",
     "Action",
+    "CircuitStateName",
     "ErrorType",
     "GatewayMetrics",
     "Outcome",
+    "RateLimitReason",
     "Reason",
+    "RetryReason",
     "Stage",
     "TokenType",
     "clear_multiprocess_dir",
+    "mark_process_dead",
     "multiprocess_dir",
 ]
 
-Outcome = Literal["accept", "abstain", "error"]
-Action = Literal["accept", "escalate", "retrieve", "abstain"]
+Outcome = Literal["accept", "abstain", "unverified", "error"]
+Action = Literal["accept", "escalate", "retrieve", "abstain", "unverified"]
 Reason = Literal[
     "verified",
     "below_alpha",
@@ -66,6 +75,7 @@ Reason = Literal[
     "backend_error",
     "budget_exhausted",
     "retrieval_used",
+    "tool_calls_unverified",
 ]
 Stage = Literal["generate", "encode", "verify", "retrieve"]
 TokenType = Literal["input", "output"]
@@ -88,7 +98,25 @@ StoreEvent = Literal[
     "expired",  # removed by storage.retention_days
 ]
 
+RateLimitReason = Literal[
+    "rpm",  # the key's requests per minute are used up
+    "tpm",  # the key's tokens per minute are used up
+    "in_flight_key",  # the key has its limit of requests in flight
+    "in_flight_global",  # the gateway is at server.max_concurrency
+]
+
 OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
+RetryReason = Literal[
+    "connection",  # refused, reset or timed out before any response
+    "rate_limited",  # the upstream answered 429
+    "server_error",  # the upstream answered 5xx
+]
+CircuitStateName = Literal["closed", "half_open", "open"]
+
+RATE_LIMIT_REASONS: Final[frozenset[str]] = frozenset(get_args(RateLimitReason))
+RETRY_REASONS: Final[frozenset[str]] = frozenset(get_args(RetryReason))
+# the sdm_router_backend_circuit_state gauge's value per state
+CIRCUIT_STATES: Final[dict[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
 STORE_EVENTS: Final[frozenset[str]] = frozenset(get_args(StoreEvent))
 ACTIONS: Final[frozenset[str]] = frozenset(get_args(Action))
 REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
@@ -154,14 +182,14 @@ class GatewayMetrics:
 
         self._requests = Counter(
             "sdm_router_requests",
-            "Requests finished, by route and final outcome (accept|abstain|error).",
+            "Requests finished, by route and final outcome (accept|abstain|unverified|error).",
             ["route", "outcome"],
             registry=registry,
         )
         self._decisions = Counter(
             "sdm_router_decisions",
-            "Policy decisions, one per attempt: action (accept|escalate|retrieve|abstain) "
-            "and reason.",
+            "Policy decisions, one per attempt: action "
+            "(accept|escalate|retrieve|abstain|unverified) and reason.",
             ["route", "tier", "model", "action", "reason"],
             registry=registry,
         )
@@ -219,6 +247,35 @@ class GatewayMetrics:
             ["event"],
             registry=registry,
         )
+        self._http_responses = Counter(
+            "sdm_router_http_responses",
+            "HTTP responses of every endpoint, by route (the matched path template, 'other' for "
+            "an unknown path) and status code (499: the client went away first).",
+            ["route", "status"],
+            registry=registry,
+        )
+        self._http_seconds = Histogram(
+            "sdm_router_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response (streams included), by "
+            "route and status class (2xx|4xx|5xx...).",
+            ["route", "status_class"],
+            buckets=REQUEST_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._rate_limited = Counter(
+            "sdm_router_rate_limited",
+            "Requests refused with 429, by reason (rpm|tpm|in_flight_key|in_flight_global).",
+            ["reason"],
+            registry=registry,
+        )
+        for limit_reason in sorted(RATE_LIMIT_REASONS):
+            self._rate_limited.labels(reason=limit_reason)
+        self._limit_store_errors = Counter(
+            "sdm_router_rate_limit_store_errors",
+            "Failed calls to the shared limit store (limits.redis_url); while it fails, limits "
+            "are counted in process.",
+            registry=registry,
+        )
         self._token_usage = Histogram(
             "sdm_router_token_usage",
             "Tokens per backend call, by route, model and token type (input|output); "
@@ -226,6 +283,21 @@ class GatewayMetrics:
             ["route", "model", "token_type"],
             buckets=TOKEN_BUCKETS,
             registry=registry,
+        )
+        self._backend_retries = Counter(
+            "sdm_router_backend_retries",
+            "Upstream calls retried, by backend and reason (connection|rate_limited|"
+            "server_error): one per retry, before its pause.",
+            ["backend", "reason"],
+            registry=registry,
+        )
+        self._circuit_state = Gauge(
+            "sdm_router_backend_circuit_state",
+            "Circuit breaker state per backend: 0 closed, 1 half-open (a probe decides), 2 open "
+            "(calls refused, the cascade skips the tier); the worst worker's, multiprocess.",
+            ["backend"],
+            registry=registry,
+            multiprocess_mode="livemax",
         )
 
     def declare_route(self, route: str) -> None:
@@ -245,6 +317,14 @@ class GatewayMetrics:
         _check(outcome, OUTCOMES, "outcome")
         self._requests.labels(route=route, outcome=outcome).inc()
         self._request_seconds.labels(route=route).observe(seconds)
+
+    def http_response(self, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP response and observe its duration under its status class."""
+        _check_name(route, "route")
+        if not 100 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status code, got {status}")
+        self._http_responses.labels(route=route, status=str(status)).inc()
+        self._http_seconds.labels(route=route, status_class=f"{status // 100}xx").observe(seconds)
 
     def attempt(
         self,
@@ -302,6 +382,15 @@ class GatewayMetrics:
         _check(event, STORE_EVENTS, "event")
         self._store_events.labels(event=event).inc(count)
 
+    def rate_limited(self, reason: str) -> None:
+        """Count one request refused with 429 for ``reason``."""
+        _check(reason, RATE_LIMIT_REASONS, "reason")
+        self._rate_limited.labels(reason=reason).inc()
+
+    def rate_limit_store_error(self) -> None:
+        """Count one failed call to the shared limit store."""
+        self._limit_store_errors.inc()
+
     def track_inflight(self) -> AbstractContextManager[None]:
         """Context manager that counts the enclosed block as one in-flight request."""
         return self._inflight.track_inprogress()
@@ -326,6 +415,24 @@ class GatewayMetrics:
             raise ValueError(f"token count must be >= 0, got {count}")
         self._token_usage.labels(route=route, model=model, token_type=token_type).observe(count)
 
+    def backend_retry(self, backend: str, reason: str) -> None:
+        """Count one retry of an upstream call (reason connection|rate_limited|server_error)."""
+        _check_name(backend, "backend")
+        _check(reason, RETRY_REASONS, "reason")
+        self._backend_retries.labels(backend=backend, reason=reason).inc()
+        count_in_request("retries")  # the request's log line says how often it was retried
+
+    def backend_circuit_state(self, backend: str, state: str) -> None:
+        """Publish a backend's circuit state (closed|half_open|open); declares its retry series
+        the first time, so rates read 0 before the first retry."""
+        _check_name(backend, "backend")
+        value = CIRCUIT_STATES.get(state)
+        if value is None:
+            raise ValueError(f"state={state!r} is not one of {sorted(CIRCUIT_STATES)}")
+        self._circuit_state.labels(backend=backend).set(value)
+        for reason in sorted(RETRY_REASONS):
+            self._backend_retries.labels(backend=backend, reason=reason)
+
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, aggregated over workers if multiprocess."""
         directory = multiprocess_dir()
@@ -343,6 +450,15 @@ class GatewayMetrics:
         directory = multiprocess_dir()
         if directory is not None:
             multiprocess.mark_process_dead(os.getpid(), path=directory)  # type: ignore[no-untyped-call]
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a worker's live gauge files (``livesum``/``livemax``) after it exited; the
+    supervisor calls it for each worker it reaps (a crashed one never ran ``shutdown``).
+    A no-op in single-process mode."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid, path=directory)  # type: ignore[no-untyped-call]
 
 
 def clear_multiprocess_dir(directory: str | os.PathLike[str]) -> int:

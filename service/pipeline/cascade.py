@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from service.backends.base import Backend
 from service.core.errors import (
     Abstained,
     GatewayError,
@@ -17,15 +19,25 @@ from service.core.generation import (
     Candidate,
     FinishReason,
     GenerationRequest,
+    Param,
     StreamDelta,
     TokenLogprob,
+    ToolCallDelta,
     Usage,
+    join_tool_calls,
 )
 from service.core.routing import OnAbstain
 from service.core.verdict import Action, Reason, Verdict, VerificationInput
 from service.pipeline.observer import PipelineObserver
 from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import CascadeOptions, decide, final_action, judge, ranking_key
+from service.pipeline.policy import (
+    CascadeOptions,
+    decide,
+    final_action,
+    judge,
+    ranking_key,
+    unverified,
+)
 from service.retrieval.base import Retriever
 from service.retrieval.context import format_context
 from service.verifier.protocol import Verifier
@@ -44,12 +56,16 @@ class Attempt:
     retrieved_context: bool = False
 
 
+logger = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredCandidate:
-    """A candidate answer with its verdict."""
+    """A candidate answer with its verdict (``None``: the route does not verify it, e.g. tool
+    calls under ``verify_tool_calls: false``)."""
 
     candidate: Candidate
-    verdict: Verdict
+    verdict: Verdict | None
     tier: int
     model: str
 
@@ -72,12 +88,69 @@ class CascadeResult:
         return self.choices[0] if self.choices else None
 
 
+def unhonoured(backend: Backend, request: GenerationRequest) -> list[tuple[Param, str]]:
+    """The optional parameters ``request`` uses that ``backend`` does not honour, with the field
+    path that sets each."""
+    return [
+        (param, path) for param, path in request.used_params() if param not in backend.capabilities
+    ]
+
+
+def check_params(plan: RoutePlan, request: GenerationRequest) -> None:
+    """Refuse (400 ``unsupported_parameter``, naming it) a parameter no backend of the plan can
+    honour, before any backend is called: a field the gateway implements nowhere, or one a
+    tier's backend does not declare in ``capabilities``. A route with ``drop_params: true``
+    drops them instead (``tier_request``)."""
+    if plan.drop_params:
+        return
+    hint = "(a route with drop_params: true drops it)"
+    if request.options.unsupported:
+        name = request.options.unsupported[0]
+        raise InvalidRequest(
+            f"The parameter '{name}' is not supported by this gateway {hint}.",
+            param=name,
+            code="unsupported_parameter",
+        )
+    for tier in plan.tiers:
+        refused = unhonoured(tier.backend, request)
+        if refused:
+            _, path = refused[0]
+            where = "model" if plan.direct else f"route {plan.name!r}: backend"
+            raise InvalidRequest(
+                f"The parameter '{path}' is not supported by {where} {tier.backend.name!r} {hint}.",
+                param=path,
+                code="unsupported_parameter",
+            )
+
+
+def _log_dropped(plan: RoutePlan, request: GenerationRequest) -> None:
+    """One log line per request whose route drops parameters (``drop_params``)."""
+    if not plan.drop_params:
+        return
+    dropped = {
+        tier.backend.name: sorted({path for _, path in unhonoured(tier.backend, request)})
+        for tier in plan.tiers
+    }
+    dropped = {name: paths for name, paths in dropped.items() if paths}
+    unsupported = list(request.options.unsupported)
+    if dropped or unsupported:
+        logger.info(
+            "parameters dropped (drop_params)",
+            extra={"route": plan.name, "dropped": dropped, "unsupported": unsupported},
+        )
+
+
 def tier_request(
     plan: RoutePlan, tier: Tier, request: GenerationRequest, n: int
 ) -> GenerationRequest:
     """The request one tier receives: its ``n`` candidates, the tier's temperature and top_p
     over the client's, and the lower of the two ``max_tokens``. A direct plan passes the
-    client's sampling through. The one place that builds a tier's request."""
+    client's sampling through. Under ``drop_params`` the parameters the tier's backend cannot
+    honour are removed. The one place that builds a tier's request."""
+    if plan.drop_params:
+        request = request.without(
+            frozenset(param for param, _ in unhonoured(tier.backend, request))
+        )
     params = request.params
     if plan.direct:
         return request.with_params(n=n)
@@ -123,6 +196,8 @@ class Cascade:
     ) -> CascadeResult:
         """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains.
         One verifier artifact judges the whole request, even if another is loaded meanwhile."""
+        check_params(plan, request)
+        _log_dropped(plan, request)
         with self._verifier.pinned() as artifact:
             state = _State(request=request, choices_wanted=request.params.n, artifact=artifact)
             return await self._run(plan, state, nearest_exemplars)
@@ -141,6 +216,11 @@ class Cascade:
                     return outcome
                 continue
             top = scored[0]
+            if top.verdict is None:  # not verified: final, by the route's on_unverified
+                action, reason = unverified(plan.on_unverified)
+                self._record(plan, state, top, action, reason, started)
+                chosen = scored if action is Action.UNVERIFIED else state.best
+                return self._finish(plan, state, action, reason, chosen)
             action, reason = decide(top.verdict, plan.thresholds, self._options(plan, state))
             self._record(plan, state, top, action, reason, started)
             if action is Action.ACCEPT:
@@ -157,7 +237,10 @@ class Cascade:
     ) -> AsyncIterator[StreamDelta | CascadeResult]:
         """Passthrough, the cascade's live mode: tier 0 streams one answer as it is generated,
         then one ``CascadeResult`` carries the verdict. Nothing can be escalated after the
-        first byte, so a failing verdict ends in ``abstain``."""
+        first byte, so a failing verdict ends in ``abstain``. Tool call pieces stream as they
+        come; the whole calls are judged at the end like any answer."""
+        check_params(plan, request)
+        _log_dropped(plan, request)
         with self._verifier.pinned() as artifact:
             state = _State(request=request, choices_wanted=1, artifact=artifact)
             async for event in self._stream_live(plan, state, nearest_exemplars):
@@ -172,6 +255,7 @@ class Cascade:
         started = time.perf_counter()
         state.calls = 1
         pieces: list[str] = []
+        calls: list[ToolCallDelta] = []
         logprobs: list[TokenLogprob] = []
         finish: FinishReason = "stop"
         async for delta in tier.backend.stream(streamed):
@@ -180,19 +264,28 @@ class Cascade:
             if delta.finish_reason is not None:
                 finish = delta.finish_reason
             pieces.append(delta.text)
+            calls.extend(delta.tool_calls)
             logprobs.extend(delta.token_logprobs)
-            if delta.text or delta.finish_reason is not None:
+            if delta.text or delta.tool_calls or delta.finish_reason is not None:
                 yield delta
         self._observer.stage("generate", time.perf_counter() - started)
         self._count_tokens(plan, tier.backend.name, state.usage)
-        candidate = Candidate("".join(pieces), finish, tuple(logprobs) or None)
-        messages = streamed.conversation
-        item = VerificationInput(messages, candidate.text, candidate.token_logprobs)
-        (verdict,) = await self.verify([item], nearest_exemplars, state.artifact)
-        reason = judge(verdict, plan.thresholds)
+        candidate = Candidate(
+            "".join(pieces), finish, tuple(logprobs) or None, join_tool_calls(calls)
+        )
+        verdict: Verdict | None = None
+        if candidate.tool_calls and not plan.verify_tool_calls:
+            action, reason = unverified(plan.on_unverified)
+        else:
+            item = VerificationInput(
+                streamed.text_conversation, candidate.verification_text, candidate.token_logprobs
+            )
+            (verdict,) = await self.verify([item], nearest_exemplars, state.artifact)
+            reason = judge(verdict, plan.thresholds)
+            action = final_action(reason)
         top = ScoredCandidate(candidate, verdict, 0, tier.backend.name)
-        self._record(plan, state, top, final_action(reason), reason, started)
-        yield self._finish(plan, state, final_action(reason), reason, [top])
+        self._record(plan, state, top, action, reason, started)
+        yield self._finish(plan, state, action, reason, [top])
 
     async def verify(
         self,
@@ -221,15 +314,20 @@ class Cascade:
         self._count_tokens(plan, backend.name, generation.usage)
         if not generation.candidates:
             raise NoHealthyBackend(f"backend {backend.name!r} returned no choices")
-        messages = request.conversation
+        messages = request.text_conversation
+        judged = [plan.verify_tool_calls or not c.tool_calls for c in generation.candidates]
         items = [
-            VerificationInput(messages, candidate.text, candidate.token_logprobs)
-            for candidate in generation.candidates
+            VerificationInput(messages, candidate.verification_text, candidate.token_logprobs)
+            for candidate, judge_it in zip(generation.candidates, judged, strict=True)
+            if judge_it
         ]
-        verdicts = await self.verify(items, nearest_exemplars, state.artifact)
+        found = await self.verify(items, nearest_exemplars, state.artifact) if items else []
+        verdicts = iter(found)
         scored = [
-            ScoredCandidate(candidate, verdict, state.tier_index, backend.name)
-            for candidate, verdict in zip(generation.candidates, verdicts, strict=True)
+            ScoredCandidate(
+                candidate, next(verdicts) if judge_it else None, state.tier_index, backend.name
+            )
+            for candidate, judge_it in zip(generation.candidates, judged, strict=True)
         ]
         estimator = plan.thresholds.estimator
         scored.sort(key=lambda item: ranking_key(item.verdict, estimator), reverse=True)
@@ -279,7 +377,7 @@ class Cascade:
         reason: Reason,
         started: float,
     ) -> None:
-        alpha = top.verdict.alpha(plan.thresholds.estimator)
+        alpha = None if top.verdict is None else top.verdict.alpha(plan.thresholds.estimator)
         state.attempts.append(
             Attempt(
                 tier=state.tier_index,
@@ -343,9 +441,10 @@ class Cascade:
 def answer_candidates(plan: RoutePlan, result: CascadeResult, n: int) -> list[Candidate]:
     """The candidates to send back, after the route's ``on_abstain`` policy.
 
-    Raises ``Abstained`` when the policy is ``error``.
+    Raises ``Abstained`` when the policy is ``error``. An ``unverified`` answer (the route's
+    ``on_unverified: pass``) is returned as generated.
     """
-    if result.decision is Action.ACCEPT:
+    if result.decision in (Action.ACCEPT, Action.UNVERIFIED):
         return [item.candidate for item in result.choices]
     if plan.on_abstain is OnAbstain.ERROR:
         raise Abstained(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.backends.base import Backend
-from service.core.routing import OnAbstain, StreamMode
+from service.core.routing import OnAbstain, OnUnverified, StreamMode
 from service.pipeline.policy import PolicyThresholds
 
 
@@ -35,3 +35,6 @@ class RoutePlan:
     stream_mode: StreamMode
     direct: bool = False
     description: str = ""
+    verify_tool_calls: bool = True  # judge a tool call as the text name(arguments)
+    on_unverified: OnUnverified = OnUnverified.ABSTAIN  # an answer left unjudged: pass | abstain
+    drop_params: bool = False  # drop what a tier's backend cannot honour instead of a 400

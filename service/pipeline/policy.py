@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.core.routing import OnUnverified
 from service.core.verdict import Action, Estimator, Reason, Verdict
 
 
@@ -44,6 +45,14 @@ def final_action(reason: Reason) -> Action:
     return Action.ACCEPT if reason is Reason.VERIFIED else Action.ABSTAIN
 
 
+def unverified(on_unverified: OnUnverified) -> tuple[Action, Reason]:
+    """The decision on an answer the route does not verify (tool calls under
+    ``verify_tool_calls: false``): final, whatever tiers are left. ``pass`` returns it marked
+    ``unverified``; ``abstain`` abstains (then ``on_abstain`` applies)."""
+    action = Action.UNVERIFIED if on_unverified is OnUnverified.PASS else Action.ABSTAIN
+    return action, Reason.TOOL_CALLS_UNVERIFIED
+
+
 def decide(
     verdict: Verdict, thresholds: PolicyThresholds, options: CascadeOptions
 ) -> tuple[Action, Reason]:
@@ -66,8 +75,11 @@ def decide(
     return Action.ABSTAIN, reason
 
 
-def ranking_key(verdict: Verdict, estimator: Estimator) -> tuple[int, float, float]:
-    """Best-of-n sort key (larger is better): predicted correct, then alpha, then probability."""
+def ranking_key(verdict: Verdict | None, estimator: Estimator) -> tuple[int, float, float]:
+    """Best-of-n sort key (larger is better): predicted correct, then alpha, then probability;
+    an unverified answer (no verdict) ranks below every verified one."""
+    if verdict is None:
+        return (-1, 0.0, 0.0)
     correct = verdict.prediction == 1 and not verdict.is_ood
     probability_correct = (
         verdict.probability if verdict.prediction == 1 else 1 - verdict.probability

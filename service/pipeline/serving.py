@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.core.decisions import AttemptRecord, DecisionRecord
-from service.core.generation import Candidate, GenerationRequest, Message, StreamDelta
+from service.core.generation import (
+    Candidate,
+    GenerationRequest,
+    Message,
+    StreamDelta,
+    tool_call_pieces,
+)
 from service.core.routing import StreamMode
 from service.core.verdict import Action, Reason, Verdict, VerificationInput
+from service.observability.logging import annotate_request
 from service.pipeline.cascade import Attempt, CascadeResult, answer_candidates
 from service.pipeline.gateway import Gateway
 from service.pipeline.observer import PipelineObserver
@@ -190,7 +197,7 @@ class GenerationServing:
         fields: dict[str, Any] = {
             "route": plan.name,
             "decision": outcome,
-            "duration_ms": round(seconds * 1000, 2),
+            "pipeline_ms": round(seconds * 1000, 2),
         }
         if result is not None:
             best = result.best
@@ -204,7 +211,7 @@ class GenerationServing:
             if self._log_prompts:
                 fields["prompt"] = request.question_text
                 fields["response"] = best.candidate.text if best else None
-        logger.info("request finished", extra=fields)
+        annotate_request(fields)  # the HTTP middleware writes the line when the response ends
 
     def _record(
         self,
@@ -228,8 +235,9 @@ class GenerationServing:
             completion_tokens=result.usage.completion_tokens,
             key_name=meta.key_name,
             attempts=tuple(attempt_record(attempt) for attempt in result.attempts),
-            conversation=request.conversation,
-            answer=best.candidate.text if best else None,
+            # what the verifier read (tool calls as text), so a labelled record can train one
+            conversation=request.text_conversation,
+            answer=best.candidate.verification_text if best else None,
             answer_logprobs=best.candidate.token_logprobs if best else None,
         )
 
@@ -254,11 +262,15 @@ def attempt_record(attempt: Attempt) -> AttemptRecord:
 
 async def replay(served: Served) -> AsyncIterator[StreamEvent]:
     """Verify-then-stream: the verified answers as word-sized deltas (logprobs on each answer's
-    first piece), each answer's finish, then the outcome."""
+    first piece), then each answer's tool calls in one delta, each answer's finish, then the
+    outcome."""
     for index, candidate in enumerate(served.candidates):
         tokens = candidate.token_logprobs or ()
         for number, piece in enumerate(text_pieces(candidate.text)):
             yield StreamDelta(index=index, text=piece, token_logprobs=tokens if number == 0 else ())
+        if candidate.tool_calls:
+            pieces = tool_call_pieces(candidate.tool_calls)
+            yield StreamDelta(index=index, text="", tool_calls=pieces)
     for index, candidate in enumerate(served.candidates):
         yield StreamDelta(index=index, text="", finish_reason=candidate.finish_reason)
     yield served

@@ -338,14 +338,18 @@ class DecisionStore:
         until: float | None = None,
         decision: str | None = None,
         label: str | None = None,
+        key_name: str | None = None,
         limit: int = 50,
         cursor: tuple[float, str] | None = None,
     ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
-        """Records newest first, filtered; returns a page and the cursor of the next page."""
+        """Records newest first, filtered; returns a page and the cursor of the next page.
+        ``key_name``: only the records of requests made with that key."""
 
         def read() -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
             assert self._engine is not None
             query = select(decisions)
+            if key_name is not None:
+                query = query.where(decisions.c.key_name == key_name)
             if route is not None:
                 query = query.where(decisions.c.route == route)
             if since is not None:

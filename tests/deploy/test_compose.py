@@ -30,9 +30,9 @@ def services_in(compose: dict[str, Any], profile: str) -> set[str]:
 
 def test_profiles_select_the_two_stacks(compose: dict[str, Any]) -> None:
     assert services_in(compose, "gpu") == {
-        "gateway", "vllm-small", "vllm-large", "prometheus", "grafana",
+        "gateway", "vllm-small", "vllm-large", "redis", "prometheus", "grafana",
     }  # fmt: skip
-    assert services_in(compose, "cpu") == {"gateway-cpu", "prometheus", "grafana"}
+    assert services_in(compose, "cpu") == {"gateway-cpu", "redis", "prometheus", "grafana"}
 
 
 def test_gpu_gateway_uses_the_vllm_config_and_backends(compose: dict[str, Any]) -> None:
@@ -43,7 +43,7 @@ def test_gpu_gateway_uses_the_vllm_config_and_backends(compose: dict[str, Any]) 
     assert env["SDM_ROUTER_BACKENDS__SMALL__BASE_URL"] == "http://vllm-small:8000/v1"
     assert env["SDM_ROUTER_BACKENDS__LARGE__BASE_URL"] == "http://vllm-large:8000/v1"
     assert gateway["build"]["args"]["VARIANT"] == "cuda"
-    assert set(gateway["depends_on"]) == {"vllm-small", "vllm-large"}
+    assert set(gateway["depends_on"]) == {"vllm-small", "vllm-large", "redis"}
     config = yaml.safe_load((REPO_ROOT / "configs/vllm.yaml").read_text())
     served = {
         name: next(a.split("=", 1)[1] for a in compose["services"][name]["command"]
@@ -79,13 +79,31 @@ def test_ports_and_healthchecks(compose: dict[str, Any]) -> None:
         "vllm-large": "8002:8000",
     }
     for name, service in compose["services"].items():
-        assert expected_ports[name] in service["ports"], name
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD", name
+        if name == "redis":  # internal only: the gateways reach it as redis:6379
+            assert "ports" not in service
+            assert test[1:] == ["redis-cli", "-h", "127.0.0.1", "ping"]
+            continue
+        assert expected_ports[name] in service["ports"], name
         assert re.search(r"http://127\.0\.0\.1:\d+/", " ".join(test)), name
     assert "/readyz" in " ".join(compose["services"]["gateway"]["healthcheck"]["test"])
-    # stop grace > the gateway's 20 s drain bound
-    assert compose["services"]["gateway"]["stop_grace_period"] == "30s"
+
+
+def test_gateways_drain_within_the_stop_grace_period_and_count_in_redis(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("gateway", "gateway-cpu"):
+        service = compose["services"][name]
+        env = service["environment"]
+        delay = float(env["SDM_ROUTER_SERVER__DRAIN_DELAY_SECONDS"])
+        grace = float(env["SDM_ROUTER_SERVER__GRACEFUL_SHUTDOWN_SECONDS"])
+        stop = int(service["stop_grace_period"].removesuffix("s"))
+        assert delay + grace + 10 <= stop, name  # + the decision store's flush (< 10 s)
+        assert env["SDM_ROUTER_LIMITS__REDIS_URL"] == "redis://redis:6379/0"
+        assert service["depends_on"]["redis"] == {"condition": "service_healthy"}
+        # keys from the operator's environment, never a file in the repository
+        assert env["SDM_ROUTER_AUTH__KEYS"].startswith("${SDM_ROUTER_AUTH__KEYS")
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:

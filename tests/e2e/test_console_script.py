@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -122,6 +123,81 @@ def test_sighup_reloads_the_configured_artifact(
     ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 200 and process.poll() is None
     assert ready.json()["components"]["verifier"]["artifact_id"] == before  # the same file
+
+
+OWN_QUESTIONS = (
+    ("What is the capital of France?", "paris"),
+    ("What is the capital of Japan?", "tokyo"),
+    ("What is the capital of Italy?", "rome"),
+    ("What is 2 + 3?", "5"),
+    ("What is the chemical symbol for gold?", "au"),
+    ("What is the capital of Germany?", "berlin"),
+)
+
+
+def test_own_verifier_from_labelled_traffic_then_reload(
+    served: tuple[str, subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    """The issue's walkthrough on the embedded default: six questions, their decisions read
+    back, four labelled through /v1/feedback, ``data import --from-store``, ``verifier update``,
+    ``POST /admin/verifier/reload``; /readyz and later decisions name the new artifact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import service
+
+    url = served[0]
+
+    def ask(question: str) -> str:
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": question}]},
+            timeout=300,
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.headers["x-request-id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        answered = list(pool.map(ask, [question for question, _ in OWN_QUESTIONS]))
+    parent = httpx.get(f"{url}/readyz").json()["components"]["verifier"]["artifact_id"]
+    records = [httpx.get(f"{url}/v1/decisions/{rid}", timeout=30).json() for rid in answered]
+    for request_id, record in zip(answered, records, strict=True):
+        assert record["request_id"] == request_id and record["artifact_id"] == parent
+    # label the answer the verifier judged (kept: the embedded config keeps text), served or not
+    for record, (_, expected) in list(zip(records, OWN_QUESTIONS, strict=True))[:4]:
+        request_id = record["request_id"]
+        label = "correct" if expected in record["answer"].lower() else "incorrect"
+        reply = httpx.post(
+            f"{url}/v1/feedback", json={"request_id": request_id, "label": label}, timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+    env = {**os.environ, "SDM_ROUTER_STATE_DIR": str(STATE[0]), "HF_HUB_OFFLINE": "1"}
+    rows, updated = tmp_path / "rows", tmp_path / "updated.sdmkitmodel"
+    imported = subprocess.run(
+        [_console_script(), "data", "import", "--from-store", "--output", str(rows)],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert "wrote 4 rows" in imported.stdout
+    shipped = Path(service.__file__).parent / "artifacts" / "smollm2-135m.sdmkitmodel"
+    update = subprocess.run(
+        [_console_script(), "verifier", "update", "--verifier", str(shipped),
+         "--data", str(rows), "--out", str(updated)],
+        capture_output=True, text=True, timeout=600, env=env, check=False,
+    )  # fmt: skip
+    print(update.stdout)
+    assert update.returncode == 0, update.stdout + update.stderr
+    new_id = json.loads((updated / "manifest.json").read_text())["modelID"]
+    assert new_id != parent
+    reloaded = httpx.post(
+        f"{url}/admin/verifier/reload", json={"artifact": str(updated)}, timeout=120
+    )
+    assert reloaded.status_code == 200, reloaded.text
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready["components"]["verifier"]["artifact_id"] == new_id
+    later = ask("What is the capital of Spain?")
+    record = httpx.get(f"{url}/v1/decisions/{later}", timeout=30).json()
+    assert record["artifact_id"] == new_id
+    served_ids.append(later)
 
 
 def test_sigterm_drains_and_exits(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:

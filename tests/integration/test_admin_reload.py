@@ -10,6 +10,7 @@ import pytest
 from tests.fakes import FakeVerifier
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
+from tests.support.keys import key_entry
 from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -64,8 +65,11 @@ def test_a_refused_artifact_keeps_the_old_one(open_gateway: tuple[str, FakeVerif
 def test_with_keys_configured_only_an_admin_key_opens_admin(
     upstream: tuple[str, FakeUpstream],
 ) -> None:
-    server = {"api_keys": ["user-key"], "admin_api_keys": ["admin-key"]}
-    with serve_in_thread(fake_app(upstream[0], server=server)) as url:
+    auth = {
+        "keys": [key_entry("user", "user-key")],
+        "admin_keys": [key_entry("ops", "admin-key")],
+    }
+    with serve_in_thread(fake_app(upstream[0], auth=auth)) as url:
 
         def reload(key: str | None) -> int:
             headers = {"authorization": f"Bearer {key}"} if key else {}
@@ -73,11 +77,18 @@ def test_with_keys_configured_only_an_admin_key_opens_admin(
                 f"{url}/admin/verifier/reload", headers=headers, timeout=10
             ).status_code
 
-        assert [reload(None), reload("user-key"), reload("admin-key")] == [401, 401, 200]
-    with serve_in_thread(fake_app(upstream[0], server={"api_keys": ["user-key"]})) as url:
+        # no key, a wrong key: 401; a valid key that is not an admin key: 403
+        assert [reload(None), reload("nope"), reload("user-key"), reload("admin-key")] == [
+            401,
+            401,
+            403,
+            200,
+        ]
+    user_only = {"keys": [key_entry("user", "user-key")]}
+    with serve_in_thread(fake_app(upstream[0], auth=user_only)) as url:
         status = httpx.post(
             f"{url}/admin/verifier/reload",
             headers={"authorization": "Bearer user-key"},
             timeout=10,
         ).status_code
-        assert status == 401  # keys but no admin key: admin stays shut
+        assert status == 403  # keys but no admin key: admin stays shut

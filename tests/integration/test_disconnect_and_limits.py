@@ -16,6 +16,7 @@ import pytest
 from tests.fakes import FakeVerifier
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
+from tests.support.keys import key_entry
 from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,11 @@ def patient_gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
         url,
         backends=backends,
         routes=routes,
-        server={"max_concurrency": 1, "api_keys": ["sekret"], "max_body_bytes": 2048},
+        server={"max_concurrency": 1, "max_body_bytes": 2048},
+        auth={
+            "keys": [key_entry("tests", "sekret")],
+            "public_paths": ["/healthz", "/readyz", "/metrics"],
+        },
         retrieval=None,
     )
     with serve_in_thread(app) as gateway:
@@ -188,7 +193,7 @@ def test_not_json_is_a_400(patient_gateway: str) -> None:
 
 
 def test_unknown_path_is_an_openai_envelope(patient_gateway: str) -> None:
-    response = httpx.get(f"{patient_gateway}/v1/nothing-here")
+    response = httpx.get(f"{patient_gateway}/v1/nothing-here", headers=_headers())
     assert response.status_code == 404
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -270,8 +272,13 @@ def test_budget_exhaustion_abstains(client: openai.OpenAI) -> None:
 def test_each_request_logs_one_structured_line_without_text(
     client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("INFO", logger="service.pipeline.serving"):
+    with caplog.at_level("INFO", logger="service.api.middleware"):
         client.chat.completions.create(model="auto", messages=QUESTION)
+        # the request-log middleware writes the line once the response has ended
+        deadline = time.monotonic() + 5
+        while not any(r.getMessage() == "request finished" for r in caplog.records):
+            assert time.monotonic() < deadline, "no request line"
+            time.sleep(0.02)
     (record,) = [r for r in caplog.records if r.getMessage() == "request finished"]
     assert (record.route, record.decision, record.tier) == ("auto", "accept", 1)  # type: ignore[attr-defined]
     assert record.duration_ms > 0  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from service.api.auth import principal_of
 from service.api.context import context_of
 from service.core.errors import InvalidRequest, NoHealthyBackend, NotFound
 from service.core.openai_wire import FeedbackRequest
@@ -33,10 +34,33 @@ def _not_found(identifier: str) -> NotFound:
     )
 
 
+def _owner(request: Request) -> str | None:
+    """The key name whose records the caller may see and label: None for everything (no keys
+    configured, or an admin key), else the caller's own key."""
+    principal = principal_of(request)
+    return None if principal is None or principal.admin else principal.name
+
+
+async def _owned_decision(request: Request, identifier: str) -> dict[str, Any]:
+    """The record, if it exists and the caller may see it (404 alike otherwise: a user key
+    learns nothing of other keys' requests)."""
+    try:
+        record = await _store(request).decision(identifier)
+    except StoreUnavailable as error:
+        raise NoHealthyBackend(str(error), code="store_unavailable") from error
+    owner = _owner(request)
+    if record is None or (owner is not None and record.get("key_name") != owner):
+        raise _not_found(identifier)
+    return record
+
+
 @router.post("/v1/feedback")
 async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, Any]:
-    """Label one answer; the same label again changes nothing, a new one replaces it."""
+    """Label one answer; the same label again changes nothing, a new one replaces it. A user
+    key labels only its own requests."""
     store = _store(request)
+    if _owner(request) is not None:
+        await _owned_decision(request, body.request_id)
     try:
         outcome = await store.label(body.request_id, body.label, body.choice, body.note)
     except StoreUnavailable as error:
@@ -55,14 +79,9 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
 
 @router.get("/v1/decisions/{identifier}")
 async def get_decision(request: Request, identifier: str) -> dict[str, Any]:
-    """The recorded decision of one request (its x-request-id or its response id)."""
-    try:
-        record = await _store(request).decision(identifier)
-    except StoreUnavailable as error:
-        raise NoHealthyBackend(str(error), code="store_unavailable") from error
-    if record is None:
-        raise _not_found(identifier)
-    return {"object": "decision", **record}
+    """The recorded decision of one request (its x-request-id or its response id); a user key
+    sees only its own requests."""
+    return {"object": "decision", **await _owned_decision(request, identifier)}
 
 
 def _instant(value: str | None, param: str) -> float | None:
@@ -103,15 +122,17 @@ async def list_decisions(
     since: str | None = None,
     until: str | None = None,
     label: str | None = Query(None, pattern="^(correct|incorrect|unlabeled)$"),
-    decision: str | None = Query(None, pattern="^(accept|abstain)$"),
+    decision: str | None = Query(None, pattern="^(accept|abstain|unverified)$"),
     limit: int = Query(50, ge=1, le=MAX_PAGE),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Recorded decisions, newest first, in pages of ``limit``; ``next_cursor`` continues."""
+    """Recorded decisions, newest first, in pages of ``limit``; ``next_cursor`` continues. A
+    user key lists only its own requests."""
     try:
         page, following = await _store(request).decisions(
             route=route, since=_instant(since, "since"), until=_instant(until, "until"),
-            decision=decision, label=label, limit=limit, cursor=_decode_cursor(cursor),
+            decision=decision, label=label, key_name=_owner(request), limit=limit,
+            cursor=_decode_cursor(cursor),
         )  # fmt: skip
     except StoreUnavailable as error:
         raise NoHealthyBackend(str(error), code="store_unavailable") from error

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from service.api.auth import may_use
 from service.api.context import context_of
 
 router = APIRouter()
@@ -13,7 +14,7 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """Every name a client may pass as ``model``."""
+    """Every name a client may pass as ``model`` (those its key may use)."""
     gateway = context_of(request).gateway
     data = [
         {
@@ -25,5 +26,6 @@ async def list_models(request: Request) -> dict[str, Any]:
             "description": plan.description,
         }
         for name, plan in sorted(gateway.plans.items())
+        if may_use(request, plan)
     ]
     return {"object": "list", "data": data}

@@ -6,9 +6,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.api.context import context_of, until_disconnected
+from service.api.limits import admit
 from service.api.verification_render import standalone_verification
 from service.core.openai_responses import VerifyResponse
 from service.core.openai_wire import VerifyRequest
+from service.observability.logging import annotate_request
 
 router = APIRouter()
 
@@ -18,11 +20,20 @@ async def verify(request: Request, body: VerifyRequest) -> Response:
     """Score ``response`` as an answer to ``messages`` (or ``prompt``) under a route's policy."""
     context = context_of(request)
     nearest = min(body.nearest_exemplars, context.max_nearest_exemplars)
-    with context.gate:
+    admission = await admit(request, body.model)  # 403 for the key, 429 over its limits
+    try:
         judged = await until_disconnected(
             request,
             context.verification.verify(body.model, body.conversation(), body.response, nearest),
             timeout=context.server.request_timeout_seconds,
         )
+    finally:
+        admission.release()
+    annotate_request(
+        {"route": judged.plan.name, "decision": judged.decision.value,
+         "reason": judged.reason.value}
+    )  # fmt: skip
     reply = VerifyResponse(verification=standalone_verification(judged))
-    return Response(reply.model_dump_json(), media_type="application/json")
+    return Response(
+        reply.model_dump_json(), media_type="application/json", headers=admission.headers
+    )

@@ -1,13 +1,24 @@
-"""``OpenAIHTTPBackend`` against scripted upstream replies through ``httpx.MockTransport``."""
+"""``OpenAIHTTPBackend`` against scripted upstream replies.
+
+Each test scripts replies as an ``httpx.Request -> httpx.Response`` handler (a readable way to
+write them); the fixture serves the handler on a real loopback port (aiohttp's test server) and
+points the backend's ``http://upstream/v1`` there with a resolver, so the backend's own client
+(aiohttp) does the HTTP. A handler that raises ``httpx.ConnectError`` takes the server down: the
+connection in hand is reset and the next ones are refused, as a dead upstream does.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.test_utils import TestServer
 
 from service.backends.openai_http import OpenAIHTTPBackend
 from service.config import OpenAIBackendSettings
@@ -24,14 +35,74 @@ REQUEST = GenerationRequest(
 )
 
 
+class _Loopback(AbstractResolver):
+    """Resolves every host to the scripted server's loopback port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=self.port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}
+
+
+async def _serve(handler: Handler) -> TestServer:
+    """``handler`` on a real loopback port."""
+    server: TestServer
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        scripted = httpx.Request(
+            request.method,
+            str(request.url),
+            headers=list(request.headers.items()),
+            content=await request.read(),
+        )
+        try:
+            reply = handler(scripted)
+        except httpx.ConnectError:
+            assert server.runner is not None and request.transport is not None
+            for site in list(server.runner.sites):
+                await site.stop()  # refuse new connections
+            request.transport.abort()  # and reset this one
+            raise
+        headers = {k: v for k, v in reply.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return web.Response(status=reply.status_code, body=reply.content, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", respond)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
 @pytest.fixture
 async def make_backend() -> AsyncIterator[MakeBackend]:
-    """Started backends over a mock transport; all are closed at the end."""
+    """Started backends over a scripted loopback server; all are closed at the end."""
     started: list[OpenAIHTTPBackend] = []
+    servers: list[TestServer] = []
 
     async def make(handler: Handler) -> OpenAIHTTPBackend:
+        server = await _serve(handler)
+        servers.append(server)
+        assert server.port is not None
         settings = OpenAIBackendSettings(type="openai", base_url="http://upstream/v1", model="m")
-        backend = OpenAIHTTPBackend("up", settings, transport=httpx.MockTransport(handler))
+        backend = OpenAIHTTPBackend("up", settings, resolver=_Loopback(server.port))
         await backend.start()
         started.append(backend)
         return backend
@@ -39,6 +110,8 @@ async def make_backend() -> AsyncIterator[MakeBackend]:
     yield make
     for backend in started:
         await backend.close()
+    for server in servers:
+        await server.close()
 
 
 def _json(status: int, body: Any) -> Handler:
@@ -313,6 +386,20 @@ async def test_a_connect_error_is_upstream_connection(make_backend: MakeBackend)
 
 async def test_a_backend_not_started_is_not_healthy() -> None:
     settings = OpenAIBackendSettings(type="openai", base_url="http://upstream/v1", model="m")
-    backend = OpenAIHTTPBackend("up", settings, transport=httpx.MockTransport(_json(200, {})))
+    backend = OpenAIHTTPBackend("up", settings)
     with pytest.raises(NoHealthyBackend):
         await backend.generate(REQUEST)
+
+
+def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.backends.openai_http import _env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
+    monkeypatch.setenv("NO_PROXY", "vllm.internal")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert _env_proxy("https://api.example.com/v1") == "http://egress:3128"
+    assert _env_proxy("https://vllm.internal/v1") is None
+    assert _env_proxy("http://api.example.com/v1") is None

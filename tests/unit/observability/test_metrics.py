@@ -46,12 +46,13 @@ def value(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 
 
 def test_closed_sets_match_the_brief() -> None:
-    assert {"accept", "abstain", "error"} == OUTCOMES
-    assert {"accept", "escalate", "retrieve", "abstain"} == ACTIONS
+    assert {"accept", "abstain", "unverified", "error"} == OUTCOMES
+    assert {"accept", "escalate", "retrieve", "abstain", "unverified"} == ACTIONS
     assert {"generate", "encode", "verify", "retrieve"} == STAGES
     assert {"input", "output"} == TOKEN_TYPES
     assert {"verified", "below_alpha", "no_region", "ood", "predicted_incorrect"} <= REASONS
     assert {"backend_error", "budget_exhausted", "retrieval_used"} <= REASONS
+    assert "tool_calls_unverified" in REASONS
     assert {"timeout", "connection", "rate_limited", "server_error"} <= ERROR_TYPES
 
 

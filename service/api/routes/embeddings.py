@@ -1,0 +1,55 @@
+"""``POST /v1/embeddings``: proxied to the backend the ``embeddings`` config maps ``model`` to."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from service.api.auth import principal_of
+from service.api.context import context_of, until_disconnected
+from service.core.errors import PermissionDenied
+from service.core.generation import Usage
+from service.core.openai_responses import EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage
+from service.core.openai_wire import EmbeddingsRequest
+
+router = APIRouter()
+
+
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse)
+async def embeddings(request: Request, body: EmbeddingsRequest) -> Response:
+    """Embed ``input`` with the embedding model ``model`` names (404 when none serves it)."""
+    context = context_of(request)
+    principal = principal_of(request)
+    if (
+        principal is not None
+        and principal.models is not None
+        and body.model not in principal.models
+    ):
+        raise PermissionDenied(
+            f"This key may not use the model {body.model!r}.",
+            param="model",
+            code="model_not_allowed",
+        )
+    admission = await context.limiter.admit(principal)  # 429 over the key's limits
+    try:
+        result = await until_disconnected(
+            request,
+            context.embeddings.embed(body.to_request()),
+            timeout=context.server.request_timeout_seconds,
+        )
+    finally:
+        admission.release()
+    await admission.spend(Usage(prompt_tokens=result.prompt_tokens))
+    reply = EmbeddingsResponse(
+        data=[
+            EmbeddingOut(index=index, embedding=vector)
+            for index, vector in enumerate(result.vectors)
+        ],
+        model=body.model,
+        usage=EmbeddingsUsage(
+            prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
+        ),
+    )
+    return Response(
+        reply.model_dump_json(), media_type="application/json", headers=admission.headers
+    )

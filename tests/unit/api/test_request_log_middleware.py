@@ -1,0 +1,188 @@
+"""The request-log middleware at the ASGI level: one line and one response count per request,
+whatever the app did (answered, failed, was left by its client, cut a stream short)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import pytest
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import Message, Receive, Scope, Send
+
+from service.api.middleware import RequestLogMiddleware, route_template
+from service.api.server import GatewayServer
+from service.observability.logging import annotate_request, count_in_request
+from service.observability.metrics import GatewayMetrics
+
+LOGGER = "service.api.middleware"
+
+
+def scope(path: str = "/v1/chat/completions", **state: Any) -> Scope:
+    return {"type": "http", "method": "POST", "path": path, "headers": [], "state": state}
+
+
+METRICS: list[GatewayMetrics] = []  # the last run's metrics
+
+
+async def run(app: Any, request: Scope, messages: list[Message] | None = None) -> list[Message]:
+    """Call ``app`` through the middleware (fresh metrics, kept in METRICS); returns what it
+    sent."""
+    incoming = list(messages or [{"type": "http.request", "body": b"", "more_body": False}])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    metrics = GatewayMetrics(CollectorRegistry())
+    middleware = RequestLogMiddleware(app, metrics)
+    METRICS[:] = [metrics]
+    await middleware(request, receive, send)
+    return sent
+
+
+def the_line(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    (record,) = [r for r in caplog.records if r.name == LOGGER]
+    return record
+
+
+def responses(status: str, route: str = "other") -> float | None:  # no app: no template
+    return METRICS[0].registry.get_sample_value(
+        "sdm_router_http_responses_total", {"route": route, "status": status}
+    )
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, status: int = 200) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+
+
+async def test_the_line_carries_status_key_name_and_what_the_app_added(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert annotate_request({"route": "auto", "decision": "accept"})
+        count_in_request("retries")
+        count_in_request("retries")
+        await answer(scope, receive, send)
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        await run(app, scope(api_key_name="team-a", request_id="req-1"))
+    record = the_line(caplog)
+    assert record.status == 200  # type: ignore[attr-defined]
+    assert record.key_name == "team-a"  # type: ignore[attr-defined]
+    assert record.request_id == "req-1"  # type: ignore[attr-defined]
+    assert (record.route, record.decision, record.retries) == ("auto", "accept", 2)  # type: ignore[attr-defined]
+    assert record.duration_ms >= record.first_byte_ms >= 0  # type: ignore[attr-defined]
+    assert responses("200") == 1
+
+
+async def test_an_app_that_fails_is_a_500_line_and_the_error_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(RuntimeError):
+        await run(app, scope())
+    record = the_line(caplog)
+    assert record.status == 500 and record.levelno == logging.WARNING  # type: ignore[attr-defined]
+    assert responses("500") == 1
+
+
+async def test_a_client_that_left_before_the_answer_is_a_499(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        await run(app, scope(), [{"type": "http.request", "body": b""},
+                                 {"type": "http.disconnect"}])  # fmt: skip
+    record = the_line(caplog)
+    assert record.status == 499 and record.client_disconnected is True  # type: ignore[attr-defined]
+    assert responses("499") == 1
+
+
+async def test_a_stream_cut_short_is_aborted(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        raise asyncio.CancelledError  # e.g. cancelled at the end of a graceful shutdown
+
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(asyncio.CancelledError):
+        await run(app, scope())
+    record = the_line(caplog)
+    assert record.status == 200 and record.aborted is True  # type: ignore[attr-defined]
+    assert record.cancelled is True  # type: ignore[attr-defined]
+
+
+async def test_each_request_has_its_own_fields(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/first":
+            annotate_request({"decision": "abstain"})
+        await answer(scope, receive, send)
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        await run(app, scope("/first"))
+        await run(app, scope("/second"))
+    first, second = [r for r in caplog.records if r.name == LOGGER]
+    assert first.decision == "abstain"  # type: ignore[attr-defined]
+    assert not hasattr(second, "decision")
+    assert annotate_request({"x": 1}) is False  # outside a request nothing listens
+
+
+def test_route_template_prefers_the_matched_route_then_the_patterns() -> None:
+    class Route:
+        path = "/v1/decisions/{identifier}"
+
+    assert route_template({"route": Route(), "path": "/v1/decisions/abc"}) == Route.path
+    assert route_template({"path": "/nowhere"}) == "other"
+
+
+def test_http_response_metric_refuses_a_status_that_is_not_one() -> None:
+    metrics = GatewayMetrics(CollectorRegistry())
+    metrics.http_response("/v1/verify", 429, 0.01)
+    labels = {"route": "/v1/verify", "status_class": "4xx"}
+    count = metrics.registry.get_sample_value(
+        "sdm_router_http_request_duration_seconds_count", labels
+    )
+    assert count == 1
+    with pytest.raises(ValueError, match="status"):
+        metrics.http_response("/v1/verify", 1000, 0.01)
+    with pytest.raises(ValueError, match="route"):
+        metrics.http_response("", 200, 0.01)
+
+
+async def test_sigterm_drains_then_exits_after_the_delay() -> None:
+    """The drain's steps without sockets: SIGTERM flips readiness at once and keeps serving;
+    the server exits once the delay is over; a second signal exits at once."""
+    drained: list[bool] = []
+    server = GatewayServer(
+        uvicorn.Config(answer), drain_delay=0.3, on_drain=lambda: drained.append(True)
+    )
+    server.handle_exit(signal.SIGTERM, None)
+    assert drained == [True] and server.draining and not server.should_exit
+    assert await server.on_tick(1) is False  # still serving during the delay
+    await asyncio.sleep(0.35)
+    assert await server.on_tick(2) is True
+    assert drained == [True]
+
+    again = GatewayServer(uvicorn.Config(answer), drain_delay=60, on_drain=lambda: None)
+    again.handle_exit(signal.SIGTERM, None)
+    again.handle_exit(signal.SIGTERM, None)  # a second SIGTERM: uvicorn's immediate shutdown
+    assert again.should_exit
+
+    interrupted = GatewayServer(uvicorn.Config(answer), drain_delay=60, on_drain=lambda: None)
+    interrupted.handle_exit(signal.SIGINT, None)  # Ctrl+C skips the drain
+    assert interrupted.should_exit and not interrupted.draining
