@@ -1,2 +1,3 @@
-"""The packaged fact tables (countries and capitals, chemical elements) as typed rows: the
-knowledge behind the embedded retrieval corpus and the task suites' checkers."""
+"""The packaged fact tables (countries and capitals, chemical elements, countries' continents
+and currencies) as typed rows: the knowledge behind the embedded retrieval corpus and the task
+suites' checkers."""

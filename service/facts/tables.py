@@ -13,6 +13,21 @@ from service.facts.text import slug
 DATA_PACKAGE = "service.facts.data"
 CAPITALS_FILE = "capitals.csv"
 ELEMENTS_FILE = "elements.csv"
+COUNTRIES_FILE = "countries.csv"
+CONTINENTS: tuple[str, ...] = (
+    "Africa",
+    "Antarctica",
+    "Asia",
+    "Europe",
+    "North America",
+    "Oceania",
+    "South America",
+)
+
+
+def country_slug(name: str) -> str:
+    """The id fragment of a country name ("the Netherlands" -> "netherlands")."""
+    return slug(name[4:] if name.startswith("the ") else name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +41,7 @@ class Country:
     @property
     def slug(self) -> str:
         """The id fragment of the country ("the Netherlands" -> "netherlands")."""
-        name = self.country
-        return slug(name[4:] if name.startswith("the ") else name)
+        return country_slug(self.country)
 
     @property
     def title(self) -> str:
@@ -43,6 +57,28 @@ class Element:
     symbol: str
     name: str
     aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CountryFacts:
+    """A country's continent and currency; either is "" where the table leaves it out (a
+    country on two continents, a currency in transition). ``currency_aliases`` are other
+    accepted names of the currency (the bare unit, plurals, older names)."""
+
+    country: str
+    continent: str
+    currency: str
+    currency_aliases: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        """The id fragment of the country, as in ``Country.slug``."""
+        return country_slug(self.country)
+
+    @property
+    def title(self) -> str:
+        """The country name for the start of a sentence ("The Netherlands")."""
+        return self.country[:1].upper() + self.country[1:]
 
 
 def read_table(filename: str) -> list[dict[str, str]]:
@@ -73,4 +109,15 @@ def load_elements() -> tuple[Element, ...]:
     return tuple(
         Element(int(row["number"]), row["symbol"], row["name"], _aliases(row["aliases"]))
         for row in read_table(ELEMENTS_FILE)
+    )
+
+
+@cache
+def load_country_facts() -> tuple[CountryFacts, ...]:
+    """Countries with their continent and currency, in file order."""
+    return tuple(
+        CountryFacts(
+            row["country"], row["continent"], row["currency"], _aliases(row["currency_aliases"])
+        )
+        for row in read_table(COUNTRIES_FILE)
     )

@@ -47,6 +47,7 @@ def _data_build(args: argparse.Namespace) -> int:
         samples=args.samples,
         concurrency=args.concurrency,
         retrieval=not args.no_retrieval,
+        styled=not args.plain_prompts,
     )
     started = time.perf_counter()
     written = asyncio.run(build_dataset(settings, args.route, args.out, options))
@@ -155,6 +156,7 @@ def _verifier_build(args: argparse.Namespace) -> int:
 
 def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
     """``VerifierBuildOptions`` from the arguments (the training choices are checked here)."""
+    from service.training.splits import holdout_families
     from service.training.verifier_build import DEFAULT_TRAINING, VerifierBuildOptions
 
     training = replace(
@@ -171,7 +173,7 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         data=args.data,
         out=args.out,
         training=training,
-        holdout_family=None if args.holdout_family == "none" else args.holdout_family,
+        holdout_family=holdout_families(args.holdout_family),
         split_seed=args.split_seed,
         target_alpha=args.target_alpha,
         attempts=args.attempts,
@@ -443,6 +445,7 @@ def _register_import(data_commands: Any) -> None:
 
 def register(commands: Any) -> None:
     """Add the ``data`` and ``verifier`` command groups."""
+    from service.training.splits import holdout_families
     from service.training.verifier_build import DEFAULT_TRAINING
 
     data = commands.add_parser("data", help="build labelled answer data sets")
@@ -460,6 +463,11 @@ def register(commands: Any) -> None:
     build.add_argument("--concurrency", type=int, default=16)
     build.add_argument("--max-batch-size", type=int, default=None, help="local batch size")
     build.add_argument("--no-retrieval", action="store_true", help="skip retrieval variants")
+    build.add_argument(
+        "--plain-prompts",
+        action="store_true",
+        help="bare questions only (no drawn system prompt, earlier turn or answer format)",
+    )
     build.set_defaults(func=_data_build)
 
     _register_import(data_commands)
@@ -478,8 +486,8 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     vbuild.add_argument(
         "--holdout-family",
-        default=_build_option_default("holdout_family"),
-        help="family kept out as shift test",
+        default=",".join(holdout_families(_build_option_default("holdout_family"))),
+        help="families kept out as the shift test, comma-separated, or none (default: %(default)s)",
     )
     vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))
     vbuild.add_argument(

@@ -1,10 +1,10 @@
-"""Train / calibration / test splits by fact (group), with one task family held out as shift."""
+"""Train / calibration / test splits by fact (group), with task families held out as shift."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from service.training.records import AnswerRecord
@@ -14,7 +14,7 @@ SPLIT_NAMES = ("train", "calibration", "test", "shift")
 
 @dataclass(frozen=True, slots=True)
 class Splits:
-    """Records per split. ``shift`` holds every record of the held-out family."""
+    """Records per split. ``shift`` holds every record of the held-out families."""
 
     train: list[AnswerRecord]
     calibration: list[AnswerRecord]
@@ -26,23 +26,38 @@ class Splits:
         return {name: getattr(self, name) for name in SPLIT_NAMES}
 
 
+HoldOut = str | Iterable[str] | None
+
+
+def holdout_families(holdout: HoldOut) -> tuple[str, ...]:
+    """The held-out family names: one name, a comma-separated list ("weekdays,countries"),
+    several names, or None / "none" / "" for none."""
+    if holdout is None:
+        return ()
+    names = holdout.split(",") if isinstance(holdout, str) else list(holdout)
+    cleaned = (name.strip() for name in names)
+    return tuple(dict.fromkeys(name for name in cleaned if name and name != "none"))
+
+
 def split_records(
     records: Sequence[AnswerRecord],
-    holdout_family: str | None,
+    holdout_family: HoldOut,
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.45, 0.35, 0.20),
 ) -> Splits:
-    """Assign whole groups (every phrasing and variant of one fact) to one split.
+    """Assign whole groups (every phrasing and variant of one fact) to one split; every
+    record of a held-out family (``holdout_family``: see ``holdout_families``) goes to shift.
 
     Grouping keeps paraphrases of a test question out of the support and calibration sets, so
     test accuracy measures new facts, not new wordings.
     """
     if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
         raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
-    shift = [r for r in records if r.family == holdout_family]
+    held_out = set(holdout_families(holdout_family))
+    shift = [r for r in records if r.family in held_out]
     groups: dict[str, list[AnswerRecord]] = defaultdict(list)
     for record in records:
-        if record.family != holdout_family:
+        if record.family not in held_out:
             groups[record.group_id].append(record)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)

@@ -12,7 +12,8 @@ import numpy as np
 
 from service.training.featurize import encode_records
 from service.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
-from service.training.splits import Splits, split_records
+from service.training.splits import HoldOut, Splits, holdout_families, split_records
+from service.training.suites import DEFAULT_HOLDOUT
 from service.verifier.encoder import HiddenStateEncoder
 from service.verifier.features import FEATURE_COMPOSITION
 from service.verifier.sdm import SDMModel, TrainingConfig, train_model
@@ -33,12 +34,14 @@ class VerifierBuildOptions:
     ``build_verifier`` always trains on the grouped split as given (``shuffle=False``:
     calibration facts never appear in the support) and names the classes ``CLASS_NAMES``,
     whatever ``training`` says; ``training.seed`` starts the first attempt's seed block.
+    ``holdout_family``: the families kept out as the shift test (one name, a comma-separated
+    list, a tuple of names, or None), by default ``suites.DEFAULT_HOLDOUT``.
     """
 
     data: Path
     out: Path
     training: TrainingConfig = DEFAULT_TRAINING
-    holdout_family: str | None = "weekdays"
+    holdout_family: HoldOut = DEFAULT_HOLDOUT
     split_seed: int = 0
     target_alpha: float | None = None
     attempts: int = 1
@@ -84,11 +87,15 @@ def build_verifier(
         raise ValueError("attempts must be at least 1")
     # Keep the grouped split: calibration facts never appear in the support.
     config = replace(options.training, shuffle=False, class_names=CLASS_NAMES)
+    held_out = holdout_families(options.holdout_family)
     metadata = {
         "sdmRouter": {
             "encoder": encoder.identity,
             "featureComposition": FEATURE_COMPOSITION,
-            "holdoutFamily": options.holdout_family,
+            # holdoutFamily: the first held-out family (or null), as artifacts have always
+            # recorded it; holdoutFamilies: all of them.
+            "holdoutFamily": held_out[0] if held_out else None,
+            "holdoutFamilies": list(held_out),
             "splitSeed": options.split_seed,
             "splitCounts": counts,
             "dataRows": len(records),

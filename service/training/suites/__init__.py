@@ -1,14 +1,33 @@
 """Task suites: families of questions whose answers a checker grades exactly.
 
 >>> from service.training.suites import get_suite
->>> items = get_suite("capitals").generate(seed=0, limit=3)
+>>> items = get_suite("capitals").generate(seed=0, limit=3, styled=True)
+>>> items[0].messages  # the system prompt, an earlier turn and the question, as drawn
 >>> items[0].is_correct("The capital is ...")
 """
 
-from service.facts.tables import Country, Element, load_capitals, load_elements
-from service.training.suites.base import FamilyKind, TaskFamily, TaskItem
+from service.facts.tables import (
+    Country,
+    CountryFacts,
+    Element,
+    load_capitals,
+    load_country_facts,
+    load_elements,
+)
+from service.training.suites.base import (
+    ANSWER_FORMATS,
+    CONTEXT_TURNS,
+    PLAIN,
+    SYSTEM_PROMPTS,
+    FamilyKind,
+    PromptStyle,
+    TaskFamily,
+    TaskItem,
+    draw_style,
+)
 from service.training.suites.checking import Checker, CheckOutcome, CheckResult
 from service.training.suites.registry import (
+    DEFAULT_HOLDOUT,
     Suite,
     families_of_kind,
     get_family,
@@ -19,15 +38,23 @@ from service.training.suites.registry import (
 )
 
 __all__ = [
+    "ANSWER_FORMATS",
+    "CONTEXT_TURNS",
+    "DEFAULT_HOLDOUT",
+    "PLAIN",
+    "SYSTEM_PROMPTS",
     "CheckOutcome",
     "CheckResult",
     "Checker",
     "Country",
+    "CountryFacts",
     "Element",
     "FamilyKind",
+    "PromptStyle",
     "Suite",
     "TaskFamily",
     "TaskItem",
+    "draw_style",
     "families_of_kind",
     "get_family",
     "get_item",
@@ -35,5 +62,6 @@ __all__ = [
     "list_families",
     "list_suites",
     "load_capitals",
+    "load_country_facts",
     "load_elements",
 ]

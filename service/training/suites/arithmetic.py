@@ -20,18 +20,21 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "Calculate {a} plus {b}.",
         "What is the sum of {a} and {b}?",
         "Add {a} and {b}. What is the result?",
+        "How much is {a} plus {b}?",
     ),
     "sub": (
         "What is {a} - {b}?",
         "Calculate {a} minus {b}.",
         "What is the difference between {a} and {b}?",
         "Subtract {b} from {a}. What is the result?",
+        "How much is {a} take away {b}?",
     ),
     "mul": (
         "What is {a} × {b}?",
         "Calculate {a} times {b}.",
         "What is the product of {a} and {b}?",
         "What is {a} * {b}?",
+        "Multiply {a} by {b}. What is the result?",
     ),
 }
 DIGITS = (1, 2, 3)
@@ -53,15 +56,16 @@ class ArithmeticFamily:
 
     def make_item(self, operation: str, a: int, b: int, phrasing: int) -> TaskItem:
         """The item for ``a <operation> b`` in phrasing number ``phrasing``."""
-        prompt = PHRASINGS[operation][phrasing].format(a=a, b=b)
+        question = PHRASINGS[operation][phrasing].format(a=a, b=b)
         answer = OPERATIONS[operation](a, b)
         return TaskItem(
             id=f"{self.name}/{operation}/{a}/{b}/p{phrasing}",
             family=self.name,
-            prompt=prompt,
+            question=question,
             answer=str(answer),
             aliases=(),
-            checker=NumberChecker.build(answer, prompt),
+            checker=NumberChecker.build(answer, question),
+            kind=operation,
         )
 
     def generate(self, seed: int) -> list[TaskItem]:
@@ -83,7 +87,9 @@ class ArithmeticFamily:
                 if operation != "sub" or a >= b:
                     pairs.add((a, b))
             for a, b in sorted(pairs):
-                items.append(self.make_item(operation, a, b, rng.randrange(4)))
+                items.append(
+                    self.make_item(operation, a, b, rng.randrange(len(PHRASINGS[operation])))
+                )
         rng.shuffle(items)
         return items
 

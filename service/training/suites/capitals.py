@@ -14,6 +14,8 @@ PHRASINGS: tuple[str, ...] = (
     "Which city is the capital of {country}?",
     "Name the capital city of {country}.",
     "What city serves as the capital of {country}?",
+    "Tell me the capital of {country}.",
+    "{title} has which city as its capital?",
 )
 
 
@@ -35,21 +37,21 @@ class CapitalsFamily:
         )
 
     def make_item(self, country: Country, phrasing: int) -> TaskItem:
-        """The question about ``country`` in phrasing number ``phrasing``."""
-        prompt = PHRASINGS[phrasing].format(country=country.country)
+        """The question about ``country`` in template number ``phrasing``."""
+        question = PHRASINGS[phrasing].format(country=country.country, title=country.title)
         accepted = (country.capital, *country.aliases)
         return TaskItem(
             id=f"{self.name}/{country.slug}/p{phrasing}",
             family=self.name,
-            prompt=prompt,
+            question=question,
             answer=country.capital,
             aliases=country.aliases,
-            checker=NameChecker.build(accepted, self._all_capitals, ignore=prompt),
+            checker=NameChecker.build(accepted, self._all_capitals, prompt=question),
             retrieval_key=f"capital of {country.country}",
         )
 
     def generate(self, seed: int) -> list[TaskItem]:
-        """All countries times all phrasings, shuffled by ``seed``."""
+        """All countries times all templates, shuffled by ``seed``."""
         items = [
             self.make_item(country, phrasing)
             for country in self._countries.values()

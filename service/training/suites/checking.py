@@ -4,20 +4,32 @@ Models answer in sentences ("The capital of France is Paris."), so a checker loo
 answer inside the response instead of comparing strings. The rules, shared by all checkers:
 
 * **Hedged** responses are wrong: any phrase from ``HEDGE_PHRASES`` ("maybe", "not sure",
-  "could be", "approximately", ...) or the word "either".
+  "could be", "approximately", "I think", "my guess", ...) or the word "either".
 * **Several candidates** are wrong: a second, different candidate of the same kind (another
-  capital, another weekday, another element, another number joined by "or" / "/" / "to"), or
-  an "or" right next to the answer ("Paris or Lyon"). A candidate that is itself negated
-  ("Canberra, not Wellington") does not count as a second candidate.
-* **Negated** answers are wrong: "not" / "never" / "isn't" / "rather than" / "instead of" among
-  the three words before the answer in the same clause, or "is not" / "isn't" / "was not" right
-  after it ("Paris is not the capital of France").
+  capital, another weekday, another element, another number joined by "or" / "/" / "to" or
+  listed with commas), or an "or" right next to the answer ("Paris or Lyon"). A candidate
+  that is itself negated ("Canberra, not Wellington") does not count as a second candidate.
+  Where one candidate's name contains another's ("US dollar" / "dollar"), the longer
+  mention wins.
+* **Negated** answers are wrong: "not" / "never" / "isn't" / "wouldn't" / "rather than" /
+  "instead of" among the three words before the answer in the same clause, or a copula
+  followed by "not" / "wrong" / "incorrect" right after it ("Paris is not the capital of
+  France", "Paris would be wrong").
+* **Echoes** of the question are not answers: a name the question itself contains (the
+  start day of a weekday question, a country that shares its capital's name) counts only
+  where the response does not restate the question around it: not inside a word window it
+  shares with the question ("the capital of Luxembourg", "today is Monday") and not right
+  after a family's restating cue ("3 days after Monday"). Such a mention is neither the
+  answer nor a competing candidate.
 * Names compare case-, diacritics-, punctuation- and apostrophe-insensitively on whole words
-  ("Bogota" = "Bogotá", "St. John's" = "Saint Johns"). Element symbols compare case-sensitively.
+  ("Bogota" = "Bogotá", "St. John's" = "Saint Johns"). Element symbols compare case-sensitively;
+  a symbol that is also an English word ("He", "In", "I") counts at the start of a sentence
+  only when a symbol cue follows ("He is the symbol for helium", "He stands for helium").
 * Numbers (see ``NumberChecker``): the committed answer is the **last** number in the response
   that does not repeat a number from the prompt (falling back to the last number when all of
   them do); "3 meters is 300 centimeters" commits to 300, "7 + 5 = 12" to 12. Number words
-  ("three", "twice") count only when the response has no digits at all.
+  ("three", "forty-two", "one hundred and five") count only when the response has no digits.
+  A list of different numbers ("1, 2, 3") and a bound ("at least 3", "3 or more") are wrong.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ HEDGE_PHRASES: tuple[str, ...] = (
     "perhaps",
     "possibly",
     "probably",
+    "likely",
     "might be",
     "could be",
     "may be",
@@ -55,12 +68,28 @@ HEDGE_PHRASES: tuple[str, ...] = (
     "or so",
     "either",
     "i guess",
+    "my guess",
+    "would guess",
+    "i think",
+    "i believe",
+    "it seems",
+    "seems to be",
+    "if im not mistaken",
+    "or something",
 )
-_NEGATORS = frozenset({"not", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither"})
+_NEGATORS = frozenset(
+    {
+        *("not", "never", "isnt", "wasnt", "arent", "werent", "nor", "neither"),
+        *("wouldnt", "doesnt", "didnt", "dont", "cannot", "cant", "couldnt", "shouldnt"),
+    }
+)
 _NEGATING_BIGRAMS = frozenset({("rather", "than"), ("instead", "of"), ("other", "than")})
-_COPULAS = frozenset({"is", "was", "are", "were", "would"})
+_COPULAS = frozenset({"is", "was", "are", "were", "would", "be", "been", "seems"})
+_AFTER_NEGATORS = frozenset({"not", "never", "wrong", "incorrect", "false", "mistaken"})
+_CONTRACTED_COPULAS = frozenset({"isnt", "wasnt", "arent", "werent", "wouldnt"})
 _BOUNDARY = "|"
 _NEGATION_WINDOW = 3
+_ECHO_WINDOW = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +118,8 @@ class Checker(Protocol):
 _ABBREVIATIONS = (
     (re.compile(r"\bSt\.\s*"), "Saint "),
     (re.compile(r"\bD\.\s*C\.", re.IGNORECASE), "DC"),
+    (re.compile(r"\bU\.\s*S\.(?:\s*A\.)?"), "US"),
+    (re.compile(r"\bU\.\s*K\."), "UK"),
 )
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\n]|\s-\s|—|–")
 _NON_WORD = re.compile(r"[^0-9a-z|]+")
@@ -97,7 +128,8 @@ _NON_WORD = re.compile(r"[^0-9a-z|]+")
 def tokenize(text: str) -> list[str]:
     """Folded word tokens of ``text`` with ``"|"`` marking clause boundaries.
 
-    "St." becomes "saint" and "D.C." becomes "dc" before punctuation is dropped.
+    "St." becomes "saint", "D.C." "dc", "U.S." "us" and "U.K." "uk" before punctuation is
+    dropped.
     """
     for pattern, replacement in _ABBREVIATIONS:
         text = pattern.sub(replacement, text)
@@ -141,10 +173,49 @@ def is_negated(tokens: Sequence[str], start: int, end: int) -> bool:
         return True
     if any(pair in _NEGATING_BIGRAMS for pair in pairwise(before)):
         return True
-    after = list(tokens[end : end + 2])
-    if after[:1] and after[0] in {"isnt", "wasnt", "arent", "werent"}:
+    after = list(tokens[end : end + 4])
+    if after[:1] and after[0] in _CONTRACTED_COPULAS:
         return True
-    return len(after) == 2 and after[0] in _COPULAS and after[1] in {"not", "never"}
+    copulas = 0
+    while copulas < len(after) and after[copulas] in _COPULAS:
+        copulas += 1
+    return 0 < copulas < len(after) and after[copulas] in _AFTER_NEGATORS
+
+
+def is_echo(
+    tokens: Sequence[str],
+    start: int,
+    end: int,
+    prompt: Sequence[str],
+    cues_before: Iterable[Sequence[str]] = (),
+    cues_after: Iterable[Sequence[str]] = (),
+) -> bool:
+    """True when ``tokens[start:end]`` restates the question rather than answering it.
+
+    Only a phrase the prompt contains can be an echo. It is one when the phrase with up to two
+    words on its left, or on its right, within its clause, also occurs in the prompt ("today
+    is Monday", "the capital of Luxembourg"), or when one of ``cues_before`` ends right
+    before it ("after Monday") or one of ``cues_after`` starts right after it ("Monday plus
+    3").
+    """
+    phrase = tuple(tokens[start:end])
+    if not prompt or not find_phrase(prompt, phrase):
+        return False
+    left = 0
+    while left < _ECHO_WINDOW and start - left > 0 and tokens[start - left - 1] != _BOUNDARY:
+        left += 1
+    if left and find_phrase(prompt, tuple(tokens[start - left : end])):
+        return True
+    right = 0
+    while right < _ECHO_WINDOW and end + right < len(tokens) and tokens[end + right] != _BOUNDARY:
+        right += 1
+    if right and find_phrase(prompt, tuple(tokens[start : end + right])):
+        return True
+    for cue in cues_before:
+        size = len(cue)
+        if size and start >= size and tuple(tokens[start - size : start]) == tuple(cue):
+            return True
+    return any(len(cue) and tuple(tokens[end : end + len(cue)]) == tuple(cue) for cue in cues_after)
 
 
 def next_to_or(tokens: Sequence[str], start: int, end: int) -> bool:
@@ -159,51 +230,102 @@ def _overlaps(span: tuple[int, int], others: Iterable[tuple[int, int]]) -> bool:
 # --------------------------------------------------------------------------- names
 
 
+def _longest_mentions(
+    hits: list[tuple[int, int]], rivals: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Resolve overlapping mentions, longest first: a mention inside a longer one of its own
+    kind is dropped ("kina" in "Papua New Guinean kina"), a hit inside a longer rival ("dollar"
+    in "US dollar") is dropped, and a rival overlapping a hit at least as long is dropped."""
+
+    def size(span: tuple[int, int]) -> int:
+        return span[1] - span[0]
+
+    def outermost(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        unique = sorted(set(spans))
+        return [
+            span
+            for span in unique
+            if not any(o != span and o[0] <= span[0] and span[1] <= o[1] for o in unique)
+        ]
+
+    hits, rivals = outermost(hits), outermost(rivals)
+    kept_hits = [
+        hit for hit in hits if not any(_overlaps(hit, [r]) and size(r) > size(hit) for r in rivals)
+    ]
+    kept_rivals = [
+        rival
+        for rival in rivals
+        if not any(_overlaps(rival, [hit]) and size(hit) >= size(rival) for hit in kept_hits)
+    ]
+    return kept_hits, kept_rivals
+
+
+Phrase = tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class NameChecker:
     """Accepts a response that names one of ``accepted`` and no competing candidate.
 
     ``competitors`` are the other answers of the same kind (other capitals, other weekdays);
-    naming one of them as well makes the response a multi-answer. Competitors that occur in
-    ``ignore`` (usually the prompt, e.g. the start day of a weekday question) are skipped.
+    naming one of them as well makes the response a multi-answer. ``prompt`` holds the
+    question's tokens: a mention that restates it (see ``is_echo``; ``echo_before`` and
+    ``echo_after`` are the family's restating cues, e.g. "after" for weekdays) is neither an
+    answer nor a competitor.
     """
 
-    accepted: tuple[tuple[str, ...], ...]
-    competitors: tuple[tuple[str, ...], ...]
+    accepted: tuple[Phrase, ...]
+    competitors: tuple[Phrase, ...]
+    prompt: Phrase = ()
+    echo_before: tuple[Phrase, ...] = ()
+    echo_after: tuple[Phrase, ...] = ()
 
     @classmethod
     def build(
-        cls, accepted: Iterable[str], competitors: Iterable[str], ignore: str = ""
+        cls,
+        accepted: Iterable[str],
+        competitors: Iterable[str],
+        prompt: str = "",
+        echo_before: Iterable[str] = (),
+        echo_after: Iterable[str] = (),
     ) -> NameChecker:
-        """A checker from plain names; ``ignore`` is text whose names are not competitors."""
+        """A checker from plain names; ``prompt`` is the question (for echoes); the echo cues
+        are plain words or phrases ("after", "today is")."""
         accepted_tokens = tuple(dict.fromkeys(phrase_tokens(name) for name in accepted))
-        ignored = tokenize(ignore)
         rivals = (phrase_tokens(name) for name in competitors)
         kept = tuple(
-            dict.fromkeys(
-                rival
-                for rival in rivals
-                if rival and rival not in accepted_tokens and not find_phrase(ignored, rival)
-            )
+            dict.fromkeys(rival for rival in rivals if rival and rival not in accepted_tokens)
         )
-        return cls(accepted=accepted_tokens, competitors=kept)
+        return cls(
+            accepted=accepted_tokens,
+            competitors=kept,
+            prompt=tuple(tokenize(prompt)),
+            echo_before=tuple(phrase_tokens(cue) for cue in echo_before),
+            echo_after=tuple(phrase_tokens(cue) for cue in echo_after),
+        )
+
+    def _spans(self, tokens: list[str], phrases: Iterable[Phrase]) -> list[tuple[int, int]]:
+        return [
+            span
+            for phrase in phrases
+            for span in find_phrase(tokens, phrase)
+            if not is_echo(tokens, *span, self.prompt, self.echo_before, self.echo_after)
+        ]
 
     def check(self, response: str) -> CheckResult:
-        """See the module rules: hedged, negated, several candidates, else found or not."""
+        """See the module rules: hedged, echoes, negated, several candidates, else found or not."""
         tokens = tokenize(response)
         if is_hedged(tokens):
             return CheckResult("hedged")
-        hits = [span for phrase in self.accepted for span in find_phrase(tokens, phrase)]
-        rivals = [
-            span
-            for phrase in self.competitors
-            for span in find_phrase(tokens, phrase)
-            if not _overlaps(span, hits) and not is_negated(tokens, *span)
-        ]
+        hits, rival_spans = _longest_mentions(
+            self._spans(tokens, self.accepted), self._spans(tokens, self.competitors)
+        )
+        rivals = sorted(span for span in rival_spans if not is_negated(tokens, *span))
         if not hits:
             if rivals:
                 return CheckResult("wrong", " ".join(tokens[rivals[0][0] : rivals[0][1]]))
             return CheckResult("no_answer")
+        hits.sort()
         extracted = " ".join(tokens[hits[0][0] : hits[0][1]])
         if all(is_negated(tokens, *span) for span in hits):
             return CheckResult("negated", extracted)
@@ -217,14 +339,22 @@ class NameChecker:
 # Symbols that are also common English words at the start of a sentence ("He", "In", "I").
 AMBIGUOUS_SYMBOLS = frozenset({"I", "In", "As", "At", "Be", "He", "No", "Am", "Es"})
 _SYMBOL_CUE = re.compile(r"(?:\bis|\bsymbol|:|[\"'*`(])\s*$", re.IGNORECASE)
+# After an ambiguous symbol: "He is the symbol for ...", "He is helium's symbol", "He stands for".
+_SYMBOL_FOLLOW_CUE = re.compile(
+    r"^\s+(?:(?:is|was|=)\s+(?:the\s+|its\s+|[a-z]+['’]s\s+)?(?:chemical\s+|element\s+|atomic\s+)?"
+    r"symbol\b|stands\s+for\b|represents\b|denotes\b)",
+    re.IGNORECASE,
+)
 
 
 def _symbol_spans(response: str, symbol: str, strict: bool) -> list[tuple[int, int]]:
     spans = []
     for match in re.finditer(rf"(?<![A-Za-z]){re.escape(symbol)}(?![A-Za-z])", response):
         if strict:
-            following = response[match.end() :].lstrip(" ")
-            if following[:1].islower() and not _SYMBOL_CUE.search(response[: match.start()]):
+            rest = response[match.end() :]
+            following = rest.lstrip(" ")
+            cued = _SYMBOL_CUE.search(response[: match.start()]) or _SYMBOL_FOLLOW_CUE.match(rest)
+            if following[:1].islower() and not cued:
                 continue  # "He is ...", "I think ...": an English word, not a symbol
         spans.append(match.span())
     return spans

@@ -17,21 +17,29 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "What is the chemical symbol for {name}?",
         "Which chemical symbol does the element {name} have?",
         "What is the symbol of the element {name}?",
+        "Write the chemical symbol of {name}.",
+        "What symbol represents {name} on the periodic table?",
     ),
     "name": (
         "Which element has the chemical symbol {symbol}?",
         "What element does the chemical symbol {symbol} stand for?",
         "Name the chemical element whose symbol is {symbol}.",
+        "Which element is represented by the symbol {symbol}?",
+        "On the periodic table, which element is {symbol}?",
     ),
     "number": (
         "What is the atomic number of {name}?",
         "How many protons does an atom of {name} have?",
         "What is the atomic number of the element {name}?",
+        "How many protons are in the nucleus of an atom of {name}?",
+        "What is the number of {name} on the periodic table?",
     ),
     "by_number": (
         "Which element has atomic number {number}?",
         "What is the chemical element with atomic number {number}?",
         "Name the element whose atoms have {number} protons.",
+        "Which chemical element has {number} protons in its nucleus?",
+        "On the periodic table, which element is number {number}?",
     ),
 }
 
@@ -55,20 +63,20 @@ class ElementsFamily:
     def _all_symbols(self) -> tuple[str, ...]:
         return tuple(element.symbol for element in load_elements())
 
-    def _answer(self, question: str, element: Element, prompt: str) -> tuple[str, Checker]:
-        if question == "symbol":
+    def _answer(self, kind: str, element: Element, question: str) -> tuple[str, Checker]:
+        if kind == "symbol":
             return element.symbol, SymbolChecker(element.symbol, self._all_symbols)
-        if question == "number":
-            return str(element.number), NumberChecker.build(element.number, prompt)
+        if kind == "number":
+            return str(element.number), NumberChecker.build(element.number, question)
         accepted = (element.name, *element.aliases)
-        return element.name, NameChecker.build(accepted, self._all_names, ignore=prompt)
+        return element.name, NameChecker.build(accepted, self._all_names, prompt=question)
 
-    def make_item(self, question: str, element: Element, phrasing: int) -> TaskItem:
-        """The ``question`` kind about ``element`` in phrasing number ``phrasing``."""
-        prompt = PHRASINGS[question][phrasing].format(
+    def make_item(self, kind: str, element: Element, phrasing: int) -> TaskItem:
+        """The question of ``kind`` about ``element`` in template number ``phrasing``."""
+        question = PHRASINGS[kind][phrasing].format(
             name=element.name.lower(), symbol=element.symbol, number=element.number
         )
-        answer, checker = self._answer(question, element, prompt)
+        answer, checker = self._answer(kind, element, question)
         keys = {
             "symbol": f"chemical symbol of {element.name.lower()}",
             "name": f"element with chemical symbol {element.symbol}",
@@ -76,21 +84,22 @@ class ElementsFamily:
             "by_number": f"element with atomic number {element.number}",
         }
         return TaskItem(
-            id=f"{self.name}/{question}/{element.number}/p{phrasing}",
+            id=f"{self.name}/{kind}/{element.number}/p{phrasing}",
             family=self.name,
-            prompt=prompt,
+            question=question,
             answer=answer,
-            aliases=element.aliases if question in {"name", "by_number"} else (),
+            aliases=element.aliases if kind in {"name", "by_number"} else (),
             checker=checker,
-            retrieval_key=keys[question],
+            retrieval_key=keys[kind],
+            kind=kind,
         )
 
     def generate(self, seed: int) -> list[TaskItem]:
-        """All elements times all question kinds and phrasings, shuffled by ``seed``."""
+        """All elements times all question kinds and templates, shuffled by ``seed``."""
         items = [
-            self.make_item(question, element, phrasing)
+            self.make_item(kind, element, phrasing)
             for element in self._by_number.values()
-            for question, phrasings in PHRASINGS.items()
+            for kind, phrasings in PHRASINGS.items()
             for phrasing in range(len(phrasings))
         ]
         family_rng(self.name, seed).shuffle(items)
@@ -98,11 +107,11 @@ class ElementsFamily:
 
     def item_from_id(self, item_id: str) -> TaskItem:
         """Rebuild ``elements/<question kind>/<atomic number>/p<k>``."""
-        (question, number), phrasing = split_id(item_id, self.name, 2)
-        if question not in PHRASINGS or phrasing >= len(PHRASINGS[question]):
+        (kind, number), phrasing = split_id(item_id, self.name, 2)
+        if kind not in PHRASINGS or phrasing >= len(PHRASINGS[kind]):
             raise KeyError(item_id)
         try:
             element = self._by_number[int(number)]
         except ValueError:
             raise KeyError(item_id) from None
-        return self.make_item(question, element, phrasing)
+        return self.make_item(kind, element, phrasing)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id
+from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id, template
 from service.training.suites.numeric import NumberChecker
 from service.training.suites.words import WORDS
 
@@ -13,11 +13,15 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "How many times does the letter '{letter}' appear in the word '{word}'?",
         "Count the occurrences of the letter '{letter}' in '{word}'.",
         "In the word '{word}', how many times does the letter '{letter}' occur?",
+        "How often does the letter '{letter}' occur in '{word}'?",
+        "Tell me how many times '{letter}' appears in the word '{word}'.",
     ),
     "length": (
         "How many letters are in the word '{word}'?",
         "How many letters does the word '{word}' have?",
         "Count the letters in the word '{word}'.",
+        "What is the length of the word '{word}' in letters?",
+        "How long is the word '{word}', counted in letters?",
     ),
 }
 
@@ -32,26 +36,28 @@ class LetterCountFamily:
     def make_item(self, word: str, letter: str | None, phrasing: int) -> TaskItem:
         """Count ``letter`` in ``word``, or the length of ``word`` when ``letter`` is None."""
         if letter is None:
-            question, answer, params = "length", len(word), word
+            kind, answer, params = "length", len(word), word
         else:
-            question, answer, params = "count", word.count(letter), f"{word}/{letter}"
-        prompt = PHRASINGS[question][phrasing].format(word=word, letter=letter)
+            kind, answer, params = "count", word.count(letter), f"{word}/{letter}"
+        item_id = f"{self.name}/{kind}/{params}/p{phrasing}"
+        question = template(PHRASINGS[kind], phrasing, item_id).format(word=word, letter=letter)
         return TaskItem(
-            id=f"{self.name}/{question}/{params}/p{phrasing}",
+            id=item_id,
             family=self.name,
-            prompt=prompt,
+            question=question,
             answer=str(answer),
             aliases=(),
-            checker=NumberChecker.build(answer, prompt),
+            checker=NumberChecker.build(answer, question),
+            kind=kind,
         )
 
     def generate(self, seed: int) -> list[TaskItem]:
-        """Every (word, letter) count and every word length in every phrasing, shuffled."""
+        """Every (word, letter) count and every word length in every template, shuffled."""
         items = [
             self.make_item(word, letter, phrasing)
             for word in WORDS
             for letter in (None, *sorted(set(word)))
-            for phrasing in range(3)
+            for phrasing in range(len(PHRASINGS["count" if letter else "length"]))
         ]
         family_rng(self.name, seed).shuffle(items)
         return items
@@ -67,6 +73,6 @@ class LetterCountFamily:
             if kind != "count" or len(letter_text) != 1 or letter_text not in word:
                 raise KeyError(item_id)
             letter = letter_text
-        if not word.isalpha() or phrasing >= 3:
+        if not word.isalpha():
             raise KeyError(item_id)
         return self.make_item(word, letter, phrasing)

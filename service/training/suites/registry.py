@@ -7,21 +7,42 @@ from dataclasses import dataclass
 from functools import cache
 
 from service.training.suites.arithmetic import ArithmeticFamily
-from service.training.suites.base import FamilyKind, TaskFamily, TaskItem
+from service.training.suites.base import (
+    FamilyKind,
+    TaskFamily,
+    TaskItem,
+    draw_style,
+    split_style,
+)
 from service.training.suites.capitals import CapitalsFamily
+from service.training.suites.countries import CountriesFamily
+from service.training.suites.dates import DatesFamily
 from service.training.suites.elements import ElementsFamily
 from service.training.suites.letter_count import LetterCountFamily
+from service.training.suites.letters import LettersFamily
+from service.training.suites.number_words import NumberWordsFamily
+from service.training.suites.ordering import OrderingFamily
 from service.training.suites.reversal import ReversalFamily
+from service.training.suites.units import UnitsFamily
 from service.training.suites.weekdays import WeekdaysFamily
 
 _FACTORIES: dict[str, Callable[[], TaskFamily]] = {
     "arithmetic": ArithmeticFamily,
     "capitals": CapitalsFamily,
+    "countries": CountriesFamily,
+    "dates": DatesFamily,
     "elements": ElementsFamily,
     "letter_count": LetterCountFamily,
+    "letters": LettersFamily,
+    "number_words": NumberWordsFamily,
+    "ordering": OrderingFamily,
     "reversal": ReversalFamily,
+    "units": UnitsFamily,
     "weekdays": WeekdaysFamily,
 }
+# The families ``verifier build`` holds out of training by default, as the shift test: one
+# procedural, one factual; their kinds of question and checker never appear in the support.
+DEFAULT_HOLDOUT: tuple[str, ...] = ("weekdays", "countries")
 # Suites made of several families; every family name is also a suite of one family.
 COMPOSITE_SUITES: tuple[str, ...] = ("default", "factual", "procedural")
 
@@ -63,13 +84,23 @@ class Suite:
         return tuple(family.name for family in self.families)
 
     def generate(
-        self, seed: int = 0, limit: int | None = None, limit_per_family: int | None = None
+        self,
+        seed: int = 0,
+        limit: int | None = None,
+        limit_per_family: int | None = None,
+        styled: bool = False,
     ) -> list[TaskItem]:
         """Items of all families interleaved round-robin, so any ``limit`` stays balanced.
 
-        The same ``seed`` and caps give the same items in the same order.
+        ``styled``: each item gets the prompt style ``draw_style(id, seed)`` (answer format,
+        system prompt, earlier turn), as ``data build`` asks; else every item is the bare
+        question. The same ``seed`` and caps give the same items in the same order.
         """
         pools = [family.generate(seed)[:limit_per_family] for family in self.families]
+        if styled:
+            pools = [
+                [item.with_style(draw_style(item.id, seed)) for item in pool] for pool in pools
+            ]
         mixed = [
             pool[index]
             for index in range(max((len(pool) for pool in pools), default=0))
@@ -104,5 +135,6 @@ def get_suite(name: str, exclude: Iterable[str] = ()) -> Suite:
 
 
 def get_item(item_id: str) -> TaskItem:
-    """Rebuild any item from its id, e.g. to re-check a stored response."""
-    return get_family(item_id.split("/", 1)[0]).item_from_id(item_id)
+    """Rebuild any item, in its prompt style, from its id, e.g. to re-check a stored response."""
+    base_id, style = split_style(item_id)
+    return get_family(item_id.split("/", 1)[0]).item_from_id(base_id).with_style(style)

@@ -18,6 +18,8 @@ PHRASINGS: tuple[str, ...] = (
     "Reverse the letters of the word '{word}'.",
     "What is the word '{word}' spelled backwards?",
     "Write the word '{word}' backwards.",
+    "Spell the word '{word}' in reverse order.",
+    "Write '{word}' with its letters in reverse order.",
 )
 _MIN_SPELLED = 3
 
@@ -85,7 +87,7 @@ class ReversalFamily:
         return TaskItem(
             id=f"{self.name}/{word}/p{phrasing}",
             family=self.name,
-            prompt=PHRASINGS[phrasing].format(word=word),
+            question=PHRASINGS[phrasing].format(word=word),
             answer=answer,
             aliases=(),
             checker=ReversalChecker(word, answer),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id
+from service.training.suites.base import FamilyKind, TaskItem, family_rng, split_id, template
 from service.training.suites.checking import NameChecker
 
 DAYS: tuple[str, ...] = (
@@ -22,21 +22,45 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "If today is {day}, what day of the week will it be in {n} {days}?",
         "What day of the week comes {n} {days} after {day}?",
         "Today is {day}. Which day of the week is it {n} {days} from now?",
+        "Starting on a {day}, which weekday is it after {n} {days}?",
+        "What weekday falls {n} {days} after a {day}?",
     ),
     "before": (
         "If today is {day}, what day of the week was it {n} {days} ago?",
         "What day of the week comes {n} {days} before {day}?",
         "Today is {day}. Which day of the week was it {n} {days} ago?",
+        "Starting on a {day}, which weekday was it {n} {days} earlier?",
+        "What weekday falls {n} {days} before a {day}?",
     ),
 }
+# Words right before a start day (or month) that restate the question: "3 days after Monday",
+# "today is Monday"; and right after it: "Monday plus 3 days", "Monday + 3" (the offset).
+ECHO_BEFORE: tuple[str, ...] = (
+    *("after", "before", "from", "since", "today is", "it is now", "starting on"),
+    *("starting from", "start on", "start from", "counting from"),
+)
+ECHO_AFTER: tuple[str, ...] = ("plus", "minus", "and then")
+
+
+def cyclic_checker(answer: str, names: tuple[str, ...], question: str, offset: int) -> NameChecker:
+    """A checker for a weekday or month ``answer``; the start name restated around the offset
+    ("3 days after Monday", "Monday + 3") is an echo, any other mention a candidate."""
+    return NameChecker.build(
+        (answer,),
+        names,
+        prompt=question,
+        echo_before=ECHO_BEFORE,
+        echo_after=(*ECHO_AFTER, str(offset)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class WeekdaysFamily:
-    """Every start day, offset of 1 to 14 days, direction and phrasing.
+    """Every start day, offset of 1 to 14 days, direction and template.
 
-    Weekday names from the prompt (the start day) are not competing candidates, because
-    answers often restate the question.
+    The start day named in an answer counts as a candidate unless the answer restates the
+    question there (see ``cyclic_checker``), so "Monday, Thursday" is two answers and
+    "Today is Monday." none.
     """
 
     name: str = "weekdays"
@@ -44,18 +68,20 @@ class WeekdaysFamily:
 
     def make_item(self, direction: str, start: int, offset: int, phrasing: int) -> TaskItem:
         """The question ``offset`` days ``direction`` ``DAYS[start]``."""
+        item_id = f"{self.name}/{direction}/{DAYS[start].lower()}/{offset}/p{phrasing}"
         sign = 1 if direction == "after" else -1
         answer = DAYS[(start + sign * offset) % len(DAYS)]
-        prompt = PHRASINGS[direction][phrasing].format(
+        question = template(PHRASINGS[direction], phrasing, item_id).format(
             day=DAYS[start], n=offset, days="day" if offset == 1 else "days"
         )
         return TaskItem(
-            id=f"{self.name}/{direction}/{DAYS[start].lower()}/{offset}/p{phrasing}",
+            id=item_id,
             family=self.name,
-            prompt=prompt,
+            question=question,
             answer=answer,
             aliases=(),
-            checker=NameChecker.build((answer,), DAYS, ignore=prompt),
+            checker=cyclic_checker(answer, DAYS, question, offset),
+            kind=direction,
         )
 
     def generate(self, seed: int) -> list[TaskItem]:
@@ -74,9 +100,8 @@ class WeekdaysFamily:
         """Rebuild ``weekdays/<after|before>/<day>/<offset>/p<k>``."""
         (direction, day, offset), phrasing = split_id(item_id, self.name, 3)
         names = [name.lower() for name in DAYS]
-        if direction not in PHRASINGS or day not in names or phrasing >= 3:
+        if direction not in PHRASINGS or day not in names or not offset.isdigit():
             raise KeyError(item_id)
-        try:
-            return self.make_item(direction, names.index(day), int(offset), phrasing)
-        except ValueError:
-            raise KeyError(item_id) from None
+        if int(offset) not in OFFSETS:
+            raise KeyError(item_id)
+        return self.make_item(direction, names.index(day), int(offset), phrasing)

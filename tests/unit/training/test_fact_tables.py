@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from service.facts.tables import DATA_PACKAGE, read_table
+from service.facts.tables import CONTINENTS, DATA_PACKAGE, read_table
 from service.facts.text import fold
-from service.training.suites import load_capitals, load_elements
+from service.training.suites import load_capitals, load_country_facts, load_elements
 
 
 def test_all_118_elements_numbered_1_to_118_once() -> None:
@@ -63,6 +63,40 @@ def test_capitals_with_several_seats_list_the_others_as_aliases() -> None:
 
 def test_tables_and_sources_ship_as_package_data() -> None:
     data = resources.files(DATA_PACKAGE)
-    for name in ("capitals.csv", "elements.csv", "SOURCES.md"):
+    for name in ("capitals.csv", "elements.csv", "countries.csv", "SOURCES.md"):
         assert data.joinpath(name).is_file(), name
-    assert "World Factbook" in data.joinpath("SOURCES.md").read_text(encoding="utf-8")
+    sources = data.joinpath("SOURCES.md").read_text(encoding="utf-8")
+    assert "World Factbook" in sources and "countries.csv" in sources
+
+
+def test_country_facts_are_unique_and_spelled_as_in_capitals() -> None:
+    facts = load_country_facts()
+    names = [fold(country.country) for country in facts]
+    assert len(names) == len(set(names)) >= 90
+    capitals = {country.country for country in load_capitals()}
+    for country in facts:
+        assert country.country in capitals, country  # one spelling of every country
+        assert country.continent or country.currency, country
+        assert not country.continent or country.continent in CONTINENTS, country
+        if not country.currency:
+            assert not country.currency_aliases, country
+        folded = [fold(alias) for alias in country.currency_aliases]
+        assert fold(country.currency) not in folded and len(folded) == len(set(folded)), country
+
+
+def test_well_known_country_facts() -> None:
+    by_country = {country.country: country for country in load_country_facts()}
+    assert (by_country["Japan"].continent, by_country["Japan"].currency) == ("Asia", "Japanese yen")
+    assert by_country["France"].currency == "euro"
+    assert by_country["the United Kingdom"].currency == "pound sterling"
+    assert "dollar" in by_country["Canada"].currency_aliases
+    assert by_country["Peru"].continent == "South America"
+    assert by_country["Kenya"].continent == "Africa"
+    assert by_country["New Zealand"].continent == "Oceania"
+    # a country on two continents, or a currency in transition, leaves the field empty
+    assert "Russia" not in by_country and "Turkey" not in by_country and "Egypt" not in by_country
+    assert by_country["Australia"].continent == ""
+    assert by_country["Brazil"].currency == ""
+    euro = {c.country for c in by_country.values() if c.currency == "euro"}
+    assert euro >= {"Germany", "Italy", "Spain", "the Netherlands"}
+    assert not euro & {"the United Kingdom", "Switzerland", "Sweden", "Denmark", "Poland"}

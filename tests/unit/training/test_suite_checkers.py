@@ -9,12 +9,12 @@ import pytest
 from service.training.suites import TaskItem, get_item, get_suite, list_families
 from service.training.suites.numeric import committed_number, find_numbers
 
-SAMPLE = get_suite("default").generate(seed=11, limit_per_family=80)
+SAMPLE = get_suite("default").generate(seed=11, limit_per_family=80, styled=True)
 
 
 def _kind(item: TaskItem) -> str:
     """The question kind within a family (elements ask for symbols, names or numbers)."""
-    return item.id.split("/")[1] if item.family in {"elements", "letter_count"} else ""
+    return item.kind
 
 
 def _other_answer(item: TaskItem) -> str:
