@@ -16,30 +16,46 @@ from schemathesis.checks import not_a_server_error
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
+from tests.support.keys import bearer, key_entry
 from tests.support.servers import serve_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def schemathesis_gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
+ADMIN_KEY = "sk-schemathesis-admin"
+
+
+@pytest.fixture(scope="module", params=["open", "keyed"])
+def schemathesis_gateway(
+    request: pytest.FixtureRequest, upstream: tuple[str, FakeUpstream]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The gateway without keys, and with keys (every case then presents the admin key, which
+    opens every endpoint, limits included: a limited user key keeps its own 429s)."""
     url = upstream[0]
     backend = {"type": "openai", "base_url": f"{url}/v1", "model": "good"}
+    keyed = request.param == "keyed"
+    auth = {
+        "keys": [key_entry("user", "sk-schemathesis-user", limits={"rpm": 100000})],
+        "admin_keys": [key_entry("ops", ADMIN_KEY)],
+    }
     app = fake_app(
         url,
         backends={"good": backend},
         routes={"auto": {"tiers": [{"backend": "good"}]}},
         retrieval=None,
+        **({"auth": auth} if keyed else {}),
     )
     with serve_in_thread(app) as gateway:
-        yield gateway
+        yield gateway, bearer(ADMIN_KEY) if keyed else {}
 
 
-def _check_operation(operation: schemathesis.APIOperation) -> None:
+def _check_operation(operation: schemathesis.APIOperation, headers: dict[str, str]) -> None:
     @given(case=operation.as_strategy())
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
     def run(case: schemathesis.Case) -> None:
-        response = case.call(timeout=30)
+        response = case.call(timeout=30, headers=headers)
+        if headers:  # the admin key opens every endpoint: a 401 means it was not presented
+            assert response.status_code != 401, response.text
         case.validate_response(response, checks=[not_a_server_error])
         content_type = response.headers.get("content-type") or [""]
         if response.status_code >= 400 and content_type[0].startswith("application/json"):
@@ -48,16 +64,22 @@ def _check_operation(operation: schemathesis.APIOperation) -> None:
     run()
 
 
-def test_no_input_causes_a_server_error(schemathesis_gateway: str) -> None:
-    schema = schemathesis.openapi.from_url(f"{schemathesis_gateway}/openapi.json")
-    schema.config.base_url = schemathesis_gateway
+def test_no_input_causes_a_server_error(
+    schemathesis_gateway: tuple[str, dict[str, str]],
+) -> None:
+    gateway, headers = schemathesis_gateway
+    schema = schemathesis.openapi.from_url(f"{gateway}/openapi.json", headers=headers)
+    schema.config.base_url = gateway
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 6
     for operation in operations:
-        _check_operation(operation)
+        _check_operation(operation, headers)
 
 
-def test_openapi_documents_the_endpoints(schemathesis_gateway: str) -> None:
-    paths = httpx.get(f"{schemathesis_gateway}/openapi.json").json()["paths"]
+def test_openapi_documents_the_endpoints(
+    schemathesis_gateway: tuple[str, dict[str, str]],
+) -> None:
+    gateway, headers = schemathesis_gateway
+    paths = httpx.get(f"{gateway}/openapi.json", headers=headers).json()["paths"]
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/verify", "/readyz"):
         assert path in paths
