@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from service.backends.base import Backend
+from service.backends.resilience import BackendUnavailable
 from service.core.errors import (
     Abstained,
     GatewayError,
@@ -394,8 +395,11 @@ class Cascade:
     def _after_backend_error(
         self, plan: RoutePlan, tier: Tier, state: _State, error: GatewayError, started: float
     ) -> CascadeResult | None:
-        """Move past a failed backend; None means continue with the next tier."""
+        """Move past a failed backend; None means continue with the next tier. A backend whose
+        circuit is open refused without being called: that costs no backend call."""
         self._observer.backend_error(tier.backend.name, failure_type(error))
+        if isinstance(error, BackendUnavailable):
+            state.calls -= 1
         can_continue = self._has_next_tier(plan, state) and state.calls < plan.max_backend_calls
         action = Action.ESCALATE if can_continue else Action.ABSTAIN
         state.attempts.append(

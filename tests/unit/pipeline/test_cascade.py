@@ -100,6 +100,21 @@ async def test_backend_error_fails_over_and_raises_when_nothing_is_left() -> Non
         await cascade().run(plan(Tier(timeout)), REQUEST)
 
 
+async def test_a_tier_whose_circuit_is_open_costs_no_backend_call() -> None:
+    from service.backends.resilience import BackendUnavailable
+
+    refused = FakeBackend("a", [GOOD], error=BackendUnavailable("circuit open"))
+    result = await cascade().run(
+        plan(Tier(refused), Tier(FakeBackend("b", [GOOD])), budget=1), REQUEST
+    )
+    assert [a.reason for a in result.attempts] == [Reason.BACKEND_ERROR, Reason.VERIFIED]
+    assert result.decision is Action.ACCEPT
+    # an upstream that was really called spends the one call the budget allows
+    called = FakeBackend("a", [GOOD], error=UpstreamError("boom", code="upstream_server_error"))
+    with pytest.raises(UpstreamError):
+        await cascade().run(plan(Tier(called), Tier(FakeBackend("b", [GOOD])), budget=1), REQUEST)
+
+
 async def test_backend_error_after_an_answer_abstains_with_that_answer() -> None:
     failing = FakeBackend("b", [GOOD], error=UpstreamError("boom"))
     result = await cascade().run(plan(Tier(FakeBackend("a", [BAD])), Tier(failing)), REQUEST)
