@@ -19,14 +19,11 @@ from service.config import (
     load_settings,
 )
 from service.core.errors import ConfigurationError
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Estimator
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.cascade import Cascade
 from service.pipeline.embeddings import EmbeddingsServing, EmbeddingTarget
 from service.pipeline.gateway import Gateway
-from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import PolicyThresholds
+from service.pipeline.plan import build_plans
 from service.retrieval.base import Retriever
 from service.retrieval.corpus import make_retriever
 from service.storage.store import DecisionStore
@@ -51,52 +48,6 @@ def make_verifier(
             )
         shared = backend
     return SDMVerifier(settings, shared, metrics)
-
-
-def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str, RoutePlan]:
-    """Routes as configured, plus one direct plan per backend (generate once, never escalate)."""
-    plans: dict[str, RoutePlan] = {}
-    retrieval_top_k = settings.retrieval.top_k if settings.retrieval else 0
-    for name, route in settings.routes.items():
-        plans[name] = RoutePlan(
-            name=name,
-            tiers=tuple(
-                Tier(
-                    backend=backends[tier.backend],
-                    n=tier.n,
-                    temperature=tier.temperature,
-                    top_p=tier.top_p,
-                    max_tokens=tier.max_tokens,
-                )
-                for tier in route.tiers
-            ),
-            thresholds=PolicyThresholds(route.accept_alpha, route.estimator),
-            retrieval=route.retrieval,
-            retrieval_top_k=retrieval_top_k,
-            max_backend_calls=route.max_backend_calls,
-            on_abstain=route.on_abstain,
-            abstain_message=route.abstain_message,
-            stream_mode=route.stream_mode,
-            description=route.description,
-            verify_tool_calls=route.verify_tool_calls,
-            on_unverified=route.on_unverified,
-            drop_params=route.drop_params,
-        )
-    for name, backend in backends.items():
-        plans[name] = RoutePlan(
-            name=name,
-            tiers=(Tier(backend=backend),),
-            thresholds=PolicyThresholds(settings.verifier.direct_accept_alpha, Estimator.LOWER),
-            retrieval=False,
-            retrieval_top_k=0,
-            max_backend_calls=1,
-            on_abstain=OnAbstain.BEST_EFFORT,
-            abstain_message="",
-            stream_mode=StreamMode.PASSTHROUGH,
-            direct=True,
-            description=f"direct model {name}: generated once and verified, never escalated",
-        )
-    return plans
 
 
 def build_embeddings(settings: Settings, backends: Mapping[str, Backend]) -> EmbeddingsServing:

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from tqdm import tqdm
 
-from service.backends.base import Backend
 from service.backends.factory import make_backend
 from service.config import Settings
 from service.core.generation import GenerationRequest, SamplingParams
 from service.pipeline.cascade import tier_request
-from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import PolicyThresholds
+from service.pipeline.plan import RoutePlan, Tier, route_plan
 from service.retrieval.base import Retriever
 from service.retrieval.context import format_context
 from service.retrieval.corpus import make_retriever
@@ -57,36 +55,6 @@ class BuildOptions:
     retrieval: bool = True
     styled: bool = True
     show_progress: bool = True
-
-
-def route_plan(settings: Settings, route_name: str, backends: Mapping[str, Backend]) -> RoutePlan:
-    """The plan the gateway runs for ``route_name``, field for field as ``main.build_plans``
-    makes it (``training`` may not import ``main``; a unit test holds the two equal)."""
-    route = settings.routes[route_name]
-    return RoutePlan(
-        name=route_name,
-        tiers=tuple(
-            Tier(
-                backend=backends[tier.backend],
-                n=tier.n,
-                temperature=tier.temperature,
-                top_p=tier.top_p,
-                max_tokens=tier.max_tokens,
-            )
-            for tier in route.tiers
-        ),
-        thresholds=PolicyThresholds(route.accept_alpha, route.estimator),
-        retrieval=route.retrieval,
-        retrieval_top_k=settings.retrieval.top_k if settings.retrieval else 0,
-        max_backend_calls=route.max_backend_calls,
-        on_abstain=route.on_abstain,
-        abstain_message=route.abstain_message,
-        stream_mode=route.stream_mode,
-        description=route.description,
-        verify_tool_calls=route.verify_tool_calls,
-        on_unverified=route.on_unverified,
-        drop_params=route.drop_params,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,7 @@ def test_the_configuration_reference_is_current() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, (
-        "docs/configuration.md is stale: run `python scripts/config_reference.py`"
-        f"\n{done.stderr}"
+        f"docs/configuration.md is stale: run `python scripts/config_reference.py`\n{done.stderr}"
     )
 
 

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from service.config import Settings, load_settings
+from service.pipeline.plan import build_plans, route_plan
 from service.retrieval.base import Passage
 from service.retrieval.context import format_context
 from service.training.dataset_build import (
@@ -18,7 +19,6 @@ from service.training.dataset_build import (
     Job,
     client_max_tokens,
     plan_jobs,
-    route_plan,
     run_jobs,
 )
 from service.training.suites import get_item
@@ -43,8 +43,6 @@ def _backend(answer: str = "The capital of France is Paris.") -> FakeBackend:
 
 
 def test_the_route_plan_is_the_one_the_gateway_builds() -> None:
-    from service.main import build_plans
-
     settings = _settings()
     backends = {BACKEND: _backend()}
     assert route_plan(settings, "auto", backends) == build_plans(settings, backends)["auto"]
