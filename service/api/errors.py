@@ -12,9 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.context import ClientDisconnected
 from service.core import errors
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,12 @@ def install_error_handlers(app: FastAPI) -> None:
         body = envelope(str(exc.detail), kind, None, exc.status_code)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up before the answer: nobody reads a body. 499 (nginx's "client
+        # closed request"), so the request log and HTTP metrics do not count a server error.
+        assert isinstance(exc, ClientDisconnected)
+        return Response(status_code=499)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = request.scope.get("state", {}).get("request_id", "unknown")
         logger.exception("unhandled error", extra={"request_id": request_id})
@@ -139,4 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnected, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)

@@ -317,7 +317,7 @@ def test_a_reset_before_any_response_is_retried(rig: Rig) -> None:
     assert _verification(reply)["tier"] == 0
     assert rig.upstream.calls["reset1"] == 2
     assert rig.metric("sdm_router_backend_retries_total", backend="reset1", reason="connection")
-    assert seconds < 1.0
+    assert seconds < 2.5  # one short backoff, not a timeout
     _record(
         rig, "connection reset (RST), then ok", "direct", "200 after 1 retry", seconds, "reset1"
     )
@@ -329,7 +329,7 @@ def test_a_reset_on_every_attempt_is_a_502(rig: Rig) -> None:
     assert reply.status_code == 502
     assert _envelope(reply)["code"] == "upstream_connection"
     assert rig.upstream.calls["resetall"] == 3
-    assert seconds < 1.0
+    assert seconds < 2.5  # short backoffs, not a timeout
     _record(rig, "connection reset x3", "direct", "502 upstream_connection", seconds, "resetall")
 
 
@@ -338,7 +338,7 @@ def test_a_retry_after_beyond_the_limit_is_not_waited_for(rig: Rig) -> None:
     reply, seconds = _timed(lambda: _post(rig, "retrylong-cascade"))
     assert _verification(reply)["tier"] == 1
     assert rig.upstream.calls["retrylong"] == 1
-    assert seconds < 1.0  # not 30 s
+    assert seconds < 10.0  # not 30 s
     _record(
         rig, "429 retry-after 30 s (> retry_after_max)", "cascade", "no wait, tier 1", seconds,
         "retrylong",
@@ -352,7 +352,7 @@ def test_a_retry_after_past_the_deadline_fails_fast_instead(rig: Rig) -> None:
     assert reply.status_code == 502
     error = _envelope(reply)
     assert error["code"] == "upstream_rate_limited"
-    assert seconds < 1.0  # not a 504 at the 3 s deadline
+    assert seconds < 2.5  # not a 504 at the 3 s deadline
     _record(
         rig, "429 retry-after 5 s (> deadline left)", "direct", "502 at once, no sleep", seconds,
         "deadline",
@@ -443,7 +443,7 @@ def test_the_circuit_opens_skips_the_tier_and_closes_after_a_probe(rig: Rig) -> 
     assert refused.status_code == 503
     assert _envelope(refused)["code"] == "circuit_open"
     assert upstream.calls["breaker"] == calls  # not called at all
-    assert seconds < 0.5
+    assert seconds < 2.0  # refused at once: no connect, no retry pause
     _record(rig, "circuit open (3 failed calls)", "direct", "503 circuit_open", seconds, "breaker")
 
     reply, seconds = _timed(lambda: _post(rig, "breaker-cascade"))
@@ -451,7 +451,7 @@ def test_the_circuit_opens_skips_the_tier_and_closes_after_a_probe(rig: Rig) -> 
     assert verification["tier"] == 1
     assert verification["attempts"][0]["reason"] == "backend_error"
     assert upstream.calls["breaker"] == calls
-    assert seconds < 0.5
+    assert seconds < 2.0
     _record(rig, "circuit open", "cascade", "tier skipped (backend_error)", seconds, "breaker")
 
     time.sleep(BREAKER["open_seconds"] + 0.1)
