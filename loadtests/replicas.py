@@ -419,6 +419,7 @@ class Sample:
     end: float
     status: int  # 0: no HTTP response (connection error)
     error: str = ""
+    stored_as: str = ""  # the gateway's x-request-id: what its decision store keys it by
 
     @property
     def ok(self) -> bool:
@@ -457,7 +458,7 @@ async def load(
         while (now := time.monotonic() - began) < seconds:
             request_id = f"replicas-{number}-{uuid.uuid4().hex[:12]}"
             active.add(request_id)
-            status, error = 0, ""
+            status, error, stored_as = 0, "", ""
             try:
                 reply = await http.post(
                     f"{url}/v1/chat/completions",
@@ -465,13 +466,16 @@ async def load(
                     headers={**headers, "x-request-id": request_id},
                 )
                 status = reply.status_code
+                stored_as = reply.headers.get("x-request-id", "")
                 if status == 200 and not reply.json().get("choices"):
                     error = "no choices"
             except httpx.HTTPError as failure:
                 error = type(failure).__name__
             finally:
                 active.discard(request_id)
-            samples.append(Sample(request_id, now, time.monotonic() - began, status, error))
+            samples.append(
+                Sample(request_id, now, time.monotonic() - began, status, error, stored_as)
+            )
 
     async def killer() -> None:
         if kill is None or victim is None:
@@ -652,7 +656,9 @@ def run(options: Options, folder: Path) -> Report:
                 child.process.send_signal(signal.SIGTERM)
             for child in survivors:
                 child.process.wait(timeout=60)
-            stored = stored_request_ids(storage_url)
+            # the store keys records by the gateway's ids: map them back to the client's
+            by_gateway_id = {s.stored_as: s.request_id for s in samples if s.stored_as}
+            stored = {by_gateway_id.get(rid, rid) for rid in stored_request_ids(storage_url)}
             served = nginx_log(folder)
             ok = {s.request_id for s in samples if s.ok}
             by = {rid: served.get(rid, (0, ""))[1].split(",")[-1].strip() for rid in ok}

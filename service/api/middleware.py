@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
-    """Assigns ``x-request-id`` (keeping a sane incoming one) and echoes it on the response."""
+    """Assigns every request its own ``x-request-id`` (generated here, as OpenAI's API does: the
+    decision store keys records by it, so a client's id must never collide with another's) and
+    echoes a sane incoming ``x-client-request-id`` (or ``x-request-id``) back as
+    ``x-client-request-id``; the request log line carries both."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,19 +37,23 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = ""
+        client_id = ""
         for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        request_id = incoming if _REQUEST_ID.match(incoming) else f"req-{os.urandom(16).hex()}"
-        scope.setdefault("state", {})["request_id"] = request_id
+            if name in (b"x-client-request-id", b"x-request-id") and not client_id:
+                candidate = value.decode("latin-1")
+                client_id = candidate if _REQUEST_ID.match(candidate) else ""
+        request_id = f"req-{os.urandom(16).hex()}"
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        headers = [(b"x-request-id", request_id.encode())]
+        if client_id:
+            state["client_request_id"] = client_id
+            headers.append((b"x-client-request-id", client_id.encode()))
         request_id_var.set(request_id)
-        header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -253,6 +260,8 @@ class RequestLogMiddleware:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
         }
+        if state.get("client_request_id"):
+            line["client_request_id"] = state["client_request_id"]
         if exchange.first_byte is not None:
             line["first_byte_ms"] = round((exchange.first_byte - exchange.started) * 1000, 2)
             if not exchange.complete:

@@ -57,6 +57,9 @@ def gateway(upstream: tuple[str, DelayedUpstream], tmp_path: Path) -> Iterator[C
         child.stop()
 
 
+SERVER_IDS: dict[str, str] = {}  # the client's x-request-id -> the gateway's
+
+
 def chat(url: str, route: str, request_id: str, results: dict[str, Any]) -> None:
     """POST one chat request on a connection of its own; store the status (or the error)."""
     try:
@@ -67,6 +70,7 @@ def chat(url: str, route: str, request_id: str, results: dict[str, Any]) -> None
                 headers={"x-request-id": request_id},
             )
         results[request_id] = reply.status_code
+        SERVER_IDS[request_id] = reply.headers.get("x-request-id", "")  # the store keys by it
     except httpx.HTTPError as error:
         results[request_id] = type(error).__name__
 
@@ -86,7 +90,8 @@ def request_lines(log: Path) -> dict[str, list[dict[str, Any]]]:
     for text in log.read_text().splitlines():
         if '"request finished"' in text:
             record = json.loads(text)
-            lines.setdefault(record.get("request_id"), []).append(record)
+            key = record.get("client_request_id") or record.get("request_id")
+            lines.setdefault(key, []).append(record)
     return lines
 
 
@@ -153,7 +158,7 @@ def test_sigterm_drains_step_by_step(
     answered = {"before-drain", "during-delay", "slow-0", "slow-1", "slow-2"}
     with sqlite3.connect(tmp_path / "decisions.sqlite3") as connection:
         stored = {row[0] for row in connection.execute("select request_id from decisions")}
-    assert answered <= stored, (answered, stored)
+    assert {SERVER_IDS[name] for name in answered} <= stored, (answered, stored)
 
     # 6. one request line per request, the cancelled one included
     lines = request_lines(gateway.log)

@@ -70,7 +70,7 @@ class Lines:
             for record in self.caplog.records
             if record.name == LOGGER
             and record.getMessage() == "request finished"
-            and getattr(record, "request_id", None) == request_id
+            and getattr(record, "client_request_id", None) == request_id
         ]
 
     def of(self, request_id: str, timeout: float = 5.0) -> logging.LogRecord:
