@@ -132,6 +132,15 @@ class Supervisor:
         logger.info("worker %d started (pid %s)", number, process.pid)
         return _Worker(number, process)
 
+    def _launch(self, number: int) -> None:
+        """Start worker ``number`` and add it to the live ones; a signal that arrived while it
+        was starting (``_forward`` could not see it yet) is passed on to it at once."""
+        worker = self._start(number)
+        self._workers.append(worker)
+        if self._stopping and worker.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.process.pid, signal.SIGTERM)
+
     def _forward(self, sig: int, frame: FrameType | None) -> None:
         """Signal handler: pass the signal on to every live worker."""
         self._stopping = True
@@ -167,7 +176,7 @@ class Supervisor:
             return
         # Killed (the OOM killer, a segfault): its share of the port needs a process.
         logger.error("worker %d (pid %s) died with %s: replacing it", worker.number, pid, code)
-        self._workers.append(self._start(worker.number))
+        self._launch(worker.number)
 
     def run(self) -> int:
         """Start the workers, wait until all have exited; 0 if every one exited cleanly after a
@@ -179,7 +188,7 @@ class Supervisor:
             for number in range(self._count):
                 if self._stopping:
                     break
-                self._workers.append(self._start(number))
+                self._launch(number)
             while self._workers:
                 sentinels = [w.process.sentinel for w in self._workers]
                 ready = multiprocessing.connection.wait(sentinels, timeout=0.5)

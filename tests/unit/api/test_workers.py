@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,19 @@ def test_workers_exiting_by_themselves_fail_the_supervisor(
     started = time.monotonic()
     assert Supervisor(exit_at_once, (3,), 2).run() == 1
     assert time.monotonic() - started < 60
+
+
+def test_a_signal_while_a_worker_starts_still_reaches_it(tmp_path: Path) -> None:
+    class SignalledWhileStarting(Supervisor):
+        def _start(self, number: int) -> Any:
+            worker = super()._start(number)
+            deadline = time.monotonic() + 30
+            while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.02)  # the worker is up (its SIGTERM handler set) ...
+            self._stopping = True  # ... and the SIGTERM lands before the worker is listed
+            return worker
+
+    supervisor = SignalledWhileStarting(wait_for_sigterm, (str(tmp_path),), 1)
+    started = time.monotonic()
+    assert supervisor.run() == 0  # the worker got its SIGTERM and exited cleanly
+    assert time.monotonic() - started < 50  # not the worker's own 60 s give-up
