@@ -68,8 +68,12 @@ class Principal:
 
     def may_use(self, plan: RoutePlan) -> bool:
         """Whether this key may request ``plan`` (a route, or a direct model)."""
-        allowed = self.models if plan.direct else self.routes
-        return allowed is None or plan.name in allowed
+        return self.allows(plan.name, model=plan.direct)
+
+    def allows(self, name: str, *, model: bool) -> bool:
+        """Whether this key may use the model (``model``) or else the route ``name``."""
+        allowed = self.models if model else self.routes
+        return allowed is None or name in allowed
 
 
 class KeyRing:
@@ -181,10 +185,15 @@ def principal_of(request: Request) -> Principal | None:
 
 def authorize(principal: Principal | None, plan: RoutePlan) -> None:
     """Refuse (403) a route or direct model the key may not use."""
-    if principal is not None and not principal.may_use(plan):
-        kind = "model" if plan.direct else "route"
+    authorize_name(principal, plan.name, model=plan.direct)
+
+
+def authorize_name(principal: Principal | None, name: str, *, model: bool) -> None:
+    """Refuse (403) the model (``model``) or else the route ``name`` if the key may not use it."""
+    if principal is not None and not principal.allows(name, model=model):
+        kind = "model" if model else "route"
         raise PermissionDenied(
-            f"This key may not use the {kind} {plan.name!r}.",
+            f"This key may not use the {kind} {name!r}.",
             param="model",
             code="model_not_allowed",
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
+from starlette.types import Receive
 
 from service.config import ObservabilitySettings, ServerSettings
 from service.core.errors import Overloaded, UpstreamTimeout
@@ -85,20 +86,19 @@ def request_timeout(seconds: float) -> UpstreamTimeout:
     )
 
 
+async def client_left(receive: Receive) -> None:
+    """Return once the client has disconnected (the request's other messages are dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def until_disconnected(
     request: Request, work: Awaitable[T], timeout: float | None = None
 ) -> T:
     """Await ``work``, cancelling it (and the upstream calls it makes) if the client leaves or
     ``timeout`` seconds pass (then ``UpstreamTimeout``, a 504)."""
     task = asyncio.ensure_future(work)
-
-    async def wait_for_disconnect() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    watcher = asyncio.ensure_future(wait_for_disconnect())
+    watcher = asyncio.ensure_future(client_left(request.receive))
     try:
         done, _ = await asyncio.wait(
             {task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

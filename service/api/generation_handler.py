@@ -13,13 +13,14 @@ from fastapi.responses import Response
 
 from service.api.context import (
     ClientDisconnected,
+    client_left,
     context_of,
     request_timeout,
     until_disconnected,
 )
 from service.api.limits import admit
 from service.api.rendering import RenderContext, Renderer
-from service.api.streaming import SSEResponse, keepalive_then_stream, stream_body
+from service.api.streaming import SSEResponse, decided_stream, pending_stream
 from service.api.verification_render import decision_headers
 from service.backends.resilience import set_request_deadline
 from service.core.generation import GenerationRequest, Message, SamplingParams
@@ -103,14 +104,16 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
             headers = dict(admission.headers)
             if await _finished_or_left(request, work, first_wait):
                 streaming = work.result()
-                chunks = stream_body(renderer, rendering, streaming, deadline, timeout, request_id)
+                chunks = decided_stream(
+                    renderer, rendering, streaming, deadline, timeout, request_id
+                )
                 if streaming.decided:
                     headers.update(decision_headers(streaming.decided))
             elif first_wait >= timeout:
                 await _cancel(work)
                 raise request_timeout(timeout)
             else:
-                chunks = keepalive_then_stream(
+                chunks = pending_stream(
                     work, interval, renderer, rendering, deadline, timeout, request_id
                 )
             released_by_stream = True  # the stream keeps its admission slot until it closes
@@ -140,12 +143,7 @@ async def _finished_or_left(
     """Wait up to ``seconds`` for ``task``: True when it is done (its result or error is
     ready), False when it is still running; ``ClientDisconnected`` (the task cancelled) when
     the client left first."""
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.ensure_future(client_left(request.receive))
     waited: set[asyncio.Future[Any]] = {task, watcher}
     try:
         done, _ = await asyncio.wait(waited, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.context import request_timeout
+from service.api.context import client_left, request_timeout
 from service.api.errors import error_body, internal_error_body
 from service.api.rendering import RenderContext, Renderer
 from service.api.sse import DONE, PING, sse
@@ -138,6 +138,73 @@ def _ending(
     return chunks
 
 
+class ClosingChunks:
+    """``body``'s chunks, with an ``aclose`` that closes ``body`` and then runs ``release``.
+
+    An async generator closed before its first ``anext`` runs none of its ``finally`` blocks,
+    so a stream whose response start fails (the client already gone) would leave what its
+    body owns (a pending cascade, an upstream stream) running. ``release`` frees those
+    whether or not the body ever started; it must be safe to run after the body freed them.
+    """
+
+    __slots__ = ("_body", "_release")
+
+    def __init__(self, body: AsyncIterator[bytes], release: Callable[[], Awaitable[None]]) -> None:
+        self._body = body
+        self._release = release
+
+    def __aiter__(self) -> ClosingChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._body)
+
+    async def aclose(self) -> None:
+        """Close the body, then release what it owns."""
+        try:
+            await self._body.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._release()
+
+
+def decided_stream(
+    renderer: Renderer,
+    context: RenderContext,
+    streaming: Streaming,
+    deadline: float,
+    timeout: float,
+    request_id: str,
+) -> ClosingChunks:
+    """:func:`stream_body` of a ``Streaming`` in hand; closing it always closes its events."""
+    body = stream_body(renderer, context, streaming, deadline, timeout, request_id)
+    return ClosingChunks(body, streaming.events.aclose)  # type: ignore[attr-defined]
+
+
+def pending_stream(
+    pending: asyncio.Future[Streaming],
+    interval: float,
+    renderer: Renderer,
+    context: RenderContext,
+    deadline: float,
+    timeout: float,
+    request_id: str,
+) -> ClosingChunks:
+    """:func:`keepalive_then_stream`; closing it always cancels ``pending`` or, when it has
+    finished, closes the events of its ``Streaming``."""
+    body = keepalive_then_stream(
+        pending, interval, renderer, context, deadline, timeout, request_id
+    )
+
+    async def release() -> None:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        elif not pending.cancelled() and pending.exception() is None:
+            await pending.result().events.aclose()  # type: ignore[attr-defined]
+
+    return ClosingChunks(body, release)
+
+
 class SSEResponse(Response):
     """Streams an async byte iterator as ``text/event-stream``.
 
@@ -164,11 +231,8 @@ class SSEResponse(Response):
         async with anyio.create_task_group() as group:
 
             async def watch_disconnect() -> None:
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        group.cancel_scope.cancel()
-                        return
+                await client_left(receive)
+                group.cancel_scope.cancel()
 
             group.start_soon(watch_disconnect)
             try:

@@ -103,6 +103,12 @@ class NoHealthyBackend(GatewayError):
     default_code = "no_healthy_backend"
 
 
+class StoreUnavailable(NoHealthyBackend):
+    """The decision store's database cannot be reached right now (503)."""
+
+    default_code = "store_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     """A backend did not answer within its timeout (504)."""
 

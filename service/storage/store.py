@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from service.config import StorageSettings
 from service.core.decisions import DecisionRecord, FeedbackLabel, ShadowRecord
+from service.core.errors import StoreUnavailable
 from service.storage.database import make_engine, migrate
 from service.storage.tables import attempts, decisions, feedback, shadow_decisions
 
@@ -42,10 +43,6 @@ class StoreObserver(Protocol):
 
     def store_event(self, event: str, count: int = 1) -> None:
         """``written``, ``dropped_full``, ``dropped_shutdown``, ``write_error`` or ``expired``."""
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached right now."""
 
 
 class _Stop:

@@ -224,6 +224,10 @@ def test_a_database_outage_costs_no_request_and_no_record(
             before = [chat(gateway).headers["x-request-id"] for _ in range(5)]
             proxy.down()
             during = [chat(gateway).headers["x-request-id"] for _ in range(20)]
+            for path in ("/v1/decisions", f"/v1/decisions/{before[0]}"):
+                unreadable = httpx.get(f"{gateway}{path}", timeout=30)
+                assert unreadable.status_code == 503, unreadable.text  # in the envelope
+                assert unreadable.json()["error"]["code"] == "store_unavailable"
             readiness = httpx.get(f"{gateway}/readyz", timeout=10)
             assert readiness.status_code == 200  # still serving
             store_status = readiness.json()["components"]["decision_store"]["status"]

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 
 from service.api.auth import principal_of
 from service.api.context import context_of
-from service.core.errors import InvalidRequest, NoHealthyBackend, NotFound
+from service.core.errors import InvalidRequest, NotFound
 from service.core.openai_wire import FeedbackRequest
-from service.storage.store import DecisionStore, StoreUnavailable
+from service.storage.store import DecisionStore
 
 router = APIRouter()
 MAX_PAGE = 500
@@ -44,10 +44,7 @@ def _owner(request: Request) -> str | None:
 async def _owned_decision(request: Request, identifier: str) -> dict[str, Any]:
     """The record, if it exists and the caller may see it (404 alike otherwise: a user key
     learns nothing of other keys' requests)."""
-    try:
-        record = await _store(request).decision(identifier)
-    except StoreUnavailable as error:
-        raise NoHealthyBackend(str(error), code="store_unavailable") from error
+    record = await _store(request).decision(identifier)  # StoreUnavailable: a 503
     owner = _owner(request)
     if record is None or (owner is not None and record.get("key_name") != owner):
         raise _not_found(identifier)
@@ -61,10 +58,7 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
     store = _store(request)
     if _owner(request) is not None:
         await _owned_decision(request, body.request_id)
-    try:
-        outcome = await store.label(body.request_id, body.label, body.choice, body.note)
-    except StoreUnavailable as error:
-        raise NoHealthyBackend(str(error), code="store_unavailable") from error
+    outcome = await store.label(body.request_id, body.label, body.choice, body.note)
     if outcome is None:
         raise _not_found(body.request_id)
     request_id, changed = outcome
@@ -128,14 +122,11 @@ async def list_decisions(
 ) -> dict[str, Any]:
     """Recorded decisions, newest first, in pages of ``limit``; ``next_cursor`` continues. A
     user key lists only its own requests."""
-    try:
-        page, following = await _store(request).decisions(
-            route=route, since=_instant(since, "since"), until=_instant(until, "until"),
-            decision=decision, label=label, key_name=_owner(request), limit=limit,
-            cursor=_decode_cursor(cursor),
-        )  # fmt: skip
-    except StoreUnavailable as error:
-        raise NoHealthyBackend(str(error), code="store_unavailable") from error
+    page, following = await _store(request).decisions(
+        route=route, since=_instant(since, "since"), until=_instant(until, "until"),
+        decision=decision, label=label, key_name=_owner(request), limit=limit,
+        cursor=_decode_cursor(cursor),
+    )  # fmt: skip
     return {
         "object": "list",
         "data": page,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.auth import principal_of
+from service.api.auth import authorize_name, principal_of
 from service.api.context import context_of, until_disconnected
-from service.core.errors import PermissionDenied
 from service.core.generation import Usage
 from service.core.openai_responses import EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage
 from service.core.openai_wire import EmbeddingsRequest
@@ -20,16 +19,7 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> Response:
     """Embed ``input`` with the embedding model ``model`` names (404 when none serves it)."""
     context = context_of(request)
     principal = principal_of(request)
-    if (
-        principal is not None
-        and principal.models is not None
-        and body.model not in principal.models
-    ):
-        raise PermissionDenied(
-            f"This key may not use the model {body.model!r}.",
-            param="model",
-            code="model_not_allowed",
-        )
+    authorize_name(principal, body.model, model=True)  # 403 for a model the key may not use
     admission = await context.limiter.admit(principal)  # 429 over the key's limits
     try:
         result = await until_disconnected(
