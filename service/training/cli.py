@@ -51,7 +51,9 @@ def _data_build(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     written = asyncio.run(build_dataset(settings, args.route, args.out, options))
-    print(f"wrote {written} rows to {args.out} in {time.perf_counter() - started:.0f} s")
+    elapsed = time.perf_counter() - started
+    rate = written / elapsed if elapsed > 0 else 0.0
+    print(f"wrote {written} rows to {args.out} in {elapsed:.0f} s ({rate:.2f} answers/s)")
     return 0
 
 
