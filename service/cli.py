@@ -40,6 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
+    if args.check:
+        return _check(build_app(settings))
     if args.workers <= 1:
         # One process (the container default): SIGTERM drains (service/api/server.py).
         from service.api.server import serve
@@ -47,6 +49,28 @@ def _serve(args: argparse.Namespace) -> int:
         serve(build_app(settings), host, port, settings.server)
         return 0
     return _supervise(args.config, host, port, args.workers)
+
+
+def _check(app: FastAPI) -> int:
+    """``serve --check``: start every component as serving does (backends, verifier artifact,
+    retrieval index, decision store), print the readiness report, stop; no port is bound.
+    0 when ready; 1 with the reason when a component refuses to start (a corrupt or
+    mismatched artifact, an unreachable database, ...)."""
+    import asyncio
+    import json
+
+    async def start_and_stop() -> dict[str, object]:
+        async with app.router.lifespan_context(app):
+            readiness = app.state.context.gateway.readiness()
+            return {"ready": readiness.ready, "components": readiness.components}
+
+    try:
+        report = asyncio.run(start_and_stop())
+    except Exception as error:  # every refusal is reported, whatever component raised it
+        print(f"sdm-router: the gateway cannot start: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0 if report["ready"] else 1
 
 
 def _supervise(config: Path | None, host: str, port: int, workers: int) -> int:
@@ -84,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (overrides the config)")
     serve.add_argument("--port", type=int, default=None, help="port (overrides the config)")
     serve.add_argument("--workers", type=int, default=1, help="processes (SO_REUSEPORT)")
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="start every component (artifacts, models, store), report readiness and exit",
+    )
     serve.set_defaults(func=_serve)
     for module_name in TOOL_GROUPS:
         try:

@@ -407,6 +407,12 @@ def test_embeddings_as_floats_with_dimensions(
     assert sent(upstream)["dimensions"] == 2 and sent(upstream)["user"] == "carol"
 
 
+def test_embedding_models_are_listed_as_such(sdk: openai.OpenAI) -> None:
+    kinds = {model.id: getattr(model, "kind", None) for model in sdk.models.list()}
+    assert kinds["embed-small"] == kinds["embed-broken"] == "embedding"
+    assert kinds["auto"] == "route"
+
+
 def test_embeddings_errors(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.embeddings.create(model="auto", input="hello")

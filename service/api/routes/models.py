@@ -1,4 +1,4 @@
-"""``GET /v1/models``: routes and direct models."""
+"""``GET /v1/models``: routes, direct models and embedding models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.auth import may_use
+from service.api.auth import may_use, principal_of
 from service.api.context import context_of
 
 router = APIRouter()
@@ -28,4 +28,11 @@ async def list_models(request: Request) -> dict[str, Any]:
         for name, plan in sorted(gateway.plans.items())
         if may_use(request, plan)
     ]
+    principal = principal_of(request)
+    data += [
+        {"id": name, "object": "model", "created": 0, "owned_by": "sdm-router",
+         "kind": "embedding", "description": "embeddings (POST /v1/embeddings)"}
+        for name in context_of(request).embeddings.models
+        if principal is None or principal.allows(name, model=True)
+    ]  # fmt: skip
     return {"object": "list", "data": data}
