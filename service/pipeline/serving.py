@@ -127,9 +127,8 @@ class GenerationServing:
                 result = await self._gateway.cascade.run(
                     plan, request, nearest_exemplars=nearest_exemplars
                 )
-            served = Served(plan, result, answer_candidates(plan, result, request.params.n))
-            outcome = result.decision.value
-            return served
+            outcome = result.decision.value  # an abstention the policy answers 422 included
+            return Served(plan, result, answer_candidates(plan, result, request.params.n))
         finally:
             self._report(plan, request, result, outcome, started, meta, model)
 

@@ -166,7 +166,7 @@ def test_verify_logs_its_decision(gateway: str, lines: Lines) -> None:
         ("/v1/chat/completions", {"model": "only-failing", "messages": QUESTION}, 502,
          {"route": "only-failing", "decision": "error"}),
         ("/v1/chat/completions", {"model": "unsure-error", "messages": QUESTION}, 422,
-         {"route": "unsure-error", "reason": "predicted_incorrect"}),
+         {"route": "unsure-error", "reason": "predicted_incorrect", "decision": "abstain"}),
         ("/v1/no-such-thing", {}, 404, {"decision": None}),
     ],
 )  # fmt: skip
