@@ -77,7 +77,7 @@ Reason = Literal[
     "retrieval_used",
     "tool_calls_unverified",
 ]
-Stage = Literal["generate", "encode", "verify", "retrieve"]
+Stage = Literal["generate", "encode", "score", "verify", "retrieve"]
 TokenType = Literal["input", "output"]
 ErrorType = Literal[
     "timeout",  # connect/read timeout talking to the backend
@@ -202,7 +202,8 @@ class GatewayMetrics:
         )
         self._stage_seconds = Histogram(
             "sdm_router_stage_duration_seconds",
-            "Latency of one pipeline stage (generate|encode|verify|retrieve).",
+            "Latency of one pipeline stage (generate|encode|score|verify|retrieve; encode "
+            "and score per verifier batch, verify per request including the batch wait).",
             ["stage"],
             buckets=STAGE_SECONDS_BUCKETS,
             registry=registry,

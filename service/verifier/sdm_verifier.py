@@ -265,6 +265,7 @@ class SDMVerifier:
         hidden = self._encoder.encode(items)
         self._observer.stage("encode", time.perf_counter() - started)
         features = compose_features(hidden, items)
+        scoring = time.perf_counter()
         verdicts: list[Verdict | None] = [None] * len(batch)
         for artifact in {artifact for _, _, artifact in batch}:
             rows = [i for i, (_, _, pinned) in enumerate(batch) if pinned == artifact]
@@ -273,6 +274,7 @@ class SDMVerifier:
             for row, verdict in zip(rows, to_verdicts(scores, nearest), strict=True):
                 verdicts[row] = verdict
         done = [verdict for verdict in verdicts if verdict is not None]
+        self._observer.stage("score", time.perf_counter() - scoring)
         if self._shadow is not None:
             self._shadow.submit(features, done)
         return done

@@ -48,7 +48,7 @@ def value(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 def test_closed_sets_match_the_brief() -> None:
     assert {"accept", "abstain", "unverified", "error"} == OUTCOMES
     assert {"accept", "escalate", "retrieve", "abstain", "unverified"} == ACTIONS
-    assert {"generate", "encode", "verify", "retrieve"} == STAGES
+    assert {"generate", "encode", "score", "verify", "retrieve"} == STAGES
     assert {"input", "output"} == TOKEN_TYPES
     assert {"verified", "below_alpha", "no_region", "ood", "predicted_incorrect"} <= REASONS
     assert {"backend_error", "budget_exhausted", "retrieval_used"} <= REASONS
