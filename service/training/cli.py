@@ -176,6 +176,7 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         out=args.out,
         training=training,
         holdout_family=holdout_families(args.holdout_family),
+        holdout_phrasing=args.holdout_phrasings,
         split_seed=args.split_seed,
         target_alpha=args.target_alpha,
         attempts=args.attempts,
@@ -189,6 +190,16 @@ def _build_option_default(name: str) -> Any:
 
     (default,) = (item.default for item in fields(VerifierBuildOptions) if item.name == name)
     return default
+
+
+def _phrasing_rule(value: str) -> Any:
+    """``--holdout-phrasings`` as a ``PhrasingHoldout`` (a bad spelling is a usage error)."""
+    from service.training.splits import holdout_phrasings
+
+    try:
+        return holdout_phrasings(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _verifier_build_problem(args: argparse.Namespace) -> str | None:
@@ -445,9 +456,27 @@ def _register_import(data_commands: Any) -> None:
     importing.set_defaults(func=_data_import)
 
 
+def _register_holdouts(vbuild: Any) -> None:
+    """``verifier build``'s ``--holdout-family`` and ``--holdout-phrasings``."""
+    from service.training.splits import holdout_families
+
+    vbuild.add_argument(
+        "--holdout-family",
+        default=",".join(holdout_families(_build_option_default("holdout_family"))),
+        help="families kept out as the shift test, comma-separated, or none (default: %(default)s)",
+    )
+    vbuild.add_argument(
+        "--holdout-phrasings",
+        type=_phrasing_rule,
+        default=_build_option_default("holdout_phrasing").spec,
+        help="templates kept out of train/calibration/test as splits/phrasing.jsonl: k (template "
+        "p<k> of every family), family:k, family:none, comma-separated, or none "
+        "(default: %(default)s)",
+    )
+
+
 def register(commands: Any) -> None:
     """Add the ``data`` and ``verifier`` command groups."""
-    from service.training.splits import holdout_families
     from service.training.verifier_build import DEFAULT_TRAINING
 
     data = commands.add_parser("data", help="build labelled answer data sets")
@@ -486,11 +515,7 @@ def register(commands: Any) -> None:
         "--layer", type=int, default=None,
         help="decoder layer whose hidden states are pooled (default: the final layer)",
     )  # fmt: skip
-    vbuild.add_argument(
-        "--holdout-family",
-        default=",".join(holdout_families(_build_option_default("holdout_family"))),
-        help="families kept out as the shift test, comma-separated, or none (default: %(default)s)",
-    )
+    _register_holdouts(vbuild)
     vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))
     vbuild.add_argument(
         "--exemplar-dimension", type=int, default=DEFAULT_TRAINING.exemplar_dimension
@@ -516,6 +541,10 @@ def register(commands: Any) -> None:
     vbuild.set_defaults(func=_verifier_build)
 
     _register_update(verifier_commands)
+
+    from service.training.ablation.command import register as register_ablate
+
+    register_ablate(verifier_commands)
 
     evaluate = verifier_commands.add_parser("evaluate", help="accuracy vs admission report")
     evaluate.add_argument("--verifier", type=Path, required=True)

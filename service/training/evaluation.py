@@ -1,8 +1,9 @@
-"""``sdm-router verifier evaluate``: accuracy of admitted answers against admission rate.
+"""``sdm-router verifier evaluate``: accepted answers' precision and recall, admitted sets.
 
-Reads labelled splits (``DATA/splits/test.jsonl``, ``shift.jsonl``, ...), scores them with the
-verifier, fits the baselines on the calibration split and writes ``report.md``, ``report.json``
-and PNG plots. The numbers come from the pure functions in :mod:`service.training.report`.
+Reads labelled splits (``DATA/splits/test.jsonl``, ``shift.jsonl``, ``phrasing.jsonl``, ...),
+scores them with the verifier, fits the baselines on the calibration split and writes
+``report.md`` (the issue's goals first, then the gateway view), ``report.json`` and PNG plots.
+The numbers come from the pure functions in :mod:`service.training.report`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from service.core.errors import ConfigurationError
 from service.training.records import AnswerRecord, RecordError, read_records
 from service.training.report.estimators import ScoredSplit
+from service.training.report.goals import Goal, evaluate_goals
 from service.training.report.markdown import fmt_accuracy, fmt_rate, render_report
 from service.training.report.metrics import ALPHA_LADDER
 from service.training.report.plots import write_plots
@@ -120,22 +122,34 @@ def write_report(
     reports: Sequence[SplitReport],
     checks: Sequence[AcceptanceCheck],
     meta: dict[str, Any],
+    goals: Sequence[Goal] = (),
 ) -> list[Path]:
     """Write ``report.md``, ``report.json`` and each split's PNGs; returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     plots = {r.name: write_plots(r, folder) for r in reports}
     names = {split: [p.name for p in paths] for split, paths in plots.items()}
     markdown = folder / "report.md"
-    markdown.write_text(render_report(reports, checks, names, meta), encoding="utf-8")
+    markdown.write_text(render_report(reports, checks, names, meta, goals), encoding="utf-8")
     document = {
         "meta": meta,
         "alphas": list(ALPHA_LADDER),
+        "goals": [_goal_json(g) for g in goals],
         "acceptance": [_check_json(c) for c in checks],
         "splits": {r.name: split_json(r) for r in reports},
     }
     data = folder / "report.json"
     data.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return [markdown, data, *(p for paths in plots.values() for p in paths)]
+
+
+def _goal_json(goal: Goal) -> dict[str, Any]:
+    return {
+        "goal": goal.key,
+        "target": goal.target,
+        "estimator": goal.estimator,
+        "figure": goal.figure,
+        "met": goal.met,
+    }
 
 
 def _check_json(check: AcceptanceCheck) -> dict[str, Any]:
@@ -156,7 +170,7 @@ def summary_lines(report: SplitReport, alpha: float = ACCEPTANCE_ALPHA) -> list[
     for curve in report.curves:
         s = curve.at(alpha)
         lines.append(
-            f"  {curve.name:<13} admitted {fmt_rate(s.admission_rate):>6} (n={s.admitted}) "
+            f"  {curve.name:<19} admitted {fmt_rate(s.admission_rate):>6} (n={s.admitted}) "
             f"acc {fmt_accuracy(s.marginal_accuracy)} "
             f"min class {fmt_accuracy(s.min_class_accuracy)} "
             f"min pred {fmt_accuracy(s.min_prediction_accuracy)} [{s.verdict}]; accepted "
@@ -174,8 +188,11 @@ def _meta(args: argparse.Namespace, model: SDMModel, inputs: Inputs) -> dict[str
     return {
         "verifier": f"{args.verifier} ({model.artifact_id}, {model.support_size} support rows)",
         "calibrated regions": regions or "none",
-        "baseline calibration": f"{path} ({len(rows)} rows)",
-        "data": ", ".join(f"{p} ({len(r)} rows)" for p, r in inputs.splits.values()),
+        "baseline calibration": f"{path} ({len(rows)} rows; every baseline threshold is "
+        "fitted here)",
+        "data": ", ".join(
+            f"split `{name}` = {p} ({len(r)} rows)" for name, (p, r) in inputs.splits.items()
+        ),
         "encoder": model.representation.get("fingerprint") or "unknown",
     }
 
@@ -226,8 +243,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"sdm-router: {error}", file=sys.stderr)
         return 2
     checks = [check_acceptance(r, estimator) for r in reports for estimator in CHECKED_ESTIMATORS]
-    write_report(args.report, reports, checks, _meta(args, model, inputs))
+    goals = [g for estimator in CHECKED_ESTIMATORS for g in evaluate_goals(reports, estimator)]
+    write_report(args.report, reports, checks, _meta(args, model, inputs), goals)
     for report in reports:
         print("\n".join(summary_lines(report)))
+    for goal in goals:
+        met = {True: "met", False: "NOT met", None: "not evaluated"}[goal.met]
+        print(f"goal {goal.key} ({goal.estimator}): {met}: {goal.figure}")
     print(f"report: {args.report / 'report.md'}")
     return 0

@@ -12,7 +12,16 @@ import numpy as np
 
 from service.training.featurize import encode_records
 from service.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
-from service.training.splits import HoldOut, Splits, holdout_families, split_records
+from service.training.splits import (
+    DEFAULT_HOLDOUT_PHRASINGS,
+    HoldOut,
+    PhrasingHoldOut,
+    Splits,
+    held_out_templates,
+    holdout_families,
+    holdout_phrasings,
+    split_records,
+)
 from service.training.suites import DEFAULT_HOLDOUT
 from service.verifier.encoder import HiddenStateEncoder
 from service.verifier.features import FEATURE_COMPOSITION
@@ -36,12 +45,15 @@ class VerifierBuildOptions:
     whatever ``training`` says; ``training.seed`` starts the first attempt's seed block.
     ``holdout_family``: the families kept out as the shift test (one name, a comma-separated
     list, a tuple of names, or None), by default ``suites.DEFAULT_HOLDOUT``.
+    ``holdout_phrasing``: the templates kept out of train / calibration / test as the phrasing
+    check (``splits.holdout_phrasings``), by default p1 of every family.
     """
 
     data: Path
     out: Path
     training: TrainingConfig = DEFAULT_TRAINING
     holdout_family: HoldOut = DEFAULT_HOLDOUT
+    holdout_phrasing: PhrasingHoldOut = DEFAULT_HOLDOUT_PHRASINGS
     split_seed: int = 0
     target_alpha: float | None = None
     attempts: int = 1
@@ -50,7 +62,7 @@ class VerifierBuildOptions:
 
 
 def write_splits(splits: Splits, folder: Path) -> dict[str, int]:
-    """Write each split as JSONL (``verifier evaluate`` reads test.jsonl and shift.jsonl)."""
+    """Write each split as JSONL (``verifier evaluate`` reads test, shift and phrasing)."""
     folder.mkdir(parents=True, exist_ok=True)
     return {
         name: write_records(folder / f"{name}.jsonl", rows)
@@ -77,7 +89,12 @@ def build_verifier(
     started = time.perf_counter()
     if records is None:
         records = read_records(options.data / ROWS_FILE)
-    splits = split_records(records, options.holdout_family, seed=options.split_seed)
+    splits = split_records(
+        records,
+        options.holdout_family,
+        seed=options.split_seed,
+        holdout_phrasing=options.holdout_phrasing,
+    )
     counts = write_splits(splits, options.data / SPLITS_DIR)
     cache = options.data / "cache"
     x_train = encode_records(splits.train, encoder, cache, show_progress=options.show_progress)
@@ -96,6 +113,10 @@ def build_verifier(
             # recorded it; holdoutFamilies: all of them.
             "holdoutFamily": held_out[0] if held_out else None,
             "holdoutFamilies": list(held_out),
+            # holdoutPhrasings: the rule (as --holdout-phrasings spells it);
+            # holdoutPhrasingTemplates: family -> template indices in splits/phrasing.jsonl.
+            "holdoutPhrasings": holdout_phrasings(options.holdout_phrasing).spec,
+            "holdoutPhrasingTemplates": held_out_templates(splits.phrasing),
             "splitSeed": options.split_seed,
             "splitCounts": counts,
             "dataRows": len(records),

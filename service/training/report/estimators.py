@@ -5,6 +5,10 @@ Baselines (thresholds fitted on the calibration split, applied to the evaluated 
 * ``softmax``: the adaptor's plain softmax p = softmax(z′); admit rows with max p ≥ α (no fit);
 * ``mean-logprob``: accept answers whose mean token logprob ≥ t, t the smallest threshold whose
   accepted calibration answers are ≥ α correct; a one-sided estimator (ŷ = 1 for every row);
+* ``mean-logprob-family``: the same threshold fitted per task family on that family's
+  calibration rows; a family with fewer than ``FAMILY_MIN_ROWS`` calibration rows with logprobs
+  (and any family absent from calibration, such as the shift families) uses the global
+  ``mean-logprob`` threshold;
 * ``conformal``: split conformal (LAC) over the same softmax, ε = 1 − α; admit singleton sets.
 """
 
@@ -35,7 +39,19 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 StrArray = npt.NDArray[np.str_]
 
-ESTIMATORS = ("sdm-centroid", "sdm-lower", "softmax", "mean-logprob", "conformal")
+ESTIMATORS = (
+    "sdm-centroid",
+    "sdm-lower",
+    "softmax",
+    "mean-logprob",
+    "mean-logprob-family",
+    "conformal",
+)
+SDM_ESTIMATORS = ("sdm-centroid", "sdm-lower")
+BASELINES = tuple(name for name in ESTIMATORS if name not in SDM_ESTIMATORS)
+# A family needs this many calibration rows with logprobs for a threshold of its own; below it
+# the family's precision estimate is too coarse (one wrong answer in 20 is 0.95 already).
+FAMILY_MIN_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +106,8 @@ class Selection:
     predictions: IntArray
     admitted: BoolArray  # [len(alphas), n]
     thresholds: tuple[float | None, ...]  # None: nothing can be admitted at that alpha
+    # per alpha, family -> its own threshold (mean-logprob-family only; others use thresholds)
+    family_thresholds: tuple[dict[str, float | None], ...] | None = None
 
 
 def _finite(value: float) -> float | None:
@@ -118,6 +136,62 @@ def _mean_logprob(
     return Selection("mean-logprob", predictions, admitted, tuple(_finite(t) for t in fitted))
 
 
+def fit_family_thresholds(
+    scores: F64Array,
+    correct: BoolArray,
+    families: StrArray,
+    alpha: float,
+    min_rows: int = FAMILY_MIN_ROWS,
+) -> tuple[float, dict[str, float]]:
+    """The global threshold (``fit_logprob_threshold`` over every row) and, for each family
+    with at least ``min_rows`` rows whose score is finite, the threshold fitted on its rows
+    alone (+inf where no threshold of that family reaches ``alpha``)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    families = np.asarray(families, dtype=np.str_)
+    overall = fit_logprob_threshold(scores, correct, alpha)
+    own = {}
+    for family in sorted(set(families.tolist())):
+        mask = families == family
+        if int(np.isfinite(scores[mask]).sum()) >= min_rows:
+            own[family] = fit_logprob_threshold(scores[mask], correct[mask], alpha)
+    return overall, own
+
+
+def family_threshold_rows(families: StrArray, overall: float, own: dict[str, float]) -> F64Array:
+    """Each row's threshold: its family's own, else ``overall``."""
+    names = np.asarray(families, dtype=np.str_)
+    result = np.full(names.shape, overall, dtype=np.float64)
+    for family, threshold in own.items():
+        result[names == family] = threshold
+    return result
+
+
+def _mean_logprob_family(
+    split: ScoredSplit, calibration: ScoredSplit, alphas: Sequence[float]
+) -> Selection:
+    correct = calibration.labels == POSITIVE
+    fitted = [
+        fit_family_thresholds(calibration.mean_logprob, correct, calibration.families, a)
+        for a in alphas
+    ]
+    with np.errstate(invalid="ignore"):  # NaN (no logprobs) compares False: never accepted
+        admitted = np.stack(
+            [
+                split.mean_logprob >= family_threshold_rows(split.families, overall, own)
+                for overall, own in fitted
+            ]
+        )
+    predictions = np.full(len(split), POSITIVE, dtype=np.int64)
+    return Selection(
+        "mean-logprob-family",
+        predictions,
+        admitted,
+        tuple(_finite(overall) for overall, _ in fitted),
+        tuple({f: _finite(t) for f, t in own.items()} for _, own in fitted),
+    )
+
+
 def _conformal(split: ScoredSplit, calibration: ScoredSplit, alphas: Sequence[float]) -> Selection:
     scores = true_class_nonconformity(softmax(calibration.z_prime), calibration.labels)
     fitted = [conformal_quantile(scores, 1.0 - a) for a in alphas]
@@ -136,5 +210,6 @@ def build_selections(
         _sdm("sdm-lower", split.lower_alpha, split, alphas),
         _softmax(split, alphas),
         _mean_logprob(split, calibration, alphas),
+        _mean_logprob_family(split, calibration, alphas),
         _conformal(split, calibration, alphas),
     ]

@@ -1,14 +1,22 @@
-"""``report.md``: acceptance check, then per split a summary, the tables and the plots."""
+"""``report.md``: the goals, the acceptance check, the precision-recall figure, then per split a
+summary, the gateway-view tables, the papers' metric, the per-family tables and the plots."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from .estimators import FAMILY_MIN_ROWS
+from .goals import Goal
 from .metrics import TABLE_ALPHAS
 from .results import FAMILY_ALPHA, AcceptanceCheck, SplitReport
 
-_NOTES = """\
+TEST_READ_ONCE = (
+    "The test split is read once, for this report; every setting was chosen on "
+    "training/calibration data."
+)
+
+_NOTES = f"""\
 Notes. *Admitted set*: the rows an estimator admits at α, of either predicted class; the papers'
 metric requires every class-conditional (by true y) and prediction-conditional (by ŷ) accuracy
 to be ≥ α ("meets α"); admitting nothing is "rejects all". *Accepted answers*: what the gateway
@@ -16,9 +24,16 @@ would serve, admitted ∧ ŷ = correct; precision = fraction truly correct, reca
 fraction of all correct answers accepted. `sdm-*` admit rows whose assigned region alpha is ≥ α;
 `softmax` admits max softmax(z′) ≥ α; `mean-logprob` accepts answers whose mean token logprob
 reaches the smallest calibration threshold with ≥ α correct (it only ever predicts "correct", so
-any admitted wrong answer makes its y = incorrect cell 0); `conformal` is split-conformal LAC on
-the same softmax with ε = 1 − α, admitting singleton sets. Baseline thresholds are fitted on the
-calibration split. Cells show `—` when nothing falls in them.
+any admitted wrong answer makes its y = incorrect cell 0); `mean-logprob-family` fits that
+threshold per task family on the family's own calibration rows (families with fewer than
+{FAMILY_MIN_ROWS} calibration rows with logprobs, and families absent from calibration such as
+the shift families, use the global threshold); `conformal` is split-conformal LAC on the same
+softmax with ε = 1 − α, admitting singleton sets. Baseline thresholds are fitted on the
+calibration split. Cells show `—` when nothing falls in them. *Splits* (each section's numbers
+come from the file named for it under `data` above): `test` holds facts never in training or
+calibration; `shift` whole held-out families; `phrasing` the held-out templates, whose facts may
+be in training in other wordings (docs/verifier-data.md). The goals read the splits called
+`test`, `shift` and `phrasing`.
 """
 
 
@@ -137,23 +152,72 @@ def family_table(report: SplitReport) -> list[str]:
     return _table(header, rows)
 
 
+def family_gateway_table(report: SplitReport, alphas: Sequence[float] = TABLE_ALPHAS) -> list[str]:
+    """Per family and alpha: every estimator's accepted % · precision · recall."""
+    header = ["family", "rows", "α", *(c.name for c in report.curves)]
+    rows = [
+        [
+            f.family,
+            str(f.rows),
+            f"{alpha:.2f}",
+            *(
+                f"{fmt_rate(s.acceptance_rate)} · {fmt_accuracy(s.precision)} · "
+                f"{fmt_accuracy(s.recall)}"
+                for s in f.at(alpha)
+            ),
+        ]
+        for f in report.families
+        for alpha in alphas
+        if alpha in f.alphas
+    ]
+    return _table(header, rows)
+
+
 def split_section(report: SplitReport, plots: Sequence[str]) -> list[str]:
-    """Summary, the three tables and the plot links of one split."""
+    """Summary, the gateway view first, the papers' metric, per-family tables, plot links."""
     return [
         *_summary(report),
-        "### Admitted set (papers' metric)",
-        "",
-        *admitted_table(report),
-        "",
         "### Accepted answers (gateway view: admitted ∧ ŷ = correct)",
         "",
         *accepted_table(report),
         "",
-        f"### Per family at α = {FAMILY_ALPHA} (admitted % @ accuracy of admitted)",
+        "### Admitted set (papers' metric: class- and prediction-conditional accuracy)",
+        "",
+        *admitted_table(report),
+        "",
+        "### Accepted answers per family (gateway view)",
+        "",
+        "Cell: accepted % · precision · recall of correct answers.",
+        "",
+        *family_gateway_table(report),
+        "",
+        f"### Admitted set per family at α = {FAMILY_ALPHA} (admitted % @ accuracy of admitted)",
         "",
         *family_table(report),
         "",
         *(f"![{name}]({name})" for name in plots),
+        "",
+    ]
+
+
+def goals_section(goals: Sequence[Goal]) -> list[str]:
+    """The issue's goals, one row per goal, one column per estimator."""
+    estimators = list(dict.fromkeys(g.estimator for g in goals))
+    keys = list(dict.fromkeys(g.key for g in goals))
+    cells = {(g.key, g.estimator): g for g in goals}
+    verdicts = {True: "**met**", False: "not met", None: "not evaluated"}
+    rows = []
+    for key in keys:
+        first = next(g for g in goals if g.key == key)
+        row = [first.target]
+        for estimator in estimators:
+            goal = cells.get((key, estimator))
+            row.append("—" if goal is None else f"{verdicts[goal.met]}: {goal.figure}")
+        rows.append(row)
+    return [
+        "## Goals (test split unless named, α = 0.95, gateway view)",
+        "",
+        *_table(["goal", *estimators], rows),
         "",
     ]
 
@@ -163,11 +227,29 @@ def render_report(
     checks: Sequence[AcceptanceCheck],
     plots: dict[str, list[str]],
     meta: dict[str, Any],
+    goals: Sequence[Goal] = (),
 ) -> str:
-    """The whole ``report.md``; ``plots`` maps split name to its PNG file names."""
+    """The whole ``report.md``; ``plots`` maps split name to its PNG file names (a name ending in
+    ``-precision-recall.png`` is also shown at the top, for the test split)."""
     header = ["# Verifier evaluation", ""]
     header += [f"- {key}: {value}" for key, value in meta.items()]
-    lines = [*header, "", *acceptance_section(checks)]
+    lines = [*header, "", TEST_READ_ONCE, ""]
+    if goals:
+        lines += goals_section(goals)
+    lines += acceptance_section(checks)
+    figure = [p for p in plots.get("test", []) if p.endswith("-precision-recall.png")]
+    if figure:
+        lines += [
+            "## Precision against recall (test split, gateway view)",
+            "",
+            "SDM estimators, `mean-logprob-family` and `conformal` sweep α (0.50–0.995); "
+            "`softmax` and `mean-logprob` sweep every threshold of their score on the test split "
+            "(the best any threshold of theirs could do); stars mark α = 0.95.",
+            "",
+            *(f"![{name}]({name})" for name in figure),
+            "",
+        ]
     for report in reports:
-        lines += split_section(report, plots.get(report.name, []))
+        shown = [p for p in plots.get(report.name, []) if report.name != "test" or p not in figure]
+        lines += split_section(report, shown)
     return "\n".join([*lines, _NOTES])

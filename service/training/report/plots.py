@@ -73,9 +73,41 @@ def plot_families(report: SplitReport, path: Path) -> Path:
     return path
 
 
+def plot_precision_recall(report: SplitReport, path: Path, alpha: float = 0.95) -> Path:
+    """Precision against recall of correct answers (gateway view) for every method on one
+    figure: alpha-swept methods as marked lines, score-swept baselines as lines; a star at
+    each method's point at ``alpha``."""
+    figure, (ax,) = _figure(8.0, 6.0, 1)
+    names = [c.name for c in report.curves]
+    for curve in report.precision_recall:
+        i = names.index(curve.name) if curve.name in names else len(names)
+        color = f"C{i % 10}"
+        sweep = "α" if curve.sweep == "alpha" else "threshold"
+        marker = _MARKERS[i % len(_MARKERS)] if curve.sweep == "alpha" else None
+        ax.plot(curve.recall, curve.precision, marker=marker, markersize=3, color=color,
+                label=f"{curve.name} (sweeps {sweep})")  # fmt: skip
+        if curve.name in names:
+            s = report.curve(curve.name).at(alpha)
+            if s.precision is not None and s.recall is not None:
+                ax.plot([s.recall], [s.precision], marker="*", markersize=14, color=color,
+                        markeredgecolor="black", linestyle="none")  # fmt: skip
+    ax.axhline(alpha, color="grey", linestyle="--", linewidth=1, label=f"precision {alpha}")
+    ax.set(xlim=(-0.02, 1.02), ylim=(0.0, 1.02), xlabel="recall of correct answers",
+           ylabel="precision of accepted answers")  # fmt: skip
+    ax.set_title(f"{report.name}: precision vs recall (stars: α = {alpha})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def write_plots(report: SplitReport, folder: Path) -> list[Path]:
-    """``<split>-accuracy-vs-admission.png`` and ``<split>-families.png`` in ``folder``."""
-    return [
+    """``<split>-accuracy-vs-admission.png``, ``<split>-families.png`` and (when the report has
+    curves) ``<split>-precision-recall.png`` in ``folder``."""
+    paths = [
         plot_accuracy_vs_admission(report, folder / f"{report.name}-accuracy-vs-admission.png"),
         plot_families(report, folder / f"{report.name}-families.png"),
     ]
+    if report.precision_recall:
+        paths.append(plot_precision_recall(report, folder / f"{report.name}-precision-recall.png"))
+    return paths

@@ -8,8 +8,16 @@ from typing import Any
 
 import numpy as np
 
+from .curves import PrecisionRecallCurve, precision_recall_curves
 from .estimators import ScoredSplit, Selection, build_selections
-from .metrics import ALPHA_LADDER, MEETS, REJECTS_ALL, AdmissionStats, admission_stats
+from .metrics import (
+    ALPHA_LADDER,
+    MEETS,
+    REJECTS_ALL,
+    TABLE_ALPHAS,
+    AdmissionStats,
+    admission_stats,
+)
 from .metrics import quantile_summary as _quantiles
 
 FAMILY_ALPHA = 0.95
@@ -25,6 +33,7 @@ class EstimatorCurve:
     name: str
     thresholds: tuple[float | None, ...]
     stats: tuple[AdmissionStats, ...]
+    family_thresholds: tuple[dict[str, float | None], ...] | None = None
 
     def at(self, alpha: float) -> AdmissionStats:
         """The stats at ``alpha`` (which must be on the ladder)."""
@@ -36,12 +45,22 @@ class EstimatorCurve:
 
 @dataclass(frozen=True, slots=True)
 class FamilySummary:
-    """One task family of a split: generator accuracy and each estimator at FAMILY_ALPHA."""
+    """One task family of a split: generator accuracy and each estimator at FAMILY_ALPHA
+    (``estimators``) and at each of ``alphas`` (``per_alpha``, for the gateway-view table)."""
 
     family: str
     rows: int
     generator_accuracy: float
     estimators: tuple[AdmissionStats, ...]  # in the order of SplitReport.curves
+    alphas: tuple[float, ...] = ()
+    per_alpha: tuple[tuple[AdmissionStats, ...], ...] = ()  # [alpha][estimator]
+
+    def at(self, alpha: float) -> tuple[AdmissionStats, ...]:
+        """Every estimator's stats on this family at ``alpha`` (one of ``alphas``)."""
+        for value, stats in zip(self.alphas, self.per_alpha, strict=True):
+            if abs(value - alpha) < 1e-9:
+                return stats
+        raise KeyError(f"alpha {alpha} is not tabled per family")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +77,7 @@ class SplitReport:
     d: dict[str, float] | None
     curves: tuple[EstimatorCurve, ...]
     families: tuple[FamilySummary, ...]
+    precision_recall: tuple[PrecisionRecallCurve, ...] = ()
 
     def curve(self, name: str) -> EstimatorCurve:
         """The curve of the estimator called ``name``."""
@@ -82,22 +102,41 @@ def _curve(selection: Selection, split: ScoredSplit, alphas: Sequence[float]) ->
         admission_stats(selection.admitted[i], selection.predictions, split.labels, alpha)
         for i, alpha in enumerate(alphas)
     )
-    return EstimatorCurve(selection.name, selection.thresholds, stats)
+    return EstimatorCurve(selection.name, selection.thresholds, stats, selection.family_thresholds)
+
+
+def _family_stats(
+    selections: Sequence[Selection],
+    mask: np.ndarray[Any, np.dtype[np.bool_]],
+    labels: np.ndarray[Any, np.dtype[np.int64]],
+    column: int,
+    alpha: float,
+) -> tuple[AdmissionStats, ...]:
+    return tuple(
+        admission_stats(s.admitted[column][mask], s.predictions[mask], labels, alpha)
+        for s in selections
+    )
 
 
 def _families(
     split: ScoredSplit, selections: Sequence[Selection], alphas: Sequence[float]
 ) -> tuple[FamilySummary, ...]:
-    column = list(alphas).index(FAMILY_ALPHA)
+    ladder = list(alphas)
+    tabled = tuple(a for a in TABLE_ALPHAS if a in ladder)
     summaries = []
     for family in sorted(set(split.families.tolist())):
         mask = split.families == family
         labels = split.labels[mask]
-        stats = tuple(
-            admission_stats(s.admitted[column][mask], s.predictions[mask], labels, FAMILY_ALPHA)
-            for s in selections
+        summaries.append(
+            FamilySummary(
+                family,
+                int(mask.sum()),
+                float(labels.mean()),
+                _family_stats(selections, mask, labels, ladder.index(FAMILY_ALPHA), FAMILY_ALPHA),
+                tabled,
+                tuple(_family_stats(selections, mask, labels, ladder.index(a), a) for a in tabled),
+            )
         )
-        summaries.append(FamilySummary(family, int(mask.sum()), float(labels.mean()), stats))
     return tuple(summaries)
 
 
@@ -124,6 +163,7 @@ def evaluate_split(
         d=_quantiles(split.d),
         curves=tuple(_curve(s, split, alphas) for s in selections),
         families=_families(split, selections, alphas),
+        precision_recall=precision_recall_curves(split, calibration),
     )
 
 
@@ -158,13 +198,7 @@ def stats_json(stats: AdmissionStats) -> dict[str, Any]:
         "minClassConditionalAccuracy": stats.min_class_accuracy,
         "minPredictionConditionalAccuracy": stats.min_prediction_accuracy,
         "verdict": stats.verdict,
-        "gateway": {
-            "accepted": stats.accepted,
-            "acceptanceRate": stats.acceptance_rate,
-            "precision": stats.precision,
-            "recall": stats.recall,
-            "verdict": stats.gateway_verdict,
-        },
+        "gateway": _gateway_json(stats),
     }
 
 
@@ -178,10 +212,7 @@ def split_json(report: SplitReport) -> dict[str, Any]:
         "oodRate": report.ood_rate,
         "q": report.q,
         "d": report.d,
-        "estimators": {
-            c.name: {"thresholds": c.thresholds, "perAlpha": [stats_json(s) for s in c.stats]}
-            for c in report.curves
-        },
+        "estimators": {c.name: _curve_json(c) for c in report.curves},
         "families": {
             f.family: {
                 "rows": f.rows,
@@ -190,7 +221,38 @@ def split_json(report: SplitReport) -> dict[str, Any]:
                 "estimators": {
                     c.name: stats_json(s) for c, s in zip(report.curves, f.estimators, strict=True)
                 },
+                "gateway": {
+                    f"{alpha:.2f}": {
+                        c.name: _gateway_json(s)
+                        for c, s in zip(report.curves, f.at(alpha), strict=True)
+                    }
+                    for alpha in f.alphas
+                },
             }
             for f in report.families
         },
+        "precisionRecall": {
+            c.name: {"sweep": c.sweep, "recall": c.recall, "precision": c.precision}
+            for c in report.precision_recall
+        },
+    }
+
+
+def _curve_json(curve: EstimatorCurve) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "thresholds": curve.thresholds,
+        "perAlpha": [stats_json(s) for s in curve.stats],
+    }
+    if curve.family_thresholds is not None:
+        document["familyThresholds"] = curve.family_thresholds
+    return document
+
+
+def _gateway_json(stats: AdmissionStats) -> dict[str, Any]:
+    return {
+        "accepted": stats.accepted,
+        "acceptanceRate": stats.acceptance_rate,
+        "precision": stats.precision,
+        "recall": stats.recall,
+        "verdict": stats.gateway_verdict,
     }

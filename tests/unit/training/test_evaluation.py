@@ -282,6 +282,7 @@ def test_write_report_files(tmp_path: Path, report_pair: tuple[Any, Any]) -> Non
         "report.md",
         "test-accuracy-vs-admission.png",
         "test-families.png",
+        "test-precision-recall.png",
     ]
     for path in written:
         if path.suffix == ".png":
@@ -437,8 +438,10 @@ def test_command_end_to_end_with_a_tiny_verifier(
         "report.md",
         "shift-accuracy-vs-admission.png",
         "shift-families.png",
+        "shift-precision-recall.png",
         "test-accuracy-vs-admission.png",
         "test-families.png",
+        "test-precision-recall.png",
     ]
     document = json.loads((tmp_path / "report" / "report.json").read_text())
     assert set(document["splits"]) == {"test", "shift"}
