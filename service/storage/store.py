@@ -340,7 +340,9 @@ class DecisionStore:
         cursor: tuple[float, str] | None = None,
     ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
         """Records newest first, filtered; returns a page and the cursor of the next page.
-        ``key_name``: only the records of requests made with that key."""
+        ``key_name``: only the records of requests made with that key. Queued records are
+        listed too (a queued record has no feedback yet, so only ``label="unlabeled"`` keeps
+        it)."""
 
         def read() -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
             assert self._engine is not None
@@ -370,8 +372,16 @@ class DecisionStore:
                     | ((decisions.c.created == created) & (decisions.c.request_id < request_id))
                 )
             query = query.order_by(decisions.c.created.desc(), decisions.c.request_id.desc())
+            # before the read: a record written meanwhile is in one of the two
+            waiting = self._queued_rows(
+                key_name=key_name, route=route, since=since, until=until, decision=decision,
+                label=label, cursor=cursor,
+            )  # fmt: skip
             with self._engine.connect() as connection:
                 rows = [row._asdict() for row in connection.execute(query.limit(limit + 1))]
+            stored = {row["request_id"] for row in rows}
+            rows += [row for row in waiting if row["request_id"] not in stored]
+            rows.sort(key=lambda row: (float(row["created"]), str(row["request_id"])), reverse=True)
             page = [_decision_json(row) for row in rows[:limit]]
             following = None
             if len(rows) > limit:
@@ -380,6 +390,33 @@ class DecisionStore:
             return page, following
 
         return await self._run(read)
+
+    def _queued_rows(
+        self,
+        *,
+        key_name: str | None,
+        route: str | None,
+        since: float | None,
+        until: float | None,
+        decision: str | None,
+        label: str | None,
+        cursor: tuple[float, str] | None,
+    ) -> list[dict[str, Any]]:
+        """The queued records that pass the listing's filters, as rows."""
+        if label not in (None, "unlabeled"):
+            return []
+        with self._written:
+            records = list(self._pending.values())
+        return [
+            _decision_row(record, self._settings.keep_text)
+            for record in records
+            if (key_name is None or record.key_name == key_name)
+            and (route is None or record.route == route)
+            and (since is None or record.created >= since)
+            and (until is None or record.created < until)
+            and (decision is None or record.decision == decision)
+            and (cursor is None or (record.created, record.request_id) < cursor)
+        ]
 
     async def label(
         self, identifier: str, label: FeedbackLabel, choice: int, note: str | None

@@ -285,6 +285,26 @@ def test_labelled_decisions_import_as_rows_a_verifier_build_reads(
         assert record.family == "auto"
 
 
+def test_a_queued_record_is_listed_before_it_is_written(
+    upstream: tuple[str, FakeUpstream], database_url: str
+) -> None:
+    """The writer gathers for 3 s: the listing shows the record from the queue meanwhile,
+    once only after it is written, and never under a label it cannot have yet."""
+    app = fake_app(upstream[0], storage={"url": database_url, "flush_interval_ms": 3000})
+    with serve_in_thread(app) as url:
+        request_id = chat(url).headers["x-request-id"]
+        listed = httpx.get(f"{url}/v1/decisions", timeout=10).json()["data"]
+        assert [record["request_id"] for record in listed] == [request_id]
+        assert listed[0]["key_name"] is None and listed[0]["decision"] == "accept"
+        labelled = httpx.get(f"{url}/v1/decisions", params={"label": "correct"}, timeout=10)
+        assert labelled.json()["data"] == []
+        unlabelled = httpx.get(f"{url}/v1/decisions", params={"label": "unlabeled"}, timeout=10)
+        assert [record["request_id"] for record in unlabelled.json()["data"]] == [request_id]
+        time.sleep(3.5)  # written by now
+        again = httpx.get(f"{url}/v1/decisions", timeout=10).json()["data"]
+        assert [record["request_id"] for record in again] == [request_id]
+
+
 def test_a_bad_query_parameter_is_a_400_naming_it(gateway: str) -> None:
     for params, name in (({"limit": 0}, "limit"), ({"decision": "maybe"}, "decision")):
         reply = httpx.get(f"{gateway}/v1/decisions", params=params, timeout=10)
