@@ -4,7 +4,11 @@
 (``loadtests.fast_upstream``) and the real gateway (one-tier route ``auto``, ``NoopVerifier``) in
 front of it, then runs a closed-loop load generator at fixed concurrency levels. Batches go
 alternately (ABBA order) to the upstream directly and through the gateway, so machine noise hits
-both alike. Pass ``--gateway-url``/``--upstream-url`` to measure any running proxy instead.
+both alike. Pass ``--gateway-url``/``--upstream-url`` to measure any running proxy instead,
+``--upstream-url`` alone to put the harness's gateway in front of an upstream you started, and
+``--other-url`` (with ``--other-label``) to measure a second proxy in the same interleaved run
+(ABCCBA order) against the same upstream. ``--gateway-cpus``/``--upstream-cpus``/``--client-cpus``
+pin the harness's own processes to CPUs.
 """
 
 from __future__ import annotations
@@ -296,25 +300,46 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120
 
 
 @contextmanager
-def serve(factory: str, server_args: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """Run ``uvicorn --factory FACTORY`` in a child process; yields its URL and pid."""
-    port = _free_port()
+def serve(
+    factory: str,
+    server_args: str,
+    env: dict[str, str],
+    cpus: frozenset[int] = frozenset(),
+    port: int = 0,
+) -> Iterator[tuple[str, int]]:
+    """Run ``uvicorn --factory FACTORY`` in a child process (on ``cpus`` and ``port`` when
+    given); yields its URL and pid."""
+    port = port or _free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     command += shlex.split(server_args)
-    with serve_command(command, port, env) as served:
+    with serve_command(command, port, env, cpus) as served:
         yield served
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """A CPU list as ``taskset -c`` takes it (``0``, ``0,1``, ``0-3``); empty: no pinning."""
+    cpus: set[int] = set()
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return frozenset(cpus)
 
 
 @contextmanager
 def serve_command(
-    command: Sequence[str], port: int, env: dict[str, str]
+    command: Sequence[str], port: int, env: dict[str, str], cpus: frozenset[int] = frozenset()
 ) -> Iterator[tuple[str, int]]:
-    """Run ``command`` (a server on ``port``) in a child process; yields its URL and pid."""
+    """Run ``command`` (a server on ``port``) in a child process, pinned to ``cpus`` when
+    given; yields its URL and pid."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     process = subprocess.Popen(
         list(command), cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path}
     )
+    if cpus:  # before the server starts any thread or worker: they inherit the mask
+        os.sched_setaffinity(process.pid, cpus)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process)
@@ -364,7 +389,8 @@ def cpu_seconds(pid: int | None) -> float:
 
 @dataclass
 class LevelResult:
-    """Both targets' samples at one concurrency, plus the gateway's CPU time when known."""
+    """Both targets' samples at one concurrency, plus the gateway's CPU time when known; the
+    other proxy's samples and CPU time when the run measured one (``--other-url``)."""
 
     concurrency: int
     direct: Samples
@@ -372,11 +398,31 @@ class LevelResult:
     gateway_cpu_seconds: float
     client_cpu_seconds: float
     process_cpu_seconds: dict[int, float] = field(default_factory=dict)
+    other: Samples | None = None
+    other_cpu_seconds: float = math.nan
 
     def per_request(self, seconds: float) -> float:
         """``seconds`` spread over the gateway's measured requests."""
         count = len(self.gateway.latencies) + self.gateway.errors.total()
         return seconds / count if count else math.nan
+
+    def other_side(self) -> LevelResult:
+        """The same level with the other proxy in the gateway's place (for ``format_table``)."""
+        assert self.other is not None
+        return LevelResult(
+            self.concurrency, self.direct, self.other, self.other_cpu_seconds,
+            self.client_cpu_seconds,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OtherProxy:
+    """A second proxy measured in the same run: base URL, label, model alias, pid if known."""
+
+    url: str
+    label: str = "other"
+    model: str = "good"
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -393,14 +439,18 @@ class Plan:
     requests: int
     warmup: int
     batch: int
+    other: OtherProxy | None = None
 
 
 async def _targets(plan: Plan, concurrency: int, clients: list[httpx.AsyncClient]) -> list[Target]:
     targets = []
-    for name, base, model in (
+    sides = [
         ("direct", plan.upstream_url, plan.upstream_model),
         ("gateway", plan.gateway_url, plan.model),
-    ):
+    ]
+    if plan.other is not None:
+        sides.append((plan.other.label, plan.other.url, plan.other.model))
+    for name, base, model in sides:
         url, body = chat_url(base), request_body(model, plan.stream)
         senders: list[Sender]
         if plan.client == "raw":
@@ -425,35 +475,42 @@ async def run_level(
     """Warm both targets, then alternate measured batches in ABBA order. ``workers``: the
     gateway's worker pids (``--workers``), whose CPU counts as the gateway's, one by one."""
     pids = list(workers) or ([gateway_pid] if gateway_pid is not None else [])
+    other_pid = plan.other.pid if plan.other is not None else None
     clients: list[httpx.AsyncClient] = []
-    direct, gateway = await _targets(plan, concurrency, clients)
+    targets = await _targets(plan, concurrency, clients)
+    direct, gateway = targets[0], targets[1]
+    other = targets[2] if len(targets) > 2 else None
     try:
-        for target in (direct, gateway):
+        for target in targets:
             await run_batch(target, max(plan.warmup, concurrency), record=False)
         batch = plan.batch or max(200, 10 * concurrency)
-        gateway_cpu = 0.0
+        gateway_cpu = other_cpu = 0.0
         per_process = dict.fromkeys(pids, 0.0)
         client_started = time.process_time()
         for number in range(max(1, math.ceil(plan.requests / batch))):
-            for target in (direct, gateway) if number % 2 == 0 else (gateway, direct):
+            for target in targets if number % 2 == 0 else targets[::-1]:
                 before = {pid: cpu_seconds(pid) for pid in pids}
+                other_before = cpu_seconds(other_pid)
                 await run_batch(target, batch, record=True)
                 if target is gateway:
                     for pid in pids:
                         per_process[pid] += cpu_seconds(pid) - before[pid]
                     gateway_cpu += sum(cpu_seconds(pid) - before[pid] for pid in pids)
+                elif target is other:
+                    other_cpu += cpu_seconds(other_pid) - other_before
         client_cpu = time.process_time() - client_started
         if not pids:
             gateway_cpu = math.nan
     finally:
-        for target in (direct, gateway):
+        for target in targets:
             for sender in target.senders:
                 sender.close()
         for client in clients:
             await client.aclose()
     return LevelResult(
-        concurrency, direct.samples, gateway.samples, gateway_cpu, client_cpu, per_process
-    )
+        concurrency, direct.samples, gateway.samples, gateway_cpu, client_cpu, per_process,
+        other.samples if other is not None else None, other_cpu,
+    )  # fmt: skip
 
 
 def _ms(seconds: float) -> str:
@@ -480,6 +537,48 @@ def format_table(results: Sequence[LevelResult]) -> str:
     return "\n".join(rows)
 
 
+def _count(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.0f}"
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    if math.isnan(ours) or math.isnan(theirs) or theirs == 0:
+        return "-"
+    return f"{ours / theirs:.2f}"
+
+
+def format_comparison(results: Sequence[LevelResult], label: str) -> str:
+    """Our gateway against the other proxy, level by level: each figure for both and the ratio
+    ours / theirs (below 1 is better for latency and CPU, above 1 for req/s)."""
+    name = label[:10]
+    columns = ("p50 ovh", "paired p50", "p99 ovh", "req/s", "cpu/req")
+    header = f"{'conc':>4} | " + " | ".join(
+        f"{column + ' gw':>13} {name:>10} {'ratio':>5}" for column in columns
+    )
+    rows = [header, "-" * len(header)]
+    for r in results:
+        if r.other is None:
+            continue
+        d, g, o = r.direct, r.gateway, r.other
+        mine, theirs = (
+            r.per_request(r.gateway_cpu_seconds),
+            r.other_side().per_request(r.other_cpu_seconds),
+        )
+        figures = [
+            (overhead(d, g, 50), overhead(d, o, 50), _ms),
+            (paired_overhead(d, g, 50), paired_overhead(d, o, 50), _ms),
+            (overhead(d, g, 99), overhead(d, o, 99), _ms),
+            (g.throughput, o.throughput, _count),
+            (mine, theirs, _ms),
+        ]
+        cells = [
+            f"{show(ours):>13} {show(other):>10} {_ratio(ours, other):>5}"
+            for ours, other, show in figures
+        ]
+        rows.append(f"{r.concurrency:>4} | " + " | ".join(cells))
+    return "\n".join(rows)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m loadtests.overhead", description=__doc__)
@@ -496,6 +595,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     parser.add_argument("--server-args", default="", help="extra uvicorn flags for both servers")
     parser.add_argument("--gateway-pid", type=int, help="pid of a running gateway, for CPU/req")
+    parser.add_argument("--other-url", help="a second proxy (base URL) in the same ABBA run")
+    parser.add_argument("--other-label", default="other", help="its name in the tables")
+    parser.add_argument("--other-model", default="good", help="model sent to the other proxy")
+    parser.add_argument("--other-pid", type=int, help="pid of the other proxy, for CPU/req")
+    parser.add_argument("--gateway-cpus", default="", help="pin our gateway child, e.g. '0'")
+    parser.add_argument("--upstream-cpus", default="", help="pin the upstream child, e.g. '1'")
+    parser.add_argument(
+        "--upstream-port", type=int, default=0, help="port of the upstream child (0: any free)"
+    )
+    parser.add_argument("--client-cpus", default="", help="pin the load generator, e.g. '1'")
     parser.add_argument(
         "--workers",
         default="",
@@ -503,9 +612,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " does (loadtests.workers_gateway), one table per count",
     )
     args = parser.parse_args(argv)
-    if (args.gateway_url is None) != (args.upstream_url is None):
-        parser.error("give both --gateway-url and --upstream-url, or neither")
+    if args.gateway_url is not None and args.upstream_url is None:
+        parser.error("--gateway-url needs --upstream-url (the upstream that proxy forwards to)")
+    if args.other_url is not None and args.upstream_url is None and not args.upstream_port:
+        parser.error(
+            "--other-url needs the upstream both proxies forward to: --upstream-url, or"
+            " --upstream-port for the harness's own"
+        )
     return args
+
+
+def _other_errors(result: LevelResult) -> Counter[str]:
+    return result.other.errors if result.other is not None else Counter()
 
 
 def _describe(args: argparse.Namespace, results: Sequence[LevelResult]) -> list[str]:
@@ -530,9 +648,9 @@ def _describe(args: argparse.Namespace, results: Sequence[LevelResult]) -> list[
             if len(r.process_cpu_seconds) > 1 and (total := sum(r.process_cpu_seconds.values())) > 0
         ),
         *(
-            f"errors at c={r.concurrency}: {dict(r.direct.errors + r.gateway.errors)}"
+            f"errors at c={r.concurrency}: {dict(r.direct.errors + r.gateway.errors + other)}"
             for r in results
-            if r.direct.errors or r.gateway.errors
+            if r.direct.errors or r.gateway.errors or (other := _other_errors(r))
         ),
     ]
 
@@ -545,6 +663,12 @@ async def _benchmark(
         results.append(await run_level(plan, level, gateway_pid, workers))
         print(f"  done: concurrency {level}", file=sys.stderr, flush=True)
     print(format_table(results))
+    if plan.other is not None:
+        label = plan.other.label
+        print(f"\n{label} (same run, same upstream, ABCCBA order):")
+        print(format_table([result.other_side() for result in results]))
+        print(f"\nsdm-router ('gw') against {label}, ratio = ours / theirs:")
+        print(format_comparison(results, label))
     print("\n".join(_describe(args, results)))
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -560,12 +684,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {stamp}, load avg {load:.1f}")
 
+    other = None
+    if args.other_url is not None:
+        other = OtherProxy(args.other_url, args.other_label, args.other_model, args.other_pid)
+        upstream = args.upstream_url or f"http://127.0.0.1:{args.upstream_port}"
+        print(f"{other.label} {other.url} (model {other.model}) -> upstream {upstream}")
+    gateway_cpus, client_cpus = parse_cpus(args.gateway_cpus), parse_cpus(args.client_cpus)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    pinning = [
+        f"{name} on CPUs {sorted(cpus)}"
+        for name, cpus in (("gateway", gateway_cpus), ("client", client_cpus))
+        if cpus
+    ]
+    if pinning:
+        print("pinned: " + ", ".join(pinning))
+
     def run(
         upstream_url: str, gateway_url: str, pid: int | None, workers: Sequence[int] = ()
     ) -> None:
         plan = Plan(
             upstream_url, gateway_url, args.upstream_model, args.model, args.stream,
-            args.client, headers, args.requests, args.warmup, args.batch,
+            args.client, headers, args.requests, args.warmup, args.batch, other,
         )  # fmt: skip
         asyncio.run(_benchmark(args, pid, plan, workers))
 
@@ -573,14 +713,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway {args.gateway_url} -> upstream {args.upstream_url}")
         run(args.upstream_url, args.gateway_url, args.gateway_pid)
         return 0
-    with serve("loadtests.fast_upstream:create_app", args.server_args, {}) as (upstream, _):
+    with _upstream(args) as upstream:
         env = {UPSTREAM_ENV: upstream}
         if args.workers:
             for count in (int(value) for value in args.workers.split(",")):
                 port = _free_port()
                 command = [sys.executable, "-m", "loadtests.workers_gateway", "--port", str(port)]
                 command += ["--workers", str(count)]
-                with serve_command(command, port, env) as (gateway, pid):
+                with serve_command(command, port, env, gateway_cpus) as (gateway, pid):
                     workers = worker_pids(pid, count) if count > 1 else []
                     print(
                         f"\n# ---- --workers {count}: gateway {gateway} (supervisor pid {pid}, "
@@ -590,13 +730,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     run(upstream, gateway, pid, workers)
             return 0
-        with serve("loadtests.overhead:gateway_app", args.server_args, env) as (gateway, pid):
+        factory = "loadtests.overhead:gateway_app"
+        with serve(factory, args.server_args, env, gateway_cpus) as (gateway, pid):
             print(
                 f"own servers (uvicorn {args.server_args or 'defaults'}): gateway {gateway} "
                 f"(route {args.model}, NoopVerifier) -> fast upstream {upstream}"
             )
             run(upstream, gateway, pid)
     return 0
+
+
+@contextmanager
+def _upstream(args: argparse.Namespace) -> Iterator[str]:
+    """The upstream URL: the one given (``--upstream-url``), else a fast upstream child."""
+    if args.upstream_url is not None:
+        yield args.upstream_url
+        return
+    cpus = parse_cpus(args.upstream_cpus)
+    factory = "loadtests.fast_upstream:create_app"
+    with serve(factory, args.server_args, {}, cpus, args.upstream_port) as (upstream, _):
+        if cpus:
+            print(f"pinned: fast upstream on CPUs {sorted(cpus)}")
+        yield upstream
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import contextlib
 import datetime
 import getpass
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -60,6 +61,19 @@ LOG_FORMAT = "$http_x_request_id\\t$status\\t$upstream_addr\\t$upstream_status\\
 
 
 # ---------------------------------------------------------------- processes
+
+
+def logs_key(line: str, key_name: str) -> bool:
+    """Whether a JSON log line is a request line naming ``key_name`` (however it is spaced)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("message") == "request finished"
+        and record.get("key_name") == key_name
+    )
 
 
 def free_port() -> int:
@@ -667,10 +681,7 @@ def run(options: Options, folder: Path) -> Report:
             victim_ok = {r for r in ok if by[r] == f"127.0.0.1:{victim.port}"}
             report.victim_stored = (len(victim_ok & stored), len(victim_ok))
             report.key_name_logged = skipped is None and any(
-                '"key_name": "load"' in line
-                for c in survivors
-                for line in c.tail(200_000).splitlines()
-                if '"request finished"' in line
+                logs_key(line, "load") for c in survivors for line in c.tail(200_000).splitlines()
             )
             describe(report, options, nginx_binary() or "nginx", storage_url)
             return report

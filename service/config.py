@@ -426,6 +426,22 @@ class LimitsSettings(_Section):
         5.0, gt=0, description="after a Redis failure, count in process this long, then retry"
     )
     key_prefix: str = Field("sdm-router", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    redis_batch: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="in Redis, far from a key's limits: a replica takes up to this many of its "
+        "requests in one call (at most 1/20 of what the minute has left) and adds its token "
+        "spends every redis_flush_seconds; near the limits every request and spend is one call. "
+        "1: always one call each (exact everywhere, three round trips a request)",
+    )
+    redis_flush_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=5,
+        description="in Redis, far from a key's tpm (under 90 % used as the replica sees it): "
+        "how long its spent tokens wait on the replica before they are added in Redis",
+    )
 
     @field_validator("redis_url")
     @classmethod

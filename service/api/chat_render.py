@@ -1,148 +1,140 @@
-"""``chat.completion`` responses and ``chat.completion.chunk`` events."""
+"""``chat.completion`` responses and ``chat.completion.chunk`` events (JSON-ready dicts shaped
+as ``ChatCompletion`` / ``ChatCompletionChunk``; see ``service.api.rendering``)."""
 
 from __future__ import annotations
 
-from service.api.rendering import ChunkRenderer, RenderContext
+from service.api.rendering import ChunkRenderer, JSONObject, RenderContext
 from service.api.sse import sse
 from service.api.verification_render import usage_out, verification_of
 from service.core.generation import Candidate, StreamDelta, TokenLogprob, ToolCallDelta
-from service.core.openai_responses import (
-    AssistantMessage,
-    ChatChoice,
-    ChatChunkChoice,
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatDelta,
-    ChatLogprobs,
-    FunctionCallDeltaOut,
-    FunctionCallOut,
-    TokenLogprobOut,
-    ToolCallDeltaOut,
-    ToolCallOut,
-    TopLogprobOut,
-)
 from service.pipeline.serving import Served
 
 
-def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None, top: int) -> ChatLogprobs | None:
-    """``choices[i].logprobs`` of a chat completion."""
+def _token_logprob(token: TokenLogprob, top: int) -> JSONObject:
+    return {
+        "token": token.token,
+        "logprob": token.logprob,
+        "bytes": list(token.token.encode("utf-8")),
+        "top_logprobs": [
+            {"token": alt.token, "logprob": alt.logprob, "bytes": list(alt.token.encode("utf-8"))}
+            for alt in token.top_logprobs[:top]
+        ],
+    }
+
+
+def chat_logprobs(
+    tokens: tuple[TokenLogprob, ...] | None, top: int, *, streamed: bool = False
+) -> JSONObject | None:
+    """``choices[i].logprobs`` of a chat completion (a stream chunk's leaves ``refusal`` out)."""
     if tokens is None:
         return None
-    return ChatLogprobs(
-        content=[
-            TokenLogprobOut(
-                token=token.token,
-                logprob=token.logprob,
-                bytes=list(token.token.encode("utf-8")),
-                top_logprobs=[
-                    TopLogprobOut(
-                        token=alt.token, logprob=alt.logprob, bytes=list(alt.token.encode("utf-8"))
-                    )
-                    for alt in token.top_logprobs[:top]
-                ],
-            )
-            for token in tokens
-        ]
-    )
+    content = [_token_logprob(token, top) for token in tokens]
+    return {"content": content} if streamed else {"content": content, "refusal": None}
 
 
-def assistant_message(candidate: Candidate) -> AssistantMessage:
+def assistant_message(candidate: Candidate) -> JSONObject:
     """The message of a choice: its text, and its tool calls (then a missing text is null)."""
     if not candidate.tool_calls:
-        return AssistantMessage(content=candidate.text)
-    return AssistantMessage(
-        content=candidate.text or None,
-        tool_calls=[
-            ToolCallOut(
-                id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments)
-            )
+        return {"role": "assistant", "content": candidate.text, "refusal": None}
+    return {
+        "role": "assistant",
+        "content": candidate.text or None,
+        "refusal": None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
             for call in candidate.tool_calls
         ],
-    )
+    }
 
 
-def tool_call_delta(piece: ToolCallDelta) -> ToolCallDeltaOut:
+def tool_call_delta(piece: ToolCallDelta) -> JSONObject:
     """A streamed tool call piece: ``id``, ``type`` and ``name`` only where the piece has them."""
-    function = FunctionCallDeltaOut(arguments=piece.arguments)
+    function: JSONObject = {"arguments": piece.arguments}
     if piece.name is not None:
-        function.name = piece.name
-    out = ToolCallDeltaOut(index=piece.index, function=function)
+        function = {"name": piece.name, "arguments": piece.arguments}
+    out: JSONObject = {"index": piece.index}
     if piece.id is not None:
-        out.id, out.type = piece.id, "function"
+        out["id"], out["type"] = piece.id, "function"
+    out["function"] = function
     return out
 
 
-class ChatRenderer(ChunkRenderer[ChatCompletionChunk, ChatChunkChoice]):
+class ChatRenderer(ChunkRenderer[JSONObject]):
     """Renders ``/v1/chat/completions``."""
 
     id_prefix = "chatcmpl"
 
-    def response(self, context: RenderContext, served: Served) -> ChatCompletion:
+    def response(self, context: RenderContext, served: Served) -> JSONObject:
         """A non-streamed ``chat.completion``."""
-        return ChatCompletion(
-            id=context.response_id,
-            created=context.created,
-            model=served.model,
-            choices=[
-                ChatChoice(
-                    index=index,
-                    message=assistant_message(candidate),
-                    logprobs=chat_logprobs(candidate.token_logprobs, context.top_logprobs)
+        return {
+            "id": context.response_id,
+            "object": "chat.completion",
+            "created": context.created,
+            "model": served.model,
+            "choices": [
+                {
+                    "index": index,
+                    "message": assistant_message(candidate),
+                    "logprobs": chat_logprobs(candidate.token_logprobs, context.top_logprobs)
                     if context.logprobs
                     else None,
-                    finish_reason=candidate.finish_reason,
-                )
+                    "finish_reason": candidate.finish_reason,
+                }
                 for index, candidate in enumerate(served.candidates)
             ],
-            usage=usage_out(served.result.usage),
-            verification=verification_of(served, context.nearest_exemplars),
-        )
+            "usage": usage_out(served.result.usage),
+            "system_fingerprint": None,
+            "verification": verification_of(served, context.nearest_exemplars),
+        }
 
-    def chunk(
-        self, context: RenderContext, model: str, choices: list[ChatChunkChoice]
-    ) -> ChatCompletionChunk:
+    def chunk(self, context: RenderContext, model: str, choices: list[JSONObject]) -> JSONObject:
         """A ``chat.completion.chunk``."""
-        optional = {"usage": None} if context.include_usage else {}
-        return ChatCompletionChunk(
-            id=context.response_id,
-            object="chat.completion.chunk",
-            created=context.created,
-            model=model,
-            choices=choices,
-            system_fingerprint=None,
-            **optional,
-        )
+        chunk: JSONObject = {
+            "id": context.response_id,
+            "object": "chat.completion.chunk",
+            "created": context.created,
+            "model": model,
+            "choices": choices,
+            "system_fingerprint": None,
+        }
+        if context.include_usage:
+            chunk["usage"] = None
+        return chunk
 
     def opening(self, context: RenderContext, model: str, choices: int) -> bytes:
         """The role-carrying first chunk."""
         opening = [
-            ChatChunkChoice(
-                index=i,
-                delta=ChatDelta(role="assistant", content=""),
-                logprobs=None,
-                finish_reason=None,
-            )
+            {
+                "index": i,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
             for i in range(choices)
         ]
         return sse(self.chunk(context, model, opening))
 
-    def piece_choice(self, context: RenderContext, delta: StreamDelta) -> ChatChunkChoice:
+    def piece_choice(self, context: RenderContext, delta: StreamDelta) -> JSONObject:
         """New text or tool call pieces of a choice (with logprobs when they were asked for)."""
         logprobs = None
         if context.logprobs and delta.token_logprobs:
-            logprobs = chat_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
-        content = ChatDelta(content=delta.text)
+            logprobs = chat_logprobs(
+                tuple(delta.token_logprobs), context.top_logprobs, streamed=True
+            )
+        content: JSONObject = {"content": delta.text}
         if delta.tool_calls:
-            content = ChatDelta(tool_calls=[tool_call_delta(piece) for piece in delta.tool_calls])
-            if delta.text:
-                content.content = delta.text
-        return ChatChunkChoice(
-            index=delta.index,
-            delta=content,
-            logprobs=logprobs,
-            finish_reason=None,
-        )
+            calls = [tool_call_delta(piece) for piece in delta.tool_calls]
+            content = (
+                {"content": delta.text, "tool_calls": calls}
+                if delta.text
+                else {"tool_calls": calls}
+            )
+        return {"index": delta.index, "delta": content, "logprobs": logprobs, "finish_reason": None}
 
-    def finish_choice(self, index: int, reason: str) -> ChatChunkChoice:
+    def finish_choice(self, index: int, reason: str) -> JSONObject:
         """The end of a choice."""
-        return ChatChunkChoice(index=index, delta=ChatDelta(), logprobs=None, finish_reason=reason)
+        return {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}

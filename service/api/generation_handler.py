@@ -18,8 +18,9 @@ from service.api.context import (
     request_timeout,
     until_disconnected,
 )
+from service.api.fast_route import JSONBytesResponse
 from service.api.limits import admit
-from service.api.rendering import RenderContext, Renderer
+from service.api.rendering import RenderContext, Renderer, json_bytes
 from service.api.streaming import SSEResponse, decided_stream, pending_stream
 from service.api.verification_render import decision_headers
 from service.backends.resilience import set_request_deadline
@@ -125,11 +126,12 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
         return Response(status_code=499)
     finally:
         if not released_by_stream:
-            admission.release()
-    await admission.spend(served.result.usage)
-    body_json = renderer.response(rendering, served).model_dump_json()
-    headers = {**admission.headers, **decision_headers(served)}
-    return Response(body_json, media_type="application/json", headers=headers)
+            try:  # the tokens the backend calls reported: also if the request failed after them
+                await admission.settle()
+            finally:
+                admission.release()
+    body_json = json_bytes(renderer.response(rendering, served))
+    return JSONBytesResponse(body_json, {**admission.headers, **decision_headers(served)})
 
 
 async def _cancel(task: asyncio.Future[Streaming]) -> None:

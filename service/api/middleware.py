@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -11,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,14 +133,14 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
+        body = orjson.dumps(
             envelope(
                 f"Request body exceeds the limit of {self.max_bytes} bytes.",
                 "invalid_request_error",
                 None,
                 "request_too_large",
             )
-        ).encode()
+        )
         await send(
             {
                 "type": "http.response.start",

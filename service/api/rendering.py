@@ -1,26 +1,34 @@
-"""What every renderer of a generation endpoint shares: per-request choices and the protocol."""
+"""What every renderer of a generation endpoint shares: per-request choices and the protocol.
+
+Renderers build JSON-ready dicts, serialized with orjson (:func:`json_bytes`, and
+``service.api.sse.sse`` for stream events). They follow the models of
+``service.core.openai_responses`` (which document the responses in ``/openapi.json``) key for
+key and in field order: a non-streamed body carries every field, defaults included (the
+models' ``model_dump_json()``), a stream chunk only the fields it sets (``exclude_unset``). The
+values are ones we computed with the models' types, so building the models per request would
+only validate what we built ourselves; ``tests/unit/api/test_render.py`` checks every shape
+against the models.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel
+import orjson
 
 from service.api.sse import sse
 from service.api.verification_render import usage_out
 from service.core.generation import StreamDelta, Usage
-from service.core.openai_responses import (
-    ChatChunkChoice,
-    ChatCompletionChunk,
-    CompletionChoice,
-    TextCompletion,
-    Verification,
-)
 from service.pipeline.serving import Served
 
-ChunkT = TypeVar("ChunkT", ChatCompletionChunk, TextCompletion)
-ChoiceT = TypeVar("ChoiceT", ChatChunkChoice, CompletionChoice)
+JSONObject = dict[str, Any]
+ChoiceT = TypeVar("ChoiceT", bound=JSONObject)
+
+
+def json_bytes(body: JSONObject) -> bytes:
+    """A rendered body as JSON bytes."""
+    return orjson.dumps(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +48,7 @@ class Renderer(Protocol):
 
     id_prefix: str
 
-    def response(self, context: RenderContext, served: Served) -> BaseModel:
+    def response(self, context: RenderContext, served: Served) -> JSONObject:
         """The non-streamed response body."""
 
     def opening(self, context: RenderContext, model: str, choices: int) -> bytes | None:
@@ -55,21 +63,21 @@ class Renderer(Protocol):
         model: str,
         index: int,
         reason: str,
-        verification: Verification | None,
+        verification: JSONObject | None,
     ) -> bytes:
         """The chunk that ends choice ``index`` (carrying ``verification`` when it is last)."""
 
     def usage(
-        self, context: RenderContext, model: str, usage: Usage, verification: Verification
+        self, context: RenderContext, model: str, usage: Usage, verification: JSONObject
     ) -> bytes:
         """The usage chunk: no choices, the request's usage and the verdict."""
 
 
-class ChunkRenderer(Generic[ChunkT, ChoiceT]):
+class ChunkRenderer(Generic[ChoiceT]):
     """The stream chunks every format builds the same way; a format supplies the envelope
     (``chunk``) and its choice objects (``piece_choice``, ``finish_choice``)."""
 
-    def chunk(self, context: RenderContext, model: str, choices: list[ChoiceT]) -> ChunkT:
+    def chunk(self, context: RenderContext, model: str, choices: list[ChoiceT]) -> JSONObject:
         """A chunk carrying ``choices`` (``usage: null`` on each when ``include_usage``)."""
         raise NotImplementedError
 
@@ -91,18 +99,19 @@ class ChunkRenderer(Generic[ChunkT, ChoiceT]):
         model: str,
         index: int,
         reason: str,
-        verification: Verification | None,
+        verification: JSONObject | None,
     ) -> bytes:
         """The chunk that ends a choice, carrying ``verification`` when it is the last one."""
         chunk = self.chunk(context, model, [self.finish_choice(index, reason)])
-        chunk.verification = verification
+        if verification is not None:
+            chunk["verification"] = verification
         return sse(chunk)
 
     def usage(
-        self, context: RenderContext, model: str, usage: Usage, verification: Verification
+        self, context: RenderContext, model: str, usage: Usage, verification: JSONObject
     ) -> bytes:
         """The usage chunk: no choices, the request's usage and the verdict."""
         chunk = self.chunk(context, model, [])
-        chunk.usage = usage_out(usage)
-        chunk.verification = verification
+        chunk["usage"] = usage_out(usage)
+        chunk["verification"] = verification
         return sse(chunk)

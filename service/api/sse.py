@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 DONE = b"data: [DONE]\n\n"
@@ -13,9 +13,10 @@ PING = b": ping\n\n"
 
 
 def sse(event: BaseModel | dict[str, Any]) -> bytes:
-    """One SSE event: a chunk model (fields it never set left out) or an error body."""
+    """One SSE event: a rendered chunk or an error body (orjson), or a model (fields it never
+    set left out)."""
     if isinstance(event, BaseModel):
-        data = event.model_dump_json(exclude_unset=True).encode()
+        data = event.__pydantic_serializer__.to_json(event, exclude_unset=True)
     else:
-        data = json.dumps(event, separators=(",", ":")).encode()
+        data = orjson.dumps(event)
     return b"data: " + data + b"\n\n"

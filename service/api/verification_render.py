@@ -1,37 +1,40 @@
-"""The ``verification`` object and the ``x-sdm-*`` headers of a response."""
+"""The ``verification`` object and the ``x-sdm-*`` headers of a response.
+
+``verification_of`` and ``usage_out`` are JSON-ready dicts shaped as the ``Verification`` and
+``UsageOut`` models (see ``service.api.rendering``); ``/v1/verify`` (not a hot path) still
+builds its ``VerdictFields`` model from the same values.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.core.generation import Usage
-from service.core.openai_responses import (
-    AttemptOut,
-    NearestExemplarOut,
-    UsageOut,
-    VerdictFields,
-    Verification,
-)
+from service.core.openai_responses import VerdictFields
 from service.core.verdict import NearestExemplar, Verdict
 from service.pipeline.cascade import Attempt
 from service.pipeline.plan import RoutePlan
 from service.pipeline.serving import Judged, Served
+
+JSONObject = dict[str, Any]
+_NO_VERDICT: JSONObject = dict.fromkeys(
+    ("prediction", "probability", "region_alpha", "region_alpha_lower", "q", "d", "is_ood")
+)
 
 
 def _rounded(value: float) -> float:
     return round(float(value), 6)
 
 
-def _exemplars(items: tuple[NearestExemplar, ...]) -> list[NearestExemplarOut]:
+def _exemplars(items: tuple[NearestExemplar, ...]) -> list[JSONObject]:
     return [
-        NearestExemplarOut(id=item.id, label=item.label, distance=_rounded(item.distance))
-        for item in items
+        {"id": item.id, "label": item.label, "distance": _rounded(item.distance)} for item in items
     ]
 
 
-def _verdict(verdict: Verdict | None) -> dict[str, object]:
+def _verdict(verdict: Verdict | None) -> JSONObject:
     if verdict is None:
-        return dict.fromkeys(
-            ("prediction", "probability", "region_alpha", "region_alpha_lower", "q", "d", "is_ood")
-        )
+        return _NO_VERDICT
     return {
         "prediction": verdict.prediction,
         "probability": _rounded(verdict.probability),
@@ -43,45 +46,44 @@ def _verdict(verdict: Verdict | None) -> dict[str, object]:
     }
 
 
-def _attempt(attempt: Attempt, plan: RoutePlan) -> AttemptOut:
+def _attempt(attempt: Attempt, plan: RoutePlan) -> JSONObject:
     verdict = attempt.verdict
-    return AttemptOut(
-        tier=attempt.tier,
-        model=attempt.model,
-        action=attempt.action.value,
-        reason=attempt.reason.value,
-        region_alpha=None
+    return {
+        "tier": attempt.tier,
+        "model": attempt.model,
+        "action": attempt.action.value,
+        "reason": attempt.reason.value,
+        "region_alpha": None
         if verdict is None
         else _rounded(verdict.alpha(plan.thresholds.estimator)),
-        q=None if verdict is None else verdict.q,
-        d=None if verdict is None else _rounded(verdict.d),
-        retrieved_context=attempt.retrieved_context,
-        latency_ms=round(attempt.latency_ms, 3),
-    )
+        "q": None if verdict is None else verdict.q,
+        "d": None if verdict is None else _rounded(verdict.d),
+        "retrieved_context": attempt.retrieved_context,
+        "latency_ms": round(attempt.latency_ms, 3),
+    }
 
 
-def verification_of(served: Served, nearest_exemplars: int) -> Verification:
+def verification_of(served: Served, nearest_exemplars: int) -> JSONObject:
     """The ``verification`` object of a completion or of a stream's last chunk."""
     plan, result = served.plan, served.result
     best = result.best
     verdict = best.verdict if best is not None else None
-    exemplars = None
-    if nearest_exemplars and verdict is not None:
-        exemplars = _exemplars(verdict.nearest_exemplars[:nearest_exemplars])
-    return Verification.model_validate(
-        {
-            "decision": result.decision.value,
-            "reason": result.reason.value,
-            "route": plan.name,
-            "tier": best.tier if best else None,
-            "model": best.model if best else None,
-            "estimator": plan.thresholds.estimator.value,
-            "accept_alpha": plan.thresholds.accept_alpha,
-            **_verdict(verdict),
-            "attempts": [_attempt(attempt, plan) for attempt in result.attempts],
-            "nearest_exemplars": exemplars,
-        }
-    )
+    verification: JSONObject = {
+        "decision": result.decision.value,
+        "reason": result.reason.value,
+        "route": plan.name,
+        "estimator": plan.thresholds.estimator.value,
+        "accept_alpha": plan.thresholds.accept_alpha,
+        **_verdict(verdict),
+    }
+    if nearest_exemplars and verdict is not None:  # absent unless asked for
+        verification["nearest_exemplars"] = _exemplars(
+            verdict.nearest_exemplars[:nearest_exemplars]
+        )
+    verification["tier"] = best.tier if best else None
+    verification["model"] = best.model if best else None
+    verification["attempts"] = [_attempt(attempt, plan) for attempt in result.attempts]
+    return verification
 
 
 def standalone_verification(judged: Judged) -> VerdictFields:
@@ -115,10 +117,10 @@ def decision_headers(served: Served) -> dict[str, str]:
     }
 
 
-def usage_out(usage: Usage) -> UsageOut:
+def usage_out(usage: Usage) -> JSONObject:
     """OpenAI ``usage``."""
-    return UsageOut(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }

@@ -22,6 +22,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 __all__ = [
     "JSONFormatter",
     "annotate_request",
@@ -73,7 +75,10 @@ class JSONFormatter(logging.Formatter):
             payload["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
-        return _json.dumps(payload, default=str, ensure_ascii=False)
+        try:  # one line per request: orjson (compact), the standard library for what it refuses
+            return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            return _json.dumps(payload, default=str, ensure_ascii=False)
 
 
 def configure_logging(level: str, json: bool = True) -> None:

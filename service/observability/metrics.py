@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -179,6 +179,9 @@ class GatewayMetrics:
                     registry.register(collector)
         self.registry = registry
         self._verifier_labels: tuple[str, str] | None = None
+        # The label children of the per-request series, resolved (and their labels checked)
+        # once per label set: ``labels()`` costs a lock and a tuple build on every call.
+        self._children: dict[tuple[object, ...], Any] = {}
 
         self._requests = Counter(
             "sdm_router_requests",
@@ -314,18 +317,30 @@ class GatewayMetrics:
 
     def request_finished(self, route: str, outcome: str, seconds: float) -> None:
         """Count one finished request and observe its end-to-end latency."""
-        _check_name(route, "route")
-        _check(outcome, OUTCOMES, "outcome")
-        self._requests.labels(route=route, outcome=outcome).inc()
-        self._request_seconds.labels(route=route).observe(seconds)
+        children = self._children.get(("request", route, outcome))
+        if children is None:
+            _check_name(route, "route")
+            _check(outcome, OUTCOMES, "outcome")
+            children = self._children[("request", route, outcome)] = (
+                self._requests.labels(route=route, outcome=outcome),
+                self._request_seconds.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def http_response(self, route: str, status: int, seconds: float) -> None:
         """Count one HTTP response and observe its duration under its status class."""
-        _check_name(route, "route")
-        if not 100 <= status <= 599:
-            raise ValueError(f"status must be an HTTP status code, got {status}")
-        self._http_responses.labels(route=route, status=str(status)).inc()
-        self._http_seconds.labels(route=route, status_class=f"{status // 100}xx").observe(seconds)
+        children = self._children.get(("http", route, status))
+        if children is None:
+            _check_name(route, "route")
+            if not 100 <= status <= 599:
+                raise ValueError(f"status must be an HTTP status code, got {status}")
+            children = self._children[("http", route, status)] = (
+                self._http_responses.labels(route=route, status=str(status)),
+                self._http_seconds.labels(route=route, status_class=f"{status // 100}xx"),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def attempt(
         self,
@@ -337,24 +352,35 @@ class GatewayMetrics:
         region_alpha: float | None,
     ) -> None:
         """Count one attempt's decision; observe its region alpha when it was verified."""
-        _check_name(route, "route")
-        _check_name(model, "model")
-        _check(action, ACTIONS, "action")
-        _check(reason, REASONS, "reason")
-        if tier < 0:
-            raise ValueError(f"tier must be >= 0, got {tier}")
+        key = ("attempt", route, tier, model, action, reason)
+        decision = self._children.get(key)
+        if decision is None:
+            _check_name(route, "route")
+            _check_name(model, "model")
+            _check(action, ACTIONS, "action")
+            _check(reason, REASONS, "reason")
+            if tier < 0:
+                raise ValueError(f"tier must be >= 0, got {tier}")
+            decision = self._children[key] = self._decisions.labels(
+                route=route, tier=str(tier), model=model, action=action, reason=reason
+            )
         if region_alpha is not None and not 0.0 <= region_alpha <= 1.0:
             raise ValueError(f"region_alpha must be in [0, 1], got {region_alpha}")
-        self._decisions.labels(
-            route=route, tier=str(tier), model=model, action=action, reason=reason
-        ).inc()
+        decision.inc()
         if region_alpha is not None:
-            self._region_alpha.labels(route=route, tier=str(tier)).observe(region_alpha)
+            alpha = self._children.get(("alpha", route, tier))
+            if alpha is None:
+                alpha = self._region_alpha.labels(route=route, tier=str(tier))
+                self._children[("alpha", route, tier)] = alpha
+            alpha.observe(region_alpha)
 
     def stage(self, stage: str, seconds: float) -> None:
         """Observe the latency of one pipeline stage."""
-        _check(stage, STAGES, "stage")
-        self._stage_seconds.labels(stage=stage).observe(seconds)
+        child = self._children.get(("stage", stage))
+        if child is None:
+            _check(stage, STAGES, "stage")
+            child = self._children[("stage", stage)] = self._stage_seconds.labels(stage=stage)
+        child.observe(seconds)
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:
@@ -409,12 +435,16 @@ class GatewayMetrics:
 
     def tokens(self, route: str, model: str, token_type: str, count: int) -> None:
         """Observe the token usage of one backend call (token_type input|output)."""
-        _check_name(route, "route")
-        _check_name(model, "model")
-        _check(token_type, TOKEN_TYPES, "token_type")
+        child = self._children.get(("tokens", route, model, token_type))
+        if child is None:
+            _check_name(route, "route")
+            _check_name(model, "model")
+            _check(token_type, TOKEN_TYPES, "token_type")
+            child = self._token_usage.labels(route=route, model=model, token_type=token_type)
+            self._children[("tokens", route, model, token_type)] = child
         if count < 0:
             raise ValueError(f"token count must be >= 0, got {count}")
-        self._token_usage.labels(route=route, model=model, token_type=token_type).observe(count)
+        child.observe(count)
 
     def backend_retry(self, backend: str, reason: str) -> None:
         """Count one retry of an upstream call (reason connection|rate_limited|server_error)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from service.backends.base import Backend
@@ -58,6 +59,17 @@ class Attempt:
 
 
 logger = logging.getLogger(__name__)
+_USAGE_SINK: ContextVar[Callable[[Usage], None] | None] = ContextVar(
+    "sdm_router_usage_sink", default=None
+)
+
+
+def report_usage_to(sink: Callable[[Usage], None] | None) -> None:
+    """Report the usage of every backend call the current request (and the tasks it starts)
+    makes to ``sink``, as each call returns: the API layer counts it against the key's tokens
+    per minute, also when the request fails afterwards. Set once per request, like the
+    request deadline."""
+    _USAGE_SINK.set(sink)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +351,9 @@ class Cascade:
         return scored[: state.choices_wanted]
 
     def _count_tokens(self, plan: RoutePlan, model: str, usage: Usage) -> None:
+        sink = _USAGE_SINK.get()
+        if sink is not None:
+            sink(usage)
         self._observer.tokens(plan.name, model, "input", usage.prompt_tokens)
         self._observer.tokens(plan.name, model, "output", usage.completion_tokens)
 

@@ -97,6 +97,11 @@ class Gateway:
         """Report not-ready so load balancers stop sending traffic (shutdown)."""
         self._draining = True
 
+    @property
+    def draining(self) -> bool:
+        """Whether the gateway drains (read on every response: ``readiness()`` builds more)."""
+        return self._draining
+
     def readiness(self) -> Readiness:
         """Ready once every component started; lists the device each one runs on."""
         components = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -23,7 +24,8 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from tests.support.fake_upstream import FakeUpstream
+from service.api.fast_route import JSONBodyRoute
+from tests.support.fake_upstream import FakeUpstream, completion_body
 from tests.support.gateway import fake_app
 from tests.support.keys import bearer, key_entry
 from tests.support.servers import serve_in_thread
@@ -144,7 +146,7 @@ def _routes(app: Any) -> list[tuple[str, set[str]]]:
 
     def walk(routes: list[Any], prefix: str) -> None:
         for route in routes:
-            if isinstance(route, APIRoute | Route):
+            if isinstance(route, APIRoute | Route | JSONBodyRoute):  # the last: the fast path
                 path = re.sub(r"\{[^}]+\}", "x", prefix + route.path)
                 walked.append((path, set(route.methods or ())))
             elif hasattr(route, "original_router"):  # FastAPI's included router
@@ -382,6 +384,73 @@ def test_streamed_tokens_count_too(keyed: tuple[str, Any], key: str, model: str)
         with pytest.raises(openai.RateLimitError) as caught:
             client.chat.completions.create(model=model, messages=QUESTION)  # type: ignore[arg-type]
     assert caught.value.type == "tokens"
+
+
+LEFT_TPM = 1000
+LEFT_ROUTES = {
+    "auto": {"tiers": [{"backend": "good"}]},
+    "unsure-error": {"tiers": [{"backend": "unsure"}], "on_abstain": "error"},
+    # the fake upstream's "hang" streams one token, then stalls; "stream-error" fails after two
+    "live-hang": {"tiers": [{"backend": "hang"}], "stream_mode": "passthrough"},
+    "live-error": {"tiers": [{"backend": "stream-error"}], "stream_mode": "passthrough"},
+}
+
+
+@pytest.fixture(scope="module")
+def counted(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
+    """A gateway whose routes fail after their backend calls, with one tpm key per test."""
+    keys = [
+        key_entry(name, f"sk-{name}", limits={"tpm": LEFT_TPM})
+        for name in ("failed", "left", "broken")
+    ]
+    app = fake_app(upstream[0], auth={"keys": keys}, routes=LEFT_ROUTES)
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def _tokens_left(url: str, key: str, expected: int) -> int:
+    """The key's tokens left before its requests here, as ``x-ratelimit-remaining-tokens``
+    of requests to ``auto`` tells, waiting (a stream's tokens are counted once the gateway has
+    seen it close) until it is ``expected``; each of these requests spends its own tokens."""
+    deadline, spent = time.monotonic() + 5, 0
+    while True:
+        response = chat(url, key, model="auto")
+        left = int(response.headers["x-ratelimit-remaining-tokens"]) + spent
+        if left <= expected or time.monotonic() > deadline:
+            return left
+        spent += response.json()["usage"]["total_tokens"]
+        time.sleep(0.05)
+
+
+def test_tokens_of_a_request_that_failed_after_its_backend_call_count(counted: str) -> None:
+    fresh_minute()
+    failed = chat(counted, "sk-failed", model="unsure-error")
+    assert failed.status_code == 422 and failed.json()["error"]["type"] == "abstained"
+    used = completion_body("unsure", {"messages": QUESTION})["usage"]["total_tokens"]
+    assert _tokens_left(counted, "sk-failed", LEFT_TPM - used) == LEFT_TPM - used
+
+
+def test_tokens_of_a_stream_the_client_left_midway_count(counted: str) -> None:
+    fresh_minute()
+    body = {"model": "live-hang", "messages": QUESTION, "stream": True}
+    with httpx.stream(
+        "POST", f"{counted}/v1/chat/completions", json=body, headers=bearer("sk-left"), timeout=20
+    ) as stream:
+        for line in stream.iter_lines():
+            chunk = json.loads(line.removeprefix("data: ")) if line.startswith("data: {") else {}
+            if any(choice["delta"].get("content") for choice in chunk.get("choices", [])):
+                break  # one token came: leave (the backend never reported its usage)
+    assert _tokens_left(counted, "sk-left", LEFT_TPM - 1) == LEFT_TPM - 1
+
+
+def test_tokens_of_a_stream_that_failed_midway_count(counted: str) -> None:
+    fresh_minute()
+    body = {"model": "live-error", "messages": QUESTION, "stream": True}
+    response = httpx.post(
+        f"{counted}/v1/chat/completions", json=body, headers=bearer("sk-broken"), timeout=20
+    )
+    assert response.status_code == 200 and b"scripted mid-stream failure" in response.content
+    assert _tokens_left(counted, "sk-broken", LEFT_TPM - 2) == LEFT_TPM - 2  # two streamed
 
 
 def _hold(url: str, key: str, model: str = "hang") -> threading.Thread:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp
 
 from service.api.chat_render import ChatRenderer
 from service.api.completion_render import CompletionRenderer
+from service.api.fast_route import JSONBodyRoute
 from service.api.generation_handler import respond
 from service.core.openai_responses import (
     ChatCompletion,
@@ -50,3 +53,16 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
 async def completions(request: Request, body: CompletionRequest) -> Response:
     """Legacy completion of one prompt through the verified cascade."""
     return await respond(request, body, COMPLETION)
+
+
+def fast_routes(router: ASGIApp) -> list[JSONBodyRoute]:
+    """The fast path of both routes, to go ahead of them in ``router``
+    (``service.api.fast_route``): same handler, no FastAPI machinery per request."""
+    return [
+        JSONBodyRoute(
+            "/v1/chat/completions", ChatCompletionRequest, partial(respond, renderer=CHAT), router
+        ),
+        JSONBodyRoute(
+            "/v1/completions", CompletionRequest, partial(respond, renderer=COMPLETION), router
+        ),
+    ]

@@ -3,12 +3,16 @@ Redis fallback, and the 429 metric."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+import uuid
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.api import limits as limits_module
 from service.api.auth import Principal
 from service.api.context import AdmissionGate
 from service.api.limits import KeyLimiter, LimitStore
@@ -77,6 +81,24 @@ async def test_tokens_are_spent_after_the_answer() -> None:
     assert refused(metrics, "tpm") == 1
 
 
+async def test_a_requests_tokens_are_counted_once_whoever_reports_them() -> None:
+    keys, _ = limiter()
+    key = principal(tpm=100)
+    admission = await keys.admit(key)
+    admission.count_backend_usage(Usage(prompt_tokens=10, completion_tokens=5))  # the cascade
+    await admission.settle(Usage(prompt_tokens=10, completion_tokens=5))  # the final usage
+    await admission.settle()
+    admission.release()  # nothing left to count in the background
+    second = await keys.admit(key)
+    assert second.headers["x-ratelimit-remaining-tokens"] == "85"
+    second.count_backend_usage(Usage(prompt_tokens=20))  # then the request failed
+    second.release()  # counted in the background
+    await asyncio.sleep(0)
+    third = await keys.admit(key)
+    assert third.headers["x-ratelimit-remaining-tokens"] == "65"
+    third.release()
+
+
 async def test_in_flight_per_key_then_the_global_gate() -> None:
     keys, metrics = limiter(max_concurrency=2)
     key = principal(in_flight=1)
@@ -141,23 +163,199 @@ def _redis_up() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
-async def test_in_redis_a_fresh_spend_saves_the_token_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uuid
+needs_redis = pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
 
-    from service.api import limits as limits_module
 
+def shared_limiters(count: int, **changes: Any) -> tuple[list[KeyLimiter], LimitStore, list[int]]:
+    """``count`` limiters (replicas) sharing one Redis prefix, an exact store on the same keys
+    to read them, and the number of Redis calls the limiters made (one list item each)."""
     settings = LimitsSettings(
         redis_url="redis://127.0.0.1:6379/0", key_prefix=f"unit-{uuid.uuid4().hex[:8]}"
     )
-    store = LimitStore(settings, GatewayMetrics(CollectorRegistry()))
+    made, calls = [], []
+    for index in range(count):
+        keys, _ = limiter(settings=settings.model_copy(update=changes))
+        storage = keys.store._shared
+        assert storage is not None
+        calls.append(0)
+        for name in ("incr", "get"):
+            original = getattr(storage, name)
+
+            async def counted(*args: Any, _call: Any = original, _index: int = index) -> Any:
+                calls[_index] += 1
+                return await _call(*args)
+
+            setattr(storage, name, counted)
+        made.append(keys)
+    reader = LimitStore(
+        settings.model_copy(update={"redis_batch": 1}), GatewayMetrics(CollectorRegistry())
+    )
+    return made, reader, calls
+
+
+async def close_all(limiters: list[KeyLimiter], reader: LimitStore) -> None:
+    for keys in limiters:
+        await keys.store.close()
+    await reader.close()
+
+
+def minute() -> int:
+    return int(time.time() // 60)
+
+
+async def request(keys: KeyLimiter, key: Principal, tokens: int = 0) -> bool:
+    """One request of ``key``: admitted (its ``tokens`` spent) or refused."""
     try:
-        assert store.recent_tokens("tpm/k/1") is None
-        await store.spend("tpm/k/1", 60, 5)
-        await store.spend("tpm/k/1", 60, 7)
-        assert store.recent_tokens("tpm/k/1") == 12  # the shared total the last spend returned
-        assert await store.get("tpm/k/1") == 12
-        monkeypatch.setattr(limits_module, "TOKENS_FRESH_SECONDS", 0.0)
-        assert store.recent_tokens("tpm/k/1") is None  # stale: admission reads Redis again
+        admission = await keys.admit(key)
+    except RateLimited:
+        return False
+    await admission.settle(Usage(prompt_tokens=tokens))
+    admission.release()
+    return True
+
+
+@needs_redis
+async def test_in_redis_far_from_the_limits_requests_are_leased_and_tokens_batched() -> None:
+    (keys,), reader, calls = shared_limiters(1)
+    key = principal("far", rpm=1_000_000, tpm=1_000_000_000)
+    try:
+        assert keys.store.batched
+        for _ in range(64):
+            assert await request(keys, key, tokens=30)
+        # two leases of 32 requests, one read of the tokens (the flusher may add one or two)
+        assert calls[0] <= 6, calls
+        assert await reader.get(f"rpm/far/{minute()}") == 64  # leased before they were used
+        assert await reader.get(f"tpm/far/{minute()}") < 64 * 30  # spends wait on the replica
+        await keys.store.flush()
+        assert await reader.get(f"tpm/far/{minute()}") == 64 * 30
     finally:
-        await store.close()
+        await close_all([keys], reader)
+
+
+@needs_redis
+async def test_two_stores_sharing_redis_admit_exactly_the_rpm_in_turn() -> None:
+    (a, b), reader, _ = shared_limiters(2)
+    key = principal("turns", rpm=200)  # leases of 10, then fewer, then one request at a time
+    try:
+        admitted = [await request(a if turn % 3 else b, key) for turn in range(300)]
+        assert sum(admitted) == 200
+        assert not any(admitted[-60:])  # once the minute's requests are gone, both refuse
+    finally:
+        await close_all([a, b], reader)
+
+
+@needs_redis
+async def test_two_stores_sharing_redis_never_admit_more_than_the_rpm_at_once() -> None:
+    (a, b), reader, _ = shared_limiters(2, redis_timeout_seconds=5.0)  # 400 connections
+    key = principal("burst", rpm=200)
+    try:
+        first = await asyncio.gather(*(request(a if n % 2 else b, key) for n in range(400)))
+        assert 180 <= sum(first) <= 200  # a lease may be left unused by the end of the burst...
+        for keys in (a, b):
+            await keys.store.flush(everything=True)  # ...until it goes back to Redis
+        second = [await request(a if turn % 2 else b, key) for turn in range(100)]
+        assert sum(first) + sum(second) == 200
+    finally:
+        await close_all([a, b], reader)
+
+
+@needs_redis
+async def test_an_idle_lease_goes_back_to_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    (a, b), reader, _ = shared_limiters(2)
+    key = principal("idle", rpm=100)  # a lease of 100 // 20 = 5
+    try:
+        assert await request(a, key)
+        assert await reader.get(f"rpm/idle/{minute()}") == 5  # 4 of them unused on a
+        monkeypatch.setattr(limits_module, "LEASE_IDLE_SECONDS", 0.0)
+        await a.store.flush()
+        assert await reader.get(f"rpm/idle/{minute()}") == 1
+        admitted = [await request(b, key) for _ in range(120)]
+        assert sum(admitted) == 99  # b gets everything a did not use
+    finally:
+        await close_all([a, b], reader)
+
+
+@needs_redis
+async def test_near_its_tpm_two_stores_see_each_others_tokens_at_once() -> None:
+    (a, b), reader, _ = shared_limiters(2)
+    far, near = principal("far-tpm", tpm=1000), principal("near-tpm", tpm=1000)
+    try:
+        # far from the limit (under 90 %), a spend waits on its replica for the flusher
+        assert await request(a, far, tokens=100)
+        assert await reader.get(f"tpm/far-tpm/{minute()}") == 0
+        await a.store.flush()
+        assert await reader.get(f"tpm/far-tpm/{minute()}") == 100
+        # near it, every spend is added at once and every admission reads the shared total
+        assert await request(a, near, tokens=950)
+        admission = await b.admit(near)
+        assert admission.headers["x-ratelimit-remaining-tokens"] == "50"  # a's 950, at once
+        await admission.settle(Usage(prompt_tokens=100))
+        admission.release()
+        assert await reader.get(f"tpm/near-tpm/{minute()}") == 1050
+        for keys in (a, b):
+            with pytest.raises(RateLimited) as caught:
+                await keys.admit(near)
+            assert caught.value.error_type == "tokens" and "used 1050" in caught.value.message
+    finally:
+        await close_all([a, b], reader)
+
+
+@needs_redis
+async def test_closing_a_store_gives_its_leases_back_and_adds_its_spends() -> None:
+    (a,), reader, _ = shared_limiters(1)
+    key = principal("closing", rpm=100, tpm=1_000_000)
+    try:
+        assert await request(a, key, tokens=40)
+        assert await reader.get(f"rpm/closing/{minute()}") == 5
+        await a.store.close()
+        assert await reader.get(f"rpm/closing/{minute()}") == 1
+        assert await reader.get(f"tpm/closing/{minute()}") == 40
+    finally:
+        await reader.close()
+
+
+@needs_redis
+async def test_a_redis_reply_slower_than_the_timeout_is_counted_once() -> None:
+    """Redis applies the spend, its reply comes after ``redis_timeout_seconds``: the replica
+    counts it in process too, but no decision adds the two stores (nor retries Redis)."""
+    settings = LimitsSettings(
+        redis_url="redis://127.0.0.1:6379/0",
+        key_prefix=f"unit-{uuid.uuid4().hex[:8]}",
+        redis_timeout_seconds=0.05,
+        redis_retry_seconds=0.2,
+    )
+    other, _ = limiter(settings=settings.model_copy(update={"redis_timeout_seconds": 1.0}))
+    slow, metrics = limiter(settings=settings)
+    key = principal("late", tpm=1000)
+    storage = slow.store._shared
+    assert storage is not None
+    try:
+        await (await other.admit(key)).spend(Usage(prompt_tokens=950))
+        admission = await slow.admit(key)
+        assert admission.headers["x-ratelimit-remaining-tokens"] == "50"
+        original = storage.incr
+
+        async def applied_then_late(*args: Any) -> int:
+            value = await original(*args)
+            await asyncio.sleep(0.2)
+            return value
+
+        storage.incr = applied_then_late  # type: ignore[method-assign]
+        await admission.spend(Usage(prompt_tokens=30))
+        admission.release()
+        del storage.incr  # Redis is quick again
+        assert refused(metrics, "tpm") == 0
+        errors = metrics.registry.get_sample_value("sdm_router_rate_limit_store_errors_total")
+        assert errors == 1
+        assert await other.store.get(f"tpm/late/{minute()}") == 980  # applied once, no retry
+        while_failing = await slow.admit(key)  # counted in process meanwhile: this replica's 30
+        assert while_failing.headers["x-ratelimit-remaining-tokens"] == "970"
+        while_failing.release()
+        await asyncio.sleep(0.25)  # redis_retry_seconds later: Redis again
+        again = await slow.admit(key)
+        # the shared 980: neither the in-process 30 taken for Redis's total nor 980 + 30
+        assert again.headers["x-ratelimit-remaining-tokens"] == "20"
+        again.release()
+    finally:
+        await slow.store.close()
+        await other.store.close()

@@ -9,10 +9,14 @@ from collections import Counter
 import pytest
 
 from loadtests.overhead import (
+    LevelResult,
     Samples,
     chat_url,
+    format_comparison,
     overhead,
     paired_overhead,
+    parse_args,
+    parse_cpus,
     percentile,
     request_body,
 )
@@ -68,3 +72,27 @@ def test_urls_and_request_body() -> None:
     streamed = json.loads(request_body("auto", stream=True))
     assert plain["model"] == "auto" and "stream" not in plain
     assert streamed["stream"] is True and streamed["stream_options"] == {"include_usage": True}
+
+
+def test_cpu_lists_as_taskset_takes_them() -> None:
+    assert parse_cpus("") == frozenset()
+    assert parse_cpus("0") == {0}
+    assert parse_cpus("0,2-3") == {0, 2, 3}
+
+
+def test_another_proxy_needs_the_upstream_it_forwards_to() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--other-url", "http://127.0.0.1:4000"])
+    args = parse_args(["--other-url", "http://127.0.0.1:4000", "--upstream-port", "9001"])
+    assert args.other_label == "other" and args.other_model == "good"
+
+
+def test_the_comparison_puts_both_proxies_side_by_side() -> None:
+    direct = Samples(batches=[[0.001] * 10], wall_seconds=0.01)
+    ours = Samples(batches=[[0.002] * 10], wall_seconds=0.02)
+    theirs = Samples(batches=[[0.011] * 10], wall_seconds=0.11)
+    result = LevelResult(16, direct, ours, 0.005, 0.0, other=theirs, other_cpu_seconds=0.05)
+    row = format_comparison([result], "litellm").splitlines()[-1].split("|")
+    assert row[1].split() == ["1.00", "10.00", "0.10"]  # p50 overhead: ours, theirs, ratio
+    assert row[4].split() == ["500", "91", "5.50"]  # req/s
+    assert row[5].split() == ["0.50", "5.00", "0.10"]  # CPU ms per request
