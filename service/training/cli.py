@@ -156,12 +156,12 @@ def _verifier_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
-    """``VerifierBuildOptions`` from the arguments (the training choices are checked here)."""
-    from service.training.splits import holdout_families
-    from service.training.verifier_build import DEFAULT_TRAINING, VerifierBuildOptions
+def training_options(args: argparse.Namespace) -> Any:
+    """The SDM training choices (``SDMTrainingOptions``) of ``verifier build`` or
+    ``verifier ablate`` arguments: the defaults with what the command line sets."""
+    from service.training.verifier_build import DEFAULT_TRAINING
 
-    training = replace(
+    return replace(
         DEFAULT_TRAINING,
         exemplar_dimension=args.exemplar_dimension,
         epochs=args.epochs,
@@ -171,10 +171,17 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         shuffles=args.shuffles,
         device=args.device,
     )
+
+
+def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
+    """``VerifierBuildOptions`` from the arguments (the training choices are checked here)."""
+    from service.training.splits import holdout_families
+    from service.training.verifier_build import VerifierBuildOptions
+
     return VerifierBuildOptions(
         data=args.data,
         out=args.out,
-        training=training,
+        training=training_options(args),
         holdout_family=holdout_families(args.holdout_family),
         holdout_phrasing=args.holdout_phrasings,
         split_seed=args.split_seed,

@@ -82,23 +82,12 @@ def register(verifier_commands: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from dataclasses import replace
-
     from service.core.verdict import Estimator
     from service.training.ablation.runner import AblationOptions
+    from service.training.cli import training_options
     from service.training.splits import holdout_families, holdout_phrasings
-    from service.training.verifier_build import DEFAULT_TRAINING
 
-    training = replace(
-        DEFAULT_TRAINING,
-        exemplar_dimension=args.exemplar_dimension,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        max_neighbors=args.max_neighbors,
-        shuffles=args.shuffles,
-        seed=args.seed,
-        device=args.device,
-    )
+    training = training_options(args)
     options = AblationOptions(
         variants=tuple(args.variants),
         seeds=args.seeds,

@@ -11,11 +11,10 @@ from service.api.auth import AuthMiddleware, KeyRing, bearer_token, route_path
 from service.api.limits import reset_text
 from service.config import AuthSettings, Settings
 from service.core.errors import ConfigurationError
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Estimator
+from service.core.routing import StreamMode
 from service.pipeline.plan import RoutePlan
-from service.pipeline.policy import PolicyThresholds
 from tests.support.keys import key_entry, sha256_hex
+from tests.support.plans import route_plan
 
 BASE: dict[str, Any] = {
     "backends": {"good": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}},
@@ -119,18 +118,7 @@ def test_the_ring_finds_the_key_and_nothing_else() -> None:
 
 
 def _plan(name: str, direct: bool) -> RoutePlan:
-    return RoutePlan(
-        name=name,
-        tiers=(),
-        thresholds=PolicyThresholds(0.95, Estimator.LOWER),
-        retrieval=False,
-        retrieval_top_k=0,
-        max_backend_calls=1,
-        on_abstain=OnAbstain.MESSAGE,
-        abstain_message="",
-        stream_mode=StreamMode.PASSTHROUGH,
-        direct=direct,
-    )
+    return route_plan(name, direct=direct, stream_mode=StreamMode.PASSTHROUGH)
 
 
 def test_a_key_may_use_only_its_routes_and_models() -> None:

@@ -29,24 +29,12 @@ from service.core.generation import (
     Usage,
 )
 from service.core.openai_responses import ChatCompletion, ChatCompletionChunk, TextCompletion
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Action, Estimator, NearestExemplar, Reason, Verdict
+from service.core.verdict import Action, NearestExemplar, Reason, Verdict
 from service.pipeline.cascade import Attempt, CascadeResult, ScoredCandidate
-from service.pipeline.plan import RoutePlan
-from service.pipeline.policy import PolicyThresholds
 from service.pipeline.serving import Served, text_pieces
+from tests.support.plans import route_plan
 
-PLAN = RoutePlan(
-    name="auto",
-    tiers=(),
-    thresholds=PolicyThresholds(0.95, Estimator.LOWER),
-    retrieval=False,
-    retrieval_top_k=0,
-    max_backend_calls=2,
-    on_abstain=OnAbstain.MESSAGE,
-    abstain_message="",
-    stream_mode=StreamMode.VERIFY_THEN_STREAM,
-)
+PLAN = route_plan("auto", max_backend_calls=2)
 EXEMPLARS = (NearestExemplar("support-0", 1, 0.1234567891), NearestExemplar("support-1", 0, 2.5))
 VERDICT = Verdict(1, 0.97, 0.96, 0.955, q=12, d=0.8, q_prime=10.0, is_ood=False,
                   nearest_exemplars=EXEMPLARS)  # fmt: skip

@@ -17,25 +17,12 @@ from starlette.types import Message
 from service.api.chat_render import ChatRenderer
 from service.api.rendering import RenderContext
 from service.api.streaming import SSEResponse, decided_stream, pending_stream
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Estimator
-from service.pipeline.plan import RoutePlan
-from service.pipeline.policy import PolicyThresholds
 from service.pipeline.serving import StreamEvent, Streaming
+from tests.support.plans import route_plan
 
 CONTEXT = RenderContext("chatcmpl-x", 0, logprobs=False, top_logprobs=0, include_usage=False,
                         nearest_exemplars=0)  # fmt: skip
-PLAN = RoutePlan(
-    name="auto",
-    tiers=(),
-    thresholds=PolicyThresholds(0.95, Estimator.LOWER),
-    retrieval=False,
-    retrieval_top_k=0,
-    max_backend_calls=1,
-    on_abstain=OnAbstain.MESSAGE,
-    abstain_message="",
-    stream_mode=StreamMode.VERIFY_THEN_STREAM,
-)
+PLAN = route_plan("auto")
 
 
 class UpstreamEvents:

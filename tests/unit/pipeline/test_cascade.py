@@ -6,13 +6,13 @@ import pytest
 
 from service.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
 from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Action, Estimator, Reason
+from service.core.routing import OnAbstain
+from service.core.verdict import Action, Reason
 from service.pipeline.cascade import Cascade, answer_candidates
 from service.pipeline.observer import NullObserver
 from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import PolicyThresholds
 from tests.fakes import FakeBackend, FakeRetriever, FakeVerifier
+from tests.support.plans import route_plan
 
 GOOD, BAD = "The answer is 42.", "I am not sure."
 REQUEST = GenerationRequest(
@@ -26,17 +26,10 @@ def plan(
     budget: int = 6,
     on_abstain: OnAbstain = OnAbstain.MESSAGE,
 ) -> RoutePlan:
-    return RoutePlan(
-        name="route",
-        tiers=tiers,
-        thresholds=PolicyThresholds(0.95, Estimator.LOWER),
-        retrieval=retrieval,
-        retrieval_top_k=2,
-        max_backend_calls=budget,
-        on_abstain=on_abstain,
-        abstain_message="no",
-        stream_mode=StreamMode.VERIFY_THEN_STREAM,
-    )
+    return route_plan(
+        "route", tiers=tiers, retrieval=retrieval, retrieval_top_k=2,
+        max_backend_calls=budget, on_abstain=on_abstain, abstain_message="no",
+    )  # fmt: skip
 
 
 def cascade(retriever: FakeRetriever | None = None) -> Cascade:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import pytest
 
-from service.core.verdict import VerificationInput
 from service.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
 from service.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
@@ -26,6 +23,7 @@ from service.training.splits import (
 )
 from service.training.suites import list_families
 from service.training.suites.registry import get_family, get_suite
+from tests.unit.training.test_verifier_build import ToyEncoder
 
 
 def _record(item_id: str, question: str, variant: str = "greedy", label: int = 1) -> AnswerRecord:
@@ -202,22 +200,6 @@ def test_the_cli_reads_holdout_phrasings() -> None:
     assert not _verifier_build_options(none).holdout_phrasing
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--holdout-phrasings", "p1"])
-
-
-class ToyEncoder:
-    """A deterministic 4-d vector per answer; label 1 answers sit near +1, label 0 near -1."""
-
-    fingerprint = "toy-encoder-v1"
-    identity: ClassVar[dict[str, str]] = {"model": "toy"}
-    representation: ClassVar[dict[str, str]] = {"provider": "test", "fingerprint": fingerprint}
-
-    def encode(self, items: Sequence[VerificationInput]) -> np.ndarray[Any, Any]:
-        rows = []
-        for item in items:
-            rng = np.random.default_rng(sum(map(ord, item.response)))
-            sign = 1.0 if item.response.startswith("right") else -1.0
-            rows.append(sign + 0.8 * rng.standard_normal(4))
-        return np.asarray(rows, dtype=np.float32)
 
 
 def test_build_writes_the_phrasing_split_and_records_the_rule(tmp_path: Path) -> None:
