@@ -62,6 +62,19 @@ def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:
     return None if value in (None, FINAL_LAYER) else int(value)
 
 
+def padding_id(tokenizer: Any) -> int:
+    """The id to right-pad with: it sits after the real tokens, so it never changes a vector."""
+    pad = tokenizer.pad_token_id
+    return int(pad if pad is not None else tokenizer.eos_token_id or 0)
+
+
+def decoder_body(loaded: LoadedCausalLM) -> Any:
+    """The model without its LM head (which costs vocab × hidden per token), or None when the
+    model has no separate body (then hidden states come from the full model)."""
+    base = getattr(loaded.model, "base_model", None)
+    return base if base is not None and base is not loaded.model else None
+
+
 class HiddenStateEncoder:
     """Encodes verification inputs as ``[final-token ‖ mean]`` hidden states of one layer."""
 
@@ -95,12 +108,8 @@ class HiddenStateEncoder:
             if isinstance(template, str) and template
             else PLAIN_TEMPLATE
         )
-        # Right padding sits after the real tokens, so its id never changes a vector.
-        pad = tokenizer.pad_token_id
-        self._pad_id = int(pad if pad is not None else tokenizer.eos_token_id or 0)
-        base = getattr(loaded.model, "base_model", None)
-        # The body alone skips the LM head (vocab × hidden per token); fall back to hidden states.
-        self._body = base if base is not None and base is not loaded.model else None
+        self._pad_id = padding_id(tokenizer)
+        self._body = decoder_body(loaded)
         self._hidden_size = int(loaded.model.config.hidden_size)
 
     @classmethod

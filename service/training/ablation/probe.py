@@ -46,7 +46,7 @@ from service.core.verdict import VerificationInput
 from service.models.causal_lm import LoadedCausalLM, chat_messages
 from service.training.featurize import FEATURE_LIBRARIES, record_key
 from service.training.records import AnswerRecord
-from service.verifier.encoder import FINAL_LAYER, HiddenStateEncoder
+from service.verifier.encoder import FINAL_LAYER, HiddenStateEncoder, decoder_body, padding_id
 
 F32Array = npt.NDArray[np.float32]
 logger = logging.getLogger(__name__)
@@ -115,10 +115,8 @@ class RepresentationProbe:
         tokenizer = loaded.tokenizer
         template = getattr(tokenizer, "chat_template", None)
         self._has_template = isinstance(template, str) and bool(template)
-        pad = tokenizer.pad_token_id
-        self._pad_id = int(pad if pad is not None else tokenizer.eos_token_id or 0)
-        base = getattr(loaded.model, "base_model", None)
-        self._body = base if base is not None and base is not loaded.model else None
+        self._pad_id = padding_id(tokenizer)
+        self._body = decoder_body(loaded)
         self.hidden_size = int(loaded.model.config.hidden_size)
 
     @property
