@@ -30,13 +30,11 @@ def country_slug(name: str) -> str:
     return slug(name[4:] if name.startswith("the ") else name)
 
 
-@dataclass(frozen=True, slots=True)
-class Country:
-    """A sovereign state and its capital; ``aliases`` are other accepted capitals/spellings."""
+class _NamedCountry:
+    """The id fragment and sentence-start name of a row's ``country``."""
 
+    __slots__ = ()
     country: str
-    capital: str
-    aliases: tuple[str, ...]
 
     @property
     def slug(self) -> str:
@@ -50,6 +48,15 @@ class Country:
 
 
 @dataclass(frozen=True, slots=True)
+class Country(_NamedCountry):
+    """A sovereign state and its capital; ``aliases`` are other accepted capitals/spellings."""
+
+    country: str
+    capital: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Element:
     """A chemical element; ``aliases`` are other accepted spellings of the name."""
 
@@ -60,7 +67,7 @@ class Element:
 
 
 @dataclass(frozen=True, slots=True)
-class CountryFacts:
+class CountryFacts(_NamedCountry):
     """A country's continent and currency; either is "" where the table leaves it out (a
     country on two continents, a currency in transition). ``currency_aliases`` are other
     accepted names of the currency (the bare unit, plurals, older names)."""
@@ -69,16 +76,6 @@ class CountryFacts:
     continent: str
     currency: str
     currency_aliases: tuple[str, ...]
-
-    @property
-    def slug(self) -> str:
-        """The id fragment of the country, as in ``Country.slug``."""
-        return country_slug(self.country)
-
-    @property
-    def title(self) -> str:
-        """The country name for the start of a sentence ("The Netherlands")."""
-        return self.country[:1].upper() + self.country[1:]
 
 
 def read_table(filename: str) -> list[dict[str, str]]:
