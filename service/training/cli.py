@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.core.errors import ConfigurationError
+from service.verifier.recipe import POOLINGS as ENCODER_POOLINGS
 
 if TYPE_CHECKING:
     from service.training.verifier_build import VerifierBuildOptions
@@ -136,7 +137,9 @@ def _verifier_build(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     try:
-        encoder = HiddenStateEncoder.from_local(args.encoder, device=args.device, layer=args.layer)
+        encoder = HiddenStateEncoder.from_local(
+            args.encoder, device=args.device, layer=args.layer, pooling=args.pooling
+        )
     except (ValueError, ConfigurationError) as error:
         print(f"sdm-router: --encoder: {error}", file=sys.stderr)
         return 2
@@ -236,9 +239,8 @@ def _verifier_update(args: argparse.Namespace) -> int:
         UpdateRule,
         update_verifier,
     )
-    from service.verifier.encoder import HiddenStateEncoder
     from service.verifier.sdm import SDMError, SDMModel
-    from service.verifier.sdm_verifier import check_compatible, recorded_encoder_layer
+    from service.verifier.sdm_verifier import check_compatible, load_recorded_encoder
 
     rows = args.data / ROWS_FILE
     if not rows.is_file():
@@ -262,9 +264,7 @@ def _verifier_update(args: argparse.Namespace) -> int:
     try:
         records = read_records(rows)
         parent = SDMModel.load(args.verifier, device=args.device)
-        encoder = HiddenStateEncoder.from_local(
-            args.encoder, device=args.device, layer=recorded_encoder_layer(parent)
-        )
+        encoder = load_recorded_encoder(parent, args.encoder, device=args.device)
         check_compatible(parent, encoder, args.verifier)
     except (RecordError, SDMError, ConfigurationError, ValueError) as error:
         print(f"sdm-router: {error}", file=sys.stderr)
@@ -327,15 +327,12 @@ def _print_update(outcome: Any, parent_id: str, options: Any) -> None:
 
 def _verifier_attach(args: argparse.Namespace) -> int:
     from service.training.verifier_update import UpdateRefused, attach_from_build
-    from service.verifier.encoder import HiddenStateEncoder
     from service.verifier.sdm import SDMError, SDMModel
-    from service.verifier.sdm_verifier import check_compatible, recorded_encoder_layer
+    from service.verifier.sdm_verifier import check_compatible, load_recorded_encoder
 
     try:
         parent = SDMModel.load(args.verifier, device=args.device)
-        encoder = HiddenStateEncoder.from_local(
-            args.encoder, device=args.device, layer=recorded_encoder_layer(parent)
-        )
+        encoder = load_recorded_encoder(parent, args.encoder, device=args.device)
         check_compatible(parent, encoder, args.verifier)
         model = attach_from_build(parent, args.parent_data, encoder)
     except (UpdateRefused, SDMError, ConfigurationError, ValueError) as error:
@@ -521,6 +518,12 @@ def register(commands: Any) -> None:
     vbuild.add_argument(
         "--layer", type=int, default=None,
         help="decoder layer whose hidden states are pooled (default: the final layer)",
+    )  # fmt: skip
+    vbuild.add_argument(
+        "--pooling", choices=list(ENCODER_POOLINGS), default=ENCODER_POOLINGS[0],
+        help="final+mean: the end marker's state and the mean over the turn; last+answer: the "
+        "last answer token's state and the mean over the answer tokens, the states of the "
+        "generation pass (default: %(default)s)",
     )  # fmt: skip
     _register_holdouts(vbuild)
     vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))

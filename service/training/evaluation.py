@@ -198,14 +198,11 @@ def _meta(args: argparse.Namespace, model: SDMModel, inputs: Inputs) -> dict[str
 
 
 def _load(args: argparse.Namespace) -> tuple[SDMModel, HiddenStateEncoder]:
-    from service.verifier.encoder import HiddenStateEncoder
     from service.verifier.sdm import SDMModel
-    from service.verifier.sdm_verifier import recorded_encoder_layer
+    from service.verifier.sdm_verifier import load_recorded_encoder
 
     model = SDMModel.load(args.verifier, device=args.device)
-    encoder = HiddenStateEncoder.from_local(
-        args.encoder, device=args.device, layer=recorded_encoder_layer(model)
-    )
+    encoder = load_recorded_encoder(model, args.encoder, device=args.device)
     expected = model.representation.get("fingerprint")
     if expected and expected != encoder.fingerprint:
         print(

@@ -78,11 +78,13 @@ def encode_records(
     cache_dir: Path | None = None,
     batch_size: int = 256,
     show_progress: bool = True,
+    save_every: int = 4096,
 ) -> F32Array:
     """[hidden state ‖ logprob attributes] for every record, in order.
 
     Missing rows are encoded shortest first, ``batch_size`` rows per encoder call (which pads
-    them into batches), so the padding waste stays small.
+    them into batches), so the padding waste stays small. The store is saved after about every
+    ``save_every`` new rows and at the end, so an interrupted encode resumes.
     """
     path = store_path(cache_dir, encoder) if cache_dir is not None else None
     store = _load_store(path) if path is not None else {}
@@ -91,14 +93,19 @@ def encode_records(
     # Rows of similar length share padded batches: sort the whole set, not each chunk.
     missing.sort(key=lambda i: _text_length(records[i]))
     bar = tqdm(total=len(missing), desc="encode", unit="row", disable=not show_progress)
+    unsaved = 0
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
         batch = [records[i].verification_input() for i in chunk]
         for i, vector in zip(chunk, compose_features(encoder.encode(batch), batch), strict=True):
             store[keys[i]] = vector.astype(np.float32)
         bar.update(len(chunk))
+        unsaved += len(chunk)
+        if path is not None and unsaved >= save_every:
+            _save_store(path, store)
+            unsaved = 0
     bar.close()
-    if path is not None and missing:
+    if path is not None and unsaved:
         _save_store(path, store)
     if not records:
         return np.zeros((0, 0), dtype=np.float32)

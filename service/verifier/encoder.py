@@ -1,10 +1,17 @@
 """Hidden-state encoder: a (conversation, answer) pair -> one float32 vector for the SDM verifier.
 
 The pair is rendered with the model's chat template (the answer as the assistant turn), run
-through the transformer body without the LM head, and pooled as in the SDM papers:
-``[hidden state of the final token ‖ mean over the real tokens]`` (2 × 576 = 1152 dims for
-SmolLM2-135M), taken from the final layer or from one chosen decoder layer (``layer``; middle
-layers often carry more about correctness than the last one, which is shaped for the next token).
+through the transformer body without the LM head, and pooled one of two ways (2 × 576 = 1152
+dims for SmolLM2-135M), from the final layer or from one chosen decoder layer (``layer``; middle
+layers often carry more about correctness than the last one, which is shaped for the next token):
+
+* ``final+mean`` (as in the SDM papers): ``[state of the final token (the end-of-turn marker)
+  ‖ mean over every token of the turn]``;
+* ``last+answer`` (the generation pass's view): ``[state of the last answer token ‖ mean over
+  the answer tokens]``. The turn's tokens are the generator's prompt (generation prompt added),
+  then the answer's tokens, then the end marker (:meth:`HiddenStateEncoder.layout`); attention
+  is causal, so the states at the answer's positions are those the generator itself computed
+  while it wrote the answer (the prompt's prefill, then each generated token fed back).
 
 Batches are right-padded with an attention mask, so a row's real tokens see exactly what they
 would see alone; a vector is the same batched or not (up to float rounding, ~1e-6).
@@ -21,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -32,13 +40,12 @@ import torch
 from service.core.generation import Message
 from service.core.verdict import VerificationInput
 from service.models.causal_lm import LoadedCausalLM, chat_messages, load_causal_lm
+from service.verifier.recipe import FINAL_LAYER, POOLING, POOLINGS, EncoderRecipe
 
 F32Array = npt.NDArray[np.float32]
 T = TypeVar("T")
-POOLING = "final+mean"
 PROVIDER = "sdm-router/hidden-state"
 PLAIN_TEMPLATE = "plain-v1"
-FINAL_LAYER = "final"
 
 
 class ModelOwner(Protocol):
@@ -56,10 +63,39 @@ class SharedModel(ModelOwner, Protocol):
         """The loaded model (available once the owner has started)."""
 
 
-def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:
-    """The decoder layer an artifact's recorded encoder identity names (None: the final layer)."""
-    value = (identity or {}).get("layer", FINAL_LAYER)
-    return None if value in (None, FINAL_LAYER) else int(value)
+@dataclass(frozen=True, slots=True)
+class TokenLayout:
+    """The one token sequence run for an answer: the answer is ``ids[answer_start:answer_end]``,
+    the generator's prompt before it, the end-of-turn marker after it. ``exact``: ``ids``
+    equals the tokenization of the rendered turn (the prompt and the answer tokenize alone as
+    inside the whole text; otherwise ``ids`` is prompt + answer + the rest, tokenized apart)."""
+
+    ids: tuple[int, ...]
+    answer_start: int
+    answer_end: int
+    exact: bool
+
+    @property
+    def last_answer(self) -> int:
+        """Position of the last answer token (the last prompt token for an empty answer)."""
+        return max(self.answer_end - 1, 0)
+
+    @property
+    def answer_span(self) -> tuple[int, int]:
+        """``[begin, end)`` of the answer tokens (the last prompt token for an empty answer)."""
+        if self.answer_end > self.answer_start:
+            return self.answer_start, self.answer_end
+        return self.last_answer, self.last_answer + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Pooled:
+    """One row to run: its ids, the position of the pooled last state and the mean's span."""
+
+    ids: Sequence[int]
+    last: int
+    begin: int
+    end: int
 
 
 def padding_id(tokenizer: Any) -> int:
@@ -76,22 +112,27 @@ def decoder_body(loaded: LoadedCausalLM) -> Any:
 
 
 class HiddenStateEncoder:
-    """Encodes verification inputs as ``[final-token ‖ mean]`` hidden states of one layer."""
+    """Encodes verification inputs as two pooled hidden states of one layer (see the module)."""
 
     def __init__(
         self,
         loaded: LoadedCausalLM,
         *,
         layer: int | None = None,
+        pooling: str = POOLING,
         max_length: int = 2048,
         batch_size: int = 16,
         owner: ModelOwner | None = None,
     ):
         """``layer``: decoder layer 1..L whose output is pooled; None pools the final
-        (normalized) hidden state. ``owner``: the component whose thread runs ``loaded``'s
-        forwards when the weights are shared; None runs them on the calling thread."""
+        (normalized) hidden state. ``pooling``: ``final+mean`` or ``last+answer``. ``owner``:
+        the component whose thread runs ``loaded``'s forwards when the weights are shared;
+        None runs them on the calling thread."""
         if max_length < 2 or batch_size < 1:
             raise ValueError("max_length must be >= 2 and batch_size >= 1")
+        if pooling not in POOLINGS:
+            raise ValueError(f"encoder pooling must be one of {POOLINGS}, got {pooling!r}")
+        self._pooling = pooling
         layers = int(getattr(loaded.model.config, "num_hidden_layers", 0) or 0)
         if layer is not None and not 1 <= layer <= layers:
             raise ValueError(f"encoder layer must be in 1..{layers} for {loaded.name}, got {layer}")
@@ -123,6 +164,7 @@ class HiddenStateEncoder:
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         layer: int | None = None,
+        pooling: str = POOLING,
         max_length: int = 2048,
         batch_size: int = 16,
     ) -> HiddenStateEncoder:
@@ -130,7 +172,9 @@ class HiddenStateEncoder:
         loaded = load_causal_lm(
             source, name=name, device=device, dtype=dtype, cache_dir=cache_dir, threads=threads
         )
-        return cls(loaded, layer=layer, max_length=max_length, batch_size=batch_size)
+        return cls(
+            loaded, layer=layer, pooling=pooling, max_length=max_length, batch_size=batch_size
+        )
 
     @property
     def loaded(self) -> LoadedCausalLM:
@@ -148,9 +192,15 @@ class HiddenStateEncoder:
         return self._layer
 
     @property
+    def recipe(self) -> EncoderRecipe:
+        """The layer and pooling this encoder reads."""
+        return EncoderRecipe(self._layer, self._pooling)
+
+    @property
     def pooling(self) -> str:
-        """``final+mean`` over the final hidden state, ``final+mean@layerN`` over layer N."""
-        return POOLING if self._layer is None else f"{POOLING}@layer{self._layer}"
+        """The pooling, with its layer: ``final+mean`` over the final hidden state,
+        ``final+mean@layerN`` or ``last+answer@layerN`` over layer N."""
+        return self._pooling if self._layer is None else f"{self._pooling}@layer{self._layer}"
 
     @property
     def dimension(self) -> int:
@@ -165,7 +215,7 @@ class HiddenStateEncoder:
             "sha256": self._loaded.sha256,
             "revision": self._loaded.revision,
             "template": self._template_name,
-            "pooling": POOLING,
+            "pooling": self._pooling,
             "layer": FINAL_LAYER if self._layer is None else str(self._layer),
             "dimension": str(self.dimension),
         }
@@ -200,12 +250,57 @@ class HiddenStateEncoder:
         # The final token is then the template's end-of-turn marker, not a trailing newline.
         return text.rstrip()
 
+    def prompt_text(self, messages: Sequence[Message]) -> str:
+        """The generator's input for ``messages``: the chat template with the generation prompt
+        added (what the local backend renders)."""
+        if not self._has_template:
+            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+        with self._loaded.tokenizer_lock:
+            text: str = self._loaded.tokenizer.apply_chat_template(
+                chat_messages(messages), tokenize=False, add_generation_prompt=True
+            )
+        return text
+
+    def layout(self, item: VerificationInput) -> TokenLayout:
+        """The token sequence for one answer: prompt + answer + end marker (see the module),
+        cut to the last ``max_length`` tokens as :meth:`encode` does."""
+        whole_text = self.format(item)
+        prompt_text = self.prompt_text(item.messages)
+        prompt, answer, whole = (
+            self._ids(prompt_text), self._ids(item.response), self._ids(whole_text)
+        )  # fmt: skip
+        head = prompt + answer
+        exact = whole[: len(head)] == head
+        if exact:
+            ids = whole
+        else:
+            joined = prompt_text + item.response
+            tail = whole_text[len(joined) :] if whole_text.startswith(joined) else ""
+            ids = head + self._ids(tail)
+        start, end = len(prompt), len(head)
+        cut = max(0, len(ids) - self._max_length)  # keep the end
+        if not ids:
+            ids = [self._pad_id]
+        return TokenLayout(tuple(ids[cut:]), max(start - cut, 0), max(end - cut, 0), exact)
+
+    def _ids(self, text: str) -> list[int]:
+        with self._loaded.tokenizer_lock:
+            return list(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def encode(self, items: Sequence[VerificationInput]) -> F32Array:
         """One ``[dimension]`` float32 row per item, in order."""
-        return self.encode_texts([self.format(item) for item in items])
+        if self._pooling == POOLING:
+            return self.encode_texts([self.format(item) for item in items])
+        rows = []
+        for item in items:
+            layout = self.layout(item)
+            begin, end = layout.answer_span
+            rows.append(_Pooled(layout.ids, layout.last_answer, begin, end))
+        return self._encode_rows(rows)
 
     def encode_texts(self, texts: Sequence[str]) -> F32Array:
-        """Encode already formatted texts (batched by ``batch_size``)."""
+        """Encode already formatted texts (batched by ``batch_size``) with the ``final+mean``
+        pooling: the last token's state and the mean over every token."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         tokenizer = self._loaded.tokenizer
@@ -213,28 +308,35 @@ class HiddenStateEncoder:
             encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         ids = [list(row)[-self._max_length :] for row in encoded]
         ids = [row if row else [self._pad_id] for row in ids]
-        # Batch texts of similar length together: less padding, same vectors.
-        order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
-        result = np.empty((len(ids), self.dimension), dtype=np.float32)
+        return self._encode_rows([_Pooled(row, len(row) - 1, 0, len(row)) for row in ids])
+
+    def _encode_rows(self, rows: Sequence[_Pooled]) -> F32Array:
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Batch rows of similar length together: less padding, same vectors.
+        order = sorted(range(len(rows)), key=lambda index: len(rows[index].ids))
+        result = np.empty((len(rows), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            forward = partial(self._encode_ids, [ids[index] for index in chunk])
+            forward = partial(self._encode_batch, [rows[index] for index in chunk])
             result[chunk] = forward() if self._owner is None else self._owner.run_on_model(forward)
         return result
 
-    def _encode_ids(self, rows: Sequence[Sequence[int]]) -> F32Array:
+    def _encode_batch(self, rows: Sequence[_Pooled]) -> F32Array:
         device = self._loaded.device
-        width = max(len(row) for row in rows)
+        width = max(len(row.ids) for row in rows)
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
+        span = torch.zeros((len(rows), width), dtype=torch.long)  # the mean's tokens
         for index, row in enumerate(rows):
-            ids[index, : len(row)] = torch.tensor(list(row), dtype=torch.long)
-            mask[index, : len(row)] = 1
+            ids[index, : len(row.ids)] = torch.tensor(list(row.ids), dtype=torch.long)
+            mask[index, : len(row.ids)] = 1
+            span[index, row.begin : row.end] = 1
+        last = torch.tensor([row.last for row in rows], dtype=torch.long, device=device)
         with torch.inference_mode():
             hidden = self._hidden_states(ids.to(device), mask.to(device)).float()
-            weights = mask.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
-            lengths = mask.sum(dim=1).to(device)
-            final = hidden[torch.arange(len(rows), device=device), lengths - 1]
+            final = hidden[torch.arange(len(rows), device=device), last]
+            weights = span.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
             mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
             pooled = torch.cat([final, mean], dim=-1)
         result: F32Array = pooled.cpu().numpy().astype(np.float32, copy=False)

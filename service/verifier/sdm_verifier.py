@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -19,9 +20,10 @@ from service.config import VerifierSettings
 from service.core.errors import ConfigurationError
 from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
 from service.verifier.batching import MicroBatcher
-from service.verifier.encoder import HiddenStateEncoder, SharedModel, layer_from_identity
+from service.verifier.encoder import HiddenStateEncoder, SharedModel
 from service.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
 from service.verifier.protocol import ReloadRefused
+from service.verifier.recipe import EncoderRecipe
 from service.verifier.sdm import ArtifactError, SDMModel, SDMScores
 
 CORRECT_CLASS = 1
@@ -38,11 +40,23 @@ class VerifierObserver(Protocol):
         """One device call verified ``size`` answers."""
 
 
-def recorded_encoder_layer(model: SDMModel) -> int | None:
-    """The encoder layer recorded in the artifact's metadata (None: the final layer)."""
+def recorded_encoder(model: SDMModel) -> EncoderRecipe:
+    """The encoder layer and pooling recorded in the artifact's metadata (the defaults, the
+    final layer and ``final+mean``, when it records none)."""
     metadata = model.contents.metadata or {}
     identity = metadata.get("sdmRouter", {}).get("encoder")
-    return layer_from_identity(identity if isinstance(identity, dict) else None)
+    return EncoderRecipe.from_identity(identity if isinstance(identity, dict) else None)
+
+
+def load_recorded_encoder(
+    model: SDMModel, source: str | os.PathLike[str] | None, *, device: str = "auto"
+) -> HiddenStateEncoder:
+    """Load ``source`` (a model folder, a .gguf, or None/``embedded``) as the encoder ``model``
+    records: its layer and pooling. Raises ValueError when the model lacks that layer."""
+    recipe = recorded_encoder(model)
+    return HiddenStateEncoder.from_local(
+        source, device=device, layer=recipe.layer, pooling=recipe.pooling
+    )
 
 
 def check_compatible(model: SDMModel, encoder: HiddenStateEncoder, artifact: Path) -> None:
@@ -169,16 +183,17 @@ class SDMVerifier:
         return None if self._shadow is None else await self._shadow.verdict_for(verdict)
 
     def _load_encoder(self, model: SDMModel) -> HiddenStateEncoder:
-        # The artifact says which layer it was trained on; the fingerprint check then covers
-        # the rest (model weights, template, pooling).
+        # The artifact says which layer and pooling it was trained on; the fingerprint check then
+        # covers the rest (model weights, template).
         try:
-            layer = recorded_encoder_layer(model)
             if self._shared_model is not None:
-                shared = self._shared_model
-                return HiddenStateEncoder(shared.loaded, layer=layer, owner=shared)
+                shared, recipe = self._shared_model, recorded_encoder(model)
+                return HiddenStateEncoder(
+                    shared.loaded, layer=recipe.layer, pooling=recipe.pooling, owner=shared
+                )
             assert self._settings.encoder_model is not None
-            return HiddenStateEncoder.from_local(
-                self._settings.encoder_model, device=self._settings.device, layer=layer
+            return load_recorded_encoder(
+                model, self._settings.encoder_model, device=self._settings.device
             )
         except ValueError as error:
             raise ConfigurationError(

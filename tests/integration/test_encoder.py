@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.backends.local_transformers import LocalTransformersBackend
+from service.backends.local_transformers import LocalTransformersBackend, encode_prompt
 from service.core.generation import GenerationRequest, Message, SamplingParams
 from service.core.verdict import VerificationInput
 from service.models.causal_lm import LoadedCausalLM
@@ -116,6 +116,35 @@ def test_a_middle_layer_encoder_pools_that_layer_and_names_it(
     assert middle.fingerprint.startswith("hidden:final+mean@layer20:1152:")
     assert middle.fingerprint != embedded_encoder.fingerprint
     assert HiddenStateEncoder(embedded_loaded, layer=21).fingerprint != middle.fingerprint
+
+
+def test_the_answer_layout_starts_with_the_generators_own_prompt(
+    embedded_loaded: LoadedCausalLM, embedded_encoder: HiddenStateEncoder
+) -> None:
+    """The ``last+answer`` pooling reads the generation pass's states only if the tokens before
+    the answer are exactly the prompt the local backend generated from."""
+    params = SamplingParams(max_tokens=4)
+    for item in ITEMS:
+        layout = embedded_encoder.layout(item)
+        prompt = encode_prompt(embedded_loaded, GenerationRequest(item.messages, None, params))
+        assert list(layout.ids[: layout.answer_start]) == prompt
+        answer = embedded_loaded.tokenizer(item.response, add_special_tokens=False)["input_ids"]
+        assert list(layout.ids[layout.answer_start : layout.answer_end]) == answer
+        assert layout.exact
+        assert embedded_loaded.tokenizer.decode(layout.ids[layout.answer_end :]) == "<|im_end|>"
+
+
+def test_an_answer_pooling_encoder_pools_the_answer_tokens(
+    embedded_loaded: LoadedCausalLM, batched: np.ndarray
+) -> None:
+    answer = HiddenStateEncoder(embedded_loaded, layer=16, pooling="last+answer")
+    vectors = answer.encode(ITEMS)
+    assert vectors.shape == batched.shape and np.isfinite(vectors).all()
+    alone = np.stack([answer.encode([item])[0] for item in ITEMS])
+    assert float(np.abs(vectors - alone).max()) <= 1e-5 * float(np.abs(alone).max())
+    middle = HiddenStateEncoder(embedded_loaded, layer=16).encode(ITEMS)
+    assert not np.allclose(vectors, middle, atol=1e-2)  # same layer, another pooling
+    assert answer.fingerprint.startswith("hidden:last+answer@layer16:1152:")
 
 
 def test_the_lm_head_path_pools_the_same_middle_layer(

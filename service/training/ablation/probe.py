@@ -7,7 +7,7 @@ Each answer is run once through the model as the token sequence
 
 which is exactly how :class:`HiddenStateEncoder` tokenizes the conversation with the answer
 as the assistant turn whenever the prompt and the answer tokenize the same alone as inside the
-whole text (``Tokens.exact``; true for every row of the shipped data). Attention is causal, so
+whole text (``TokenLayout.exact``; true for every row of the shipped data). Attention is causal, so
 the states of the first ``prompt + answer`` positions are those of the generation pass itself
 (the prompt's prefill, then each generated token fed back), and the same pass also gives the
 encoder's view, which reads one more token (the end marker). From the pass, per layer:
@@ -40,13 +40,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from service.core.generation import Message
 from service.core.provenance import versions_digest
 from service.core.verdict import VerificationInput
-from service.models.causal_lm import LoadedCausalLM, chat_messages
+from service.models.causal_lm import LoadedCausalLM
 from service.training.featurize import FEATURE_LIBRARIES, record_key
 from service.training.records import AnswerRecord
-from service.verifier.encoder import FINAL_LAYER, HiddenStateEncoder, decoder_body, padding_id
+from service.verifier.encoder import HiddenStateEncoder, TokenLayout, decoder_body, padding_id
+from service.verifier.recipe import FINAL_LAYER
 
 F32Array = npt.NDArray[np.float32]
 logger = logging.getLogger(__name__)
@@ -77,18 +77,6 @@ def layer_names(values: Sequence[int | str], layers: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """The one sequence run for an answer: the answer is ``ids[answer_start:answer_end]``,
-    the prompt before it, the end-of-turn marker after it. ``exact``: ``ids`` equals the
-    encoder's own tokenization of the turn (else the encoder's view is approximate)."""
-
-    ids: tuple[int, ...]
-    answer_start: int
-    answer_end: int
-    exact: bool
-
-
 class RepresentationProbe:
     """Runs answers through a causal LM once and pools the states of ``layers``."""
 
@@ -112,10 +100,7 @@ class RepresentationProbe:
             raise ValueError("the probe needs at least one layer")
         self._batch_size = batch_size
         self._max_length = max_length
-        tokenizer = loaded.tokenizer
-        template = getattr(tokenizer, "chat_template", None)
-        self._has_template = isinstance(template, str) and bool(template)
-        self._pad_id = padding_id(tokenizer)
+        self._pad_id = padding_id(loaded.tokenizer)
         self._body = decoder_body(loaded)
         self.hidden_size = int(loaded.model.config.hidden_size)
 
@@ -155,46 +140,11 @@ class RepresentationProbe:
         canonical = json.dumps(self.identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def _ids(self, text: str) -> list[int]:
-        with self._loaded.tokenizer_lock:
-            return list(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _prompt_text(self, messages: Sequence[Message]) -> str:
-        """The generator's input: what ``encode_prompt`` renders (generation prompt added)."""
-        if not self._has_template:
-            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
-        with self._loaded.tokenizer_lock:
-            text: str = self._loaded.tokenizer.apply_chat_template(
-                chat_messages(messages), tokenize=False, add_generation_prompt=True
-            )
-        return text
-
-    def tokens(self, item: VerificationInput) -> Tokens:
-        """The sequence for one answer (see the module doc)."""
-        whole_text = self._encoder.format(item)
-        prompt_text = self._prompt_text(item.messages)
-        prompt, answer, whole = (
-            self._ids(prompt_text), self._ids(item.response), self._ids(whole_text)
-        )  # fmt: skip
-        head = prompt + answer
-        exact = whole[: len(head)] == head
-        if exact:
-            ids = whole
-        else:
-            joined = prompt_text + item.response
-            tail = whole_text[len(joined) :] if whole_text.startswith(joined) else ""
-            ids = head + self._ids(tail)
-        start, end = len(prompt), len(head)
-        cut = max(0, len(ids) - self._max_length)  # keep the end, as the encoder does
-        if not ids:
-            ids = [self._pad_id]
-        return Tokens(tuple(ids[cut:]), max(start - cut, 0), max(end - cut, 0), exact)
-
     def extract(
         self, items: Sequence[VerificationInput]
-    ) -> tuple[dict[str, F32Array], list[Tokens]]:
+    ) -> tuple[dict[str, F32Array], list[TokenLayout]]:
         """Every block for every item, in order, and each item's token layout."""
-        rows = [self.tokens(item) for item in items]
+        rows = [self._encoder.layout(item) for item in items]
         blocks = {
             name: np.zeros((len(rows), self.hidden_size), dtype=np.float32) for name in self.blocks
         }
@@ -205,7 +155,7 @@ class RepresentationProbe:
                 blocks[name][chunk] = values
         return blocks, rows
 
-    def _forward(self, rows: Sequence[Tokens]) -> dict[str, F32Array]:
+    def _forward(self, rows: Sequence[TokenLayout]) -> dict[str, F32Array]:
         device = self._loaded.device
         width = max(len(row.ids) for row in rows)
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
@@ -246,7 +196,7 @@ class RepresentationProbe:
 
 
 def _pool_weights(
-    rows: Sequence[Tokens], width: int
+    rows: Sequence[TokenLayout], width: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Per mean pooling a [batch, width] weight matrix whose rows sum to 1; per last-token
     pooling the position of that token."""
@@ -254,15 +204,12 @@ def _pool_weights(
     enc_final: list[int] = []
     gen_last: list[int] = []
     for row in rows:
-        total, start, end = len(row.ids), row.answer_start, row.answer_end
-        final_answer = max(end - 1, 0)
+        total = len(row.ids)
         spans["enc.mean"].append((0, total))
-        spans["gen.answer"].append(
-            (start, end) if end > start else (final_answer, final_answer + 1)
-        )
-        spans["gen.turn"].append((0, max(end, 1)))
+        spans["gen.answer"].append(row.answer_span)
+        spans["gen.turn"].append((0, max(row.answer_end, 1)))
         enc_final.append(total - 1)
-        gen_last.append(final_answer)
+        gen_last.append(row.last_answer)
     weights = {}
     for name, pairs in spans.items():
         matrix = torch.zeros((len(rows), width), dtype=torch.float32)
@@ -308,7 +255,9 @@ class _Store:
             *self.blocks, "_exact", "_answer_tokens"
         )}  # fmt: skip
 
-    def add(self, keys: Sequence[str], blocks: dict[str, F32Array], rows: Sequence[Tokens]) -> None:
+    def add(
+        self, keys: Sequence[str], blocks: dict[str, F32Array], rows: Sequence[TokenLayout]
+    ) -> None:
         for key in keys:
             self.index[key] = len(self.index)
         for name in self.blocks:

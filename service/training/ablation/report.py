@@ -87,14 +87,30 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
         "then the smallest input)."
     )
     lines.append("")
+    recipes = document.get("buildRecipes", {})
     for alpha, winner in document["winner"].items():
         lines.append(f"- α = {alpha}: " + (f"`{winner}`" if winner else "no variant qualifies"))
+        built = document.get("buildWinner", {}).get(alpha)
+        if winner and built != winner:
+            lines.append(
+                "  (not a `verifier build` recipe; the best one is "
+                + (f"`{built}`" if built else "none")
+                + ")"
+            )
+        if built:
+            lines.append(f"  build it with `verifier build {build_flags(recipes[built])}`")
     lines.extend(["", "Wall time per stage:", "", "| stage | seconds | count |", "|---|---:|---:|"])
     timings = document["timings"]
     for stage, seconds in timings["seconds"].items():
         lines.append(f"| {stage} | {seconds:.1f} | {timings['counts'].get(stage, '')} |")
     lines.append(f"| total | {document['wallSeconds']:.1f} | |")
     return "\n".join(lines) + "\n"
+
+
+def build_flags(recipe: dict[str, Any]) -> str:
+    """The ``verifier build`` options that make the encoder of a recipe (``buildRecipes``)."""
+    layer = recipe["layer"]
+    return ("" if layer is None else f"--layer {layer} ") + f"--pooling {recipe['pooling']}"
 
 
 def write_report(out: Path, document: dict[str, Any], command: str | None = None) -> list[Path]:

@@ -26,7 +26,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -480,15 +480,20 @@ def summarize(results: Sequence[RunResult], alphas: Sequence[float]) -> list[Sum
     return summaries
 
 
-def choose(summaries: Sequence[Summary], alpha: float = PRIMARY_ALPHA) -> str | None:
-    """The validation winner at ``alpha`` among the SDM variants: calibration found a region
-    in at least ``REGION_SHARE`` of the runs and the median precision reaches alpha; then the
-    highest median recall, the highest minimum recall, the smallest input. None if no variant
-    qualifies."""
+def choose(
+    summaries: Sequence[Summary],
+    alpha: float = PRIMARY_ALPHA,
+    among: Callable[[str], bool] = lambda method: True,
+) -> str | None:
+    """The validation winner at ``alpha`` among the SDM variants (those ``among`` keeps):
+    calibration found a region in at least ``REGION_SHARE`` of the runs and the median
+    precision reaches alpha; then the highest median recall, the highest minimum recall, the
+    smallest input. None if no variant qualifies."""
     eligible = [
         s
         for s in summaries
         if s.method not in BASELINES
+        and among(s.method)
         and abs(s.alpha - alpha) < 1e-9
         and s.regions >= math.ceil(REGION_SHARE * s.runs)
         and s.precision.median is not None
@@ -539,6 +544,8 @@ def ablate(
         f"{int((~probed.exact).sum())} rows tokenize differently inside the turn"
     )
     results = run_variants(pool, probed, options, timings, log)
+    recipes = {v.name for v in variants if v.build_recipe() is not None}
+    buildable = recipes.__contains__
     summaries = summarize(results, options.alphas)
     first = carve(pool, options.validation_fractions, options.run_seeds(0)[1])
     labels = np.asarray([r.label for r in pool], dtype=np.int64)
@@ -553,6 +560,10 @@ def ablate(
             "inexactTokenization": int((~probed.exact).sum()),
         },
         "winner": {str(a): choose(summaries, a) for a in options.alphas},
+        "buildWinner": {str(a): choose(summaries, a, buildable) for a in options.alphas},
+        "buildRecipes": {
+            v.name: asdict(recipe) for v in variants if (recipe := v.build_recipe()) is not None
+        },
         "summaries": [s.to_json() for s in summaries],
         "runs": [r.to_json() for r in results],
         "timings": timings.to_json(),

@@ -25,6 +25,7 @@ from service.training.ablation.probe import POOLINGS, ProbeFeatures, block_key, 
 from service.training.records import AnswerRecord
 from service.verifier.consistency import CONSISTENCY_DIMENSION, consistency_matrix
 from service.verifier.features import ATTRIBUTE_DIMENSION, attribute_matrix
+from service.verifier.recipe import ANSWER_POOLING, FINAL_LAYER, POOLING, EncoderRecipe
 
 F32Array = npt.NDArray[np.float32]
 
@@ -48,6 +49,11 @@ DEFAULT_VARIANTS: tuple[str, ...] = (
     "gen.last,gen.answer@20+lp+sc",
 )
 SAMPLED_PREFIX = "sampled-"
+# The probe blocks each ``verifier build --pooling`` encodes.
+BUILD_POOLINGS: dict[tuple[str, ...], str] = {
+    ("enc.final", "enc.mean"): POOLING,
+    ("gen.last", "gen.answer"): ANSWER_POOLING,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,16 @@ class Variant:
         """Length of one input vector."""
         attributes = ATTRIBUTE_DIMENSION * self.logprobs + CONSISTENCY_DIMENSION * self.consistency
         return hidden_size * len(self.layers) * len(self.poolings) + attributes
+
+    def build_recipe(self) -> EncoderRecipe | None:
+        """The encoder ``verifier build`` makes of this (canonical) variant, whose inputs always
+        carry the logprob attributes; None when the build cannot make it (several layers,
+        other poolings, no ``+lp``, ``+sc``)."""
+        pooling = BUILD_POOLINGS.get(self.poolings)
+        if pooling is None or len(self.layers) != 1 or not self.logprobs or self.consistency:
+            return None
+        layer = self.layers[0]
+        return EncoderRecipe(None if layer == FINAL_LAYER else int(layer), pooling)
 
     def blocks(self) -> list[str]:
         """The probe blocks it reads, in order."""

@@ -13,7 +13,7 @@ import pytest
 
 from service.training.ablation.command import ablate_command
 from service.training.ablation.probe import POOLINGS, ProbeFeatures, block_key
-from service.training.ablation.report import render, write_report
+from service.training.ablation.report import build_flags, render, write_report
 from service.training.ablation.runner import (
     AblationOptions,
     Carved,
@@ -33,6 +33,7 @@ from service.training.records import ROWS_FILE, AnswerRecord, write_records
 from service.training.splits import split_records
 from service.training.verifier_build import DEFAULT_TRAINING
 from service.verifier.features import ATTRIBUTE_DIMENSION
+from service.verifier.recipe import EncoderRecipe
 
 HIDDEN = 4
 
@@ -193,6 +194,27 @@ def test_the_winner_is_chosen_on_validation_medians_and_region_share() -> None:
     assert loose.holds == 0 and loose.precision.low == 0.90
     assert choose(summaries, 0.95) == "steady"
     assert choose(summarize(results[5:10], [0.95]), 0.95) is None
+    assert choose(summaries, 0.95, among=lambda method: method != "steady") is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "recipe"),
+    [
+        ("enc.final,enc.mean@20+lp", EncoderRecipe(20, "final+mean")),
+        ("gen.last,gen.answer@16+lp", EncoderRecipe(16, "last+answer")),
+        ("gen.last,gen.answer@30+lp", EncoderRecipe(None, "last+answer")),  # layer L is final
+        ("gen.last,gen.answer@final+lp", EncoderRecipe(None, "last+answer")),
+        ("gen.last,gen.answer@16", None),  # the build always adds the logprob attributes
+        ("gen.last,gen.answer@16+lp+sc", None),  # the build has no self-consistency
+        ("gen.last,gen.answer@12,20+lp", None),  # one layer only
+        ("gen.answer,gen.last@16+lp", None),  # another block order
+        ("gen.last@16+lp", None),
+    ],
+)
+def test_a_variant_names_the_build_recipe_that_makes_it(
+    spec: str, recipe: EncoderRecipe | None
+) -> None:
+    assert Variant.parse(spec).canonical(30).build_recipe() == recipe
 
 
 def _probed(records: list[AnswerRecord], seed: int = 0) -> ProbeFeatures:
@@ -258,6 +280,8 @@ def test_the_report_renders_every_method_and_alpha(tmp_path: Path) -> None:
                  "carved": carve(pool, options.validation_fractions, 0).counts(),
                  "inexactTokenization": 0},
         "winner": {str(a): choose(summaries, a) for a in options.alphas},
+        "buildWinner": {"0.9": "gen.last@final", "0.95": None},
+        "buildRecipes": {"gen.last@final": {"layer": None, "pooling": "last+answer"}},
         "summaries": [s.to_json() for s in summaries],
         "runs": [r.to_json() for r in results],
         "timings": timings.to_json(),
@@ -267,6 +291,8 @@ def test_the_report_renders_every_method_and_alpha(tmp_path: Path) -> None:
     text = markdown.read_text()
     assert "### α = 0.9" in text and "### α = 0.95" in text
     assert text.count("`gen.last@final`") >= 2 and "*mean-logprob-per-family*" in text
+    assert "build it with `verifier build --pooling last+answer`" in text
+    assert build_flags({"layer": 16, "pooling": "final+mean"}) == "--layer 16 --pooling final+mean"
     assert json.loads(data.read_text())["summaries"] == document["summaries"]
     assert render(document) != text  # the command line is only in the written report
 

@@ -102,6 +102,38 @@ def test_the_encoder_view_is_the_encoders_vector(loaded: LoadedCausalLM, layer: 
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer", [1, 2, None])
+def test_the_answer_pooling_encoder_reads_the_generator_view(
+    loaded: LoadedCausalLM, layer: int | None
+) -> None:
+    """``verifier build --pooling last+answer`` encodes what the ablation's
+    ``gen.last,gen.answer`` variant measured, batched or one at a time."""
+    probe = RepresentationProbe(loaded, [1, 2, "final"], batch_size=3)
+    blocks, _ = probe.extract(ITEMS)
+    name = "final" if layer is None else str(layer)
+    ours = np.concatenate(
+        [blocks[block_key(name, "gen.last")], blocks[block_key(name, "gen.answer")]], axis=1
+    )
+    encoder = HiddenStateEncoder(loaded, layer=layer, pooling="last+answer", batch_size=2)
+    np.testing.assert_allclose(encoder.encode(ITEMS), ours, atol=1e-5)
+    alone = np.concatenate([encoder.encode([one]) for one in ITEMS])
+    np.testing.assert_allclose(alone, ours, atol=1e-5)
+    default = HiddenStateEncoder(loaded, layer=layer).encode(ITEMS)
+    assert not np.allclose(default, ours, atol=1e-3)  # another pooling: other vectors
+
+
+def test_the_pooling_is_part_of_the_encoders_identity(loaded: LoadedCausalLM) -> None:
+    default = HiddenStateEncoder(loaded, layer=2)
+    answer = HiddenStateEncoder(loaded, layer=2, pooling="last+answer")
+    assert default.identity["pooling"] == "final+mean"
+    assert answer.identity["pooling"] == "last+answer"
+    assert answer.pooling == "last+answer@layer2" and answer.dimension == default.dimension
+    assert answer.fingerprint != default.fingerprint
+    assert answer.fingerprint.startswith("hidden:last+answer@layer2:32:")
+    with pytest.raises(ValueError, match="pooling"):
+        HiddenStateEncoder(loaded, pooling="mean")
+
+
 def _generation_states(
     loaded: LoadedCausalLM, one: VerificationInput, layer: int
 ) -> np.ndarray[Any, Any]:

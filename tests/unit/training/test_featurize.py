@@ -94,3 +94,22 @@ def test_other_library_versions_use_another_store(
     encode_records([record(0, "Paris")], encoder, tmp_path, show_progress=False)  # type: ignore[arg-type]
     assert encoder.encoded == ["Paris", "Paris"]
     assert len(list(tmp_path.glob("features-*.npz"))) == 2
+
+
+class FailingEncoder(CountingEncoder):
+    """Fails on its third call, as an interrupted encode would."""
+
+    def encode(self, items: Sequence[VerificationInput]) -> np.ndarray[Any, Any]:
+        if len(self.encoded) >= 4:
+            raise KeyboardInterrupt
+        return super().encode(items)
+
+
+def test_an_interrupted_encode_resumes_from_its_last_save(tmp_path: Path) -> None:
+    rows = [record(i, "x" * (i + 1)) for i in range(6)]
+    failing: Any = FailingEncoder()
+    with pytest.raises(KeyboardInterrupt):
+        encode_records(rows, failing, tmp_path, batch_size=2, show_progress=False, save_every=2)
+    resumed = CountingEncoder()
+    encode_records(rows, resumed, tmp_path, batch_size=2, show_progress=False)  # type: ignore[arg-type]
+    assert resumed.encoded == ["xxxxx", "xxxxxx"]  # the first two batches were saved
