@@ -188,6 +188,7 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         holdout_family=holdout_families(args.holdout_family),
         holdout_phrasing=args.holdout_phrasings,
         split_seed=args.split_seed,
+        min_family_accuracy=args.min_family_accuracy,
         target_alpha=args.target_alpha,
         attempts=args.attempts,
         overwrite=args.overwrite,
@@ -218,6 +219,8 @@ def _verifier_build_problem(args: argparse.Namespace) -> str | None:
 
     if args.attempts < 1:
         return "--attempts must be at least 1"
+    if not 0.0 <= args.min_family_accuracy <= 1.0:
+        return f"--min-family-accuracy must lie in [0, 1], got {args.min_family_accuracy}"
     rows = args.data / ROWS_FILE
     if not rows.is_file():
         return f"--data: {rows} does not exist (give a `data build` or `data import` folder)"
@@ -479,6 +482,28 @@ def _register_holdouts(vbuild: Any) -> None:
     )
 
 
+def _register_recipe(vbuild: Any) -> None:
+    """``verifier build``'s representation and data-mix choices (``verifier ablate`` picks
+    them on validation)."""
+    vbuild.add_argument(
+        "--layer", type=int, default=None,
+        help="decoder layer whose hidden states are pooled (default: the final layer)",
+    )  # fmt: skip
+    vbuild.add_argument(
+        "--pooling", choices=list(ENCODER_POOLINGS), default=ENCODER_POOLINGS[0],
+        help="final+mean: the end marker's state and the mean over the turn; last+answer: the "
+        "last answer token's state and the mean over the answer tokens, the states of the "
+        "generation pass (default: %(default)s)",
+    )  # fmt: skip
+    vbuild.add_argument(
+        "--min-family-accuracy", type=float,
+        default=_build_option_default("min_family_accuracy"),
+        help="train and calibrate only on the families at least this share of whose training "
+        "answers are correct; test, shift and phrasing keep every family (default: %(default)s, "
+        "every family)",
+    )  # fmt: skip
+
+
 def register(commands: Any) -> None:
     """Add the ``data`` and ``verifier`` command groups."""
     from service.training.verifier_build import DEFAULT_TRAINING
@@ -515,16 +540,7 @@ def register(commands: Any) -> None:
     vbuild.add_argument(
         "--encoder", default="embedded", help="causal LM: embedded, .gguf or folder"
     )
-    vbuild.add_argument(
-        "--layer", type=int, default=None,
-        help="decoder layer whose hidden states are pooled (default: the final layer)",
-    )  # fmt: skip
-    vbuild.add_argument(
-        "--pooling", choices=list(ENCODER_POOLINGS), default=ENCODER_POOLINGS[0],
-        help="final+mean: the end marker's state and the mean over the turn; last+answer: the "
-        "last answer token's state and the mean over the answer tokens, the states of the "
-        "generation pass (default: %(default)s)",
-    )  # fmt: skip
+    _register_recipe(vbuild)
     _register_holdouts(vbuild)
     vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))
     vbuild.add_argument(

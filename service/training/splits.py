@@ -197,3 +197,20 @@ def held_out_templates(rows: Iterable[AnswerRecord]) -> dict[str, list[int]]:
         if index is not None:
             found[record.family].add(index)
     return {family: sorted(found[family]) for family in sorted(found)}
+
+
+def covered_families(train: Sequence[AnswerRecord], minimum_accuracy: float) -> tuple[str, ...]:
+    """The families whose share of correct answers in ``train`` is at least
+    ``minimum_accuracy`` (sorted): the data mix a verifier trains and calibrates on when the
+    families the model almost never answers right are left out (``--min-family-accuracy``).
+    Only training labels decide it. ``minimum_accuracy`` 0 keeps every family."""
+    if not 0.0 <= minimum_accuracy <= 1.0:
+        raise ValueError(f"minimum family accuracy must lie in [0, 1], got {minimum_accuracy}")
+    totals: dict[str, list[int]] = {}
+    for record in train:
+        counts = totals.setdefault(record.family, [0, 0])
+        counts[0] += record.label
+        counts[1] += 1
+    return tuple(
+        sorted(f for f, (right, rows) in totals.items() if right >= minimum_accuracy * rows)
+    )

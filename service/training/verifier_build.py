@@ -17,6 +17,7 @@ from service.training.splits import (
     HoldOut,
     PhrasingHoldOut,
     Splits,
+    covered_families,
     held_out_templates,
     holdout_families,
     holdout_phrasings,
@@ -47,6 +48,10 @@ class VerifierBuildOptions:
     list, a tuple of names, or None), by default ``suites.DEFAULT_HOLDOUT``.
     ``holdout_phrasing``: the templates kept out of train / calibration / test as the phrasing
     check (``splits.holdout_phrasings``), by default p1 of every family.
+    ``min_family_accuracy``: train and calibrate only on the families at least this share of
+    whose training answers are correct (``splits.covered_families``; 0 keeps every family);
+    the test, shift and phrasing splits keep every family, so the report shows what the
+    verifier does on the families it left out.
     """
 
     data: Path
@@ -55,6 +60,7 @@ class VerifierBuildOptions:
     holdout_family: HoldOut = DEFAULT_HOLDOUT
     holdout_phrasing: PhrasingHoldOut = DEFAULT_HOLDOUT_PHRASINGS
     split_seed: int = 0
+    min_family_accuracy: float = 0.0
     target_alpha: float | None = None
     attempts: int = 1
     overwrite: bool = False
@@ -95,6 +101,12 @@ def build_verifier(
         seed=options.split_seed,
         holdout_phrasing=options.holdout_phrasing,
     )
+    families = covered_families(splits.train, options.min_family_accuracy)
+    splits = replace(
+        splits,
+        train=[record for record in splits.train if record.family in families],
+        calibration=[record for record in splits.calibration if record.family in families],
+    )
     counts = write_splits(splits, options.data / SPLITS_DIR)
     cache = options.data / "cache"
     x_train = encode_records(splits.train, encoder, cache, show_progress=options.show_progress)
@@ -118,6 +130,10 @@ def build_verifier(
             "holdoutPhrasings": holdout_phrasings(options.holdout_phrasing).spec,
             "holdoutPhrasingTemplates": held_out_templates(splits.phrasing),
             "splitSeed": options.split_seed,
+            # verifierFamilies: the families train and calibration kept, by the rule
+            # minFamilyAccuracy (the share of correct training answers a family needs).
+            "minFamilyAccuracy": options.min_family_accuracy,
+            "verifierFamilies": list(families),
             "splitCounts": counts,
             "dataRows": len(records),
             "encodeSeconds": round(encoded - started, 1),

@@ -58,6 +58,12 @@ def register(verifier_commands: Any) -> None:
         "--vary-splits", action="store_true", help="carve a new validation split per run"
     )
     ablate.add_argument(
+        "--min-family-accuracy", type=float, default=defaults.min_family_accuracy,
+        help="train and calibrate each run only on the families at least this share of whose "
+        "carved training answers are correct, as verifier build does; validation keeps every "
+        "family (default: %(default)s)",
+    )  # fmt: skip
+    ablate.add_argument(
         "--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS), help="target alphas"
     )
     ablate.add_argument(
@@ -97,6 +103,7 @@ def _options(args: argparse.Namespace) -> Any:
         split_seed=args.split_seed,
         validation_seed=args.validation_seed,
         vary_splits=args.vary_splits,
+        min_family_accuracy=args.min_family_accuracy,
         alphas=tuple(args.alphas),
         estimator=Estimator(args.estimator),
         training=training,

@@ -70,6 +70,9 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
         f"{carved['train']} train / {carved['calibration']} calibration / "
         f"{carved['validation']} validation ({100 * share:.1f} % correct); "
         f"{rows['inexactTokenization']} rows tokenize differently inside the turn",
+        f"- data mix: train and calibration keep the families with at least "
+        f"{100 * options.get('minFamilyAccuracy', 0.0):.0f} % correct carved training answers; "
+        "validation keeps every family",
         f"- SDM: M = {training['exemplarDimension']}, {training['epochs']} epochs, lr "
         f"{training['learningRate']}, {training['shuffles']} shuffle(s) per seed block, "
         f"max neighbours {training['maxNeighbors']}, first seed {training['seed']}",

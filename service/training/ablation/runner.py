@@ -44,6 +44,7 @@ from service.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
     HoldOut,
     PhrasingHoldOut,
+    covered_families,
     holdout_families,
     holdout_phrasings,
     split_records,
@@ -77,6 +78,7 @@ class AblationOptions:
     validation_seed: int = 0
     validation_fractions: tuple[float, float, float] = (0.45, 0.35, 0.20)
     vary_splits: bool = False
+    min_family_accuracy: float = 0.0
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     estimator: Estimator = Estimator.LOWER
     training: TrainingConfig = DEFAULT_TRAINING
@@ -90,6 +92,8 @@ class AblationOptions:
             raise ValueError("name at least one variant")
         if not all(0.0 < alpha < 1.0 for alpha in self.alphas):
             raise ValueError("alphas must lie in (0, 1)")
+        if not 0.0 <= self.min_family_accuracy <= 1.0:
+            raise ValueError("min_family_accuracy must lie in [0, 1]")
 
     def parsed_variants(self) -> list[Variant]:
         """The variants, parsed (ValueError on a bad spec)."""
@@ -146,16 +150,27 @@ def development_pool(
     return kept
 
 
-def carve(pool: Sequence[AnswerRecord], fractions: tuple[float, float, float], seed: int) -> Carved:
+def carve(
+    pool: Sequence[AnswerRecord],
+    fractions: tuple[float, float, float],
+    seed: int,
+    min_family_accuracy: float = 0.0,
+) -> Carved:
     """Train / calibration / validation by group, with ``split_records`` (nothing held out:
-    the pool has no shift-family or held-out-phrasing rows left)."""
+    the pool has no shift-family or held-out-phrasing rows left). Train and calibration keep
+    the families ``covered_families`` keeps by the carved train rows' labels, as ``verifier
+    build --min-family-accuracy`` does; validation keeps every family."""
     position = {id(record): i for i, record in enumerate(pool)}
     parts = split_records(pool, None, seed=seed, fractions=fractions, holdout_phrasing=None)
+    families = set(covered_families(parts.train, min_family_accuracy))
 
-    def indices(rows: list[AnswerRecord]) -> IntArray:
-        return np.asarray(sorted(position[id(r)] for r in rows), dtype=np.int64)
+    def indices(rows: list[AnswerRecord], every_family: bool = False) -> IntArray:
+        kept = (position[id(r)] for r in rows if every_family or r.family in families)
+        return np.asarray(sorted(kept), dtype=np.int64)
 
-    return Carved(indices(parts.train), indices(parts.calibration), indices(parts.test))
+    return Carved(
+        indices(parts.train), indices(parts.calibration), indices(parts.test, every_family=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +337,7 @@ def run_variants(
     carves: dict[int, Carved] = {}
     results: list[RunResult] = []
     for seed in sorted({options.run_seeds(run)[1] for run in range(options.seeds)}):
-        carves[seed] = carve(pool, options.validation_fractions, seed)
+        carves[seed] = carve(pool, options.validation_fractions, seed, options.min_family_accuracy)
     results.extend(_baselines(pool, labels, carves, options))
     for variant in options.parsed_variants():
         started = time.perf_counter()
@@ -547,7 +562,9 @@ def ablate(
     recipes = {v.name for v in variants if v.build_recipe() is not None}
     buildable = recipes.__contains__
     summaries = summarize(results, options.alphas)
-    first = carve(pool, options.validation_fractions, options.run_seeds(0)[1])
+    first = carve(
+        pool, options.validation_fractions, options.run_seeds(0)[1], options.min_family_accuracy
+    )
     labels = np.asarray([r.label for r in pool], dtype=np.int64)
     return {
         "options": _options_json(options),
@@ -583,6 +600,7 @@ def _options_json(options: AblationOptions) -> dict[str, Any]:
         "validationSeed": options.validation_seed,
         "validationFractions": list(options.validation_fractions),
         "varySplits": options.vary_splits,
+        "minFamilyAccuracy": options.min_family_accuracy,
         "alphas": list(options.alphas),
         "estimator": options.estimator.value,
         "training": {

@@ -316,3 +316,21 @@ def test_the_command_refuses_bad_input_before_loading_a_model(tmp_path: Path) ->
     assert ablate_command(args(seeds=0)) == 2
     assert ablate_command(args(exemplar_dimension=0)) == 2
     assert ablate_command(args(holdout_phrasings="p1")) == 2
+
+
+def test_a_data_mix_carves_train_and_calibration_but_validates_on_every_family() -> None:
+    rows = [
+        *_records(60),
+        *(replace(r, family="never", label=0) for r in _records(20) if r.family == "alpha"),
+    ]
+    pool = development_pool(rows, _options())
+    whole = carve(pool, (0.45, 0.35, 0.20), 0)
+    mixed = carve(pool, (0.45, 0.35, 0.20), 0, min_family_accuracy=0.15)
+
+    def families(indices: np.ndarray) -> set[str]:
+        return {pool[i].family for i in indices}
+
+    assert families(whole.train) == families(whole.calibration) == {"alpha", "beta", "never"}
+    assert families(mixed.train) == families(mixed.calibration) == {"alpha", "beta"}
+    np.testing.assert_array_equal(mixed.validation, whole.validation)
+    assert "never" in families(mixed.validation)

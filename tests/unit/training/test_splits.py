@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from service.training.records import AnswerRecord
-from service.training.splits import holdout_families, split_records
+from service.training.splits import covered_families, holdout_families, split_records
 from service.training.suites import DEFAULT_HOLDOUT, families_of_kind, list_families
 from service.training.verifier_build import VerifierBuildOptions
 
@@ -99,3 +100,17 @@ def test_the_cli_reads_a_comma_separated_holdout() -> None:
     assert _verifier_build_options(chosen).holdout_family == ("weekdays", "dates")
     none = parser.parse_args([*base, "--holdout-family", "none"])
     assert _verifier_build_options(none).holdout_family == ()
+
+
+def _labelled(family: str, right: int, rows: int) -> list[AnswerRecord]:
+    return [replace(_record(family, i), label=int(i < right)) for i in range(rows)]
+
+
+def test_covered_families_keep_those_answered_right_often_enough() -> None:
+    train = [*_labelled("capitals", 4, 10), *_labelled("dates", 1, 10), *_labelled("units", 0, 5)]
+    assert covered_families(train, 0.0) == ("capitals", "dates", "units")
+    assert covered_families(train, 0.1) == ("capitals", "dates")  # 1 of 10 is exactly 0.1
+    assert covered_families(train, 0.15) == ("capitals",)
+    assert covered_families(train, 1.0) == ()
+    with pytest.raises(ValueError, match="minimum family accuracy"):
+        covered_families(train, 1.5)

@@ -105,3 +105,33 @@ def test_the_command_line_defaults_are_the_options_defaults(tmp_path: Path) -> N
         ["verifier", "build", "--data", str(tmp_path), "--out", str(out)]
     )
     assert _verifier_build_options(args) == VerifierBuildOptions(data=tmp_path, out=out)
+
+
+def test_a_data_mix_trains_and_calibrates_on_the_covered_families_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    hard = [
+        replace(record, id=f"hard/{i}#greedy", item_id=f"hard/{i}", group_id=f"hard/{i}",
+                family="hard", label=0, response=f"wrong answer {i}")
+        for i, record in enumerate(_records(120))
+    ]  # fmt: skip
+    write_records(data / ROWS_FILE, [*_records(240), *hard])
+    training = replace(
+        DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, shuffles=1,
+        device="cpu",
+    )  # fmt: skip
+    options = VerifierBuildOptions(
+        data=data, out=tmp_path / "v.sdmkitmodel", training=training, holdout_family=None,
+        min_family_accuracy=0.15, show_progress=False,
+    )  # fmt: skip
+    model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
+    assert model.contents.metadata is not None
+    recorded = model.contents.metadata["sdmRouter"]
+    assert (recorded["minFamilyAccuracy"], recorded["verifierFamilies"]) == (0.15, ["f"])
+    splits = {
+        name: (data / "splits" / f"{name}.jsonl").read_text()
+        for name in ("train", "calibration", "test")
+    }
+    assert '"family": "hard"' not in splits["train"] + splits["calibration"]
+    assert '"family": "hard"' in splits["test"]  # the report still sees the left-out family
+    assert model.support_size == recorded["splitCounts"]["train"]
