@@ -85,9 +85,9 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
         lines.extend(_table(document["summaries"], alpha))
     lines.append(
         "Winner rule (validation only): among the SDM variants whose calibration found a "
-        f"region in at least {int(REGION_SHARE * 100)} % of the runs and whose median "
-        "precision reaches α, the highest median recall (then the highest minimum recall, "
-        "then the smallest input)."
+        f"region in at least {int(REGION_SHARE * 100)} % of the runs, whose median run "
+        "accepts something and whose median precision reaches α, the highest median recall "
+        "(then the highest minimum recall, then the smallest input)."
     )
     lines.append("")
     recipes = document.get("buildRecipes", {})

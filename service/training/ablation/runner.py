@@ -501,9 +501,9 @@ def choose(
     among: Callable[[str], bool] = lambda method: True,
 ) -> str | None:
     """The validation winner at ``alpha`` among the SDM variants (those ``among`` keeps):
-    calibration found a region in at least ``REGION_SHARE`` of the runs and the median
-    precision reaches alpha; then the highest median recall, the highest minimum recall, the
-    smallest input. None if no variant qualifies."""
+    calibration found a region in at least ``REGION_SHARE`` of the runs, the median run
+    accepts something and the median precision reaches alpha; then the highest median recall,
+    the highest minimum recall, the smallest input. None if no variant qualifies."""
     eligible = [
         s
         for s in summaries
@@ -513,6 +513,7 @@ def choose(
         and s.regions >= math.ceil(REGION_SHARE * s.runs)
         and s.precision.median is not None
         and s.precision.median >= alpha - 1e-9
+        and (s.recall.median or 0.0) > 0.0
     ]
     if not eligible:
         return None

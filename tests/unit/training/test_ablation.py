@@ -186,6 +186,11 @@ def test_the_winner_is_chosen_on_validation_medians_and_region_share() -> None:
         # a region every time, but its accepted answers are not 0.95 correct
         *(_result("loose", r, 0.90, 0.80, True) for r in range(5)),
         *(_result("mean-logprob", r, 1.0, 0.9, True) for r in range(5)),  # baselines never win
+        # a region every time and precise, but the median run accepts nothing
+        *(
+            _result("idle", r, 1.0 if r < 2 else None, 0.9 if r < 2 else 0.0, True)
+            for r in range(5)
+        ),
     ]
     summaries = summarize(results, [0.95])
     lottery = next(s for s in summaries if s.method == "lottery")
@@ -193,6 +198,8 @@ def test_the_winner_is_chosen_on_validation_medians_and_region_share() -> None:
     loose = next(s for s in summaries if s.method == "loose")
     assert loose.holds == 0 and loose.precision.low == 0.90
     assert choose(summaries, 0.95) == "steady"
+    idle = next(s for s in summaries if s.method == "idle")
+    assert (idle.regions, idle.precision.median, idle.recall.median) == (5, 1.0, 0.0)
     assert choose(summarize(results[5:10], [0.95]), 0.95) is None
     assert choose(summaries, 0.95, among=lambda method: method != "steady") is None
 
