@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
+from service.training.records import AnswerRecord, read_records
 from service.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
     PhrasingHoldout,
@@ -23,7 +23,7 @@ from service.training.splits import (
 )
 from service.training.suites import list_families
 from service.training.suites.registry import get_family, get_suite
-from tests.unit.training.test_verifier_build import ToyEncoder
+from tests.unit.training.test_verifier_build import build_tiny
 
 
 def _record(item_id: str, question: str, variant: str = "greedy", label: int = 1) -> AnswerRecord:
@@ -203,11 +203,6 @@ def test_the_cli_reads_holdout_phrasings() -> None:
 
 
 def test_build_writes_the_phrasing_split_and_records_the_rule(tmp_path: Path) -> None:
-    from service.training.verifier_build import (
-        DEFAULT_TRAINING,
-        VerifierBuildOptions,
-        build_verifier,
-    )
 
     records = [
         replace(
@@ -216,18 +211,7 @@ def test_build_writes_the_phrasing_split_and_records_the_rule(tmp_path: Path) ->
         )
         for i in range(300)
     ]
-    data = tmp_path / "data"
-    data.mkdir()
-    write_records(data / ROWS_FILE, records)
-    training = replace(
-        DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, shuffles=1,
-        device="cpu",
-    )  # fmt: skip
-    options = VerifierBuildOptions(
-        data=data, out=tmp_path / "v.sdmkitmodel", training=training, holdout_family=None,
-        show_progress=False,
-    )  # fmt: skip
-    model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
+    model, data = build_tiny(tmp_path, records)
     phrasing = read_records(data / "splits" / "phrasing.jsonl")
     assert len(phrasing) == 100 and {template_index(r) for r in phrasing} == {1}
     assert model.contents.metadata is not None

@@ -20,6 +20,7 @@ from service.training.verifier_build import (
     build_verifier,
     has_region,
 )
+from service.verifier.sdm import SDMModel
 
 
 class ToyEncoder:
@@ -57,19 +58,33 @@ def _records(count: int) -> list[AnswerRecord]:
     ]
 
 
-def _build(tmp_path: Path, target: float | None, attempts: int) -> dict[str, Any]:
+TINY_TRAINING = replace(
+    DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, shuffles=1, device="cpu"
+)
+
+
+def build_tiny(
+    tmp_path: Path, records: list[AnswerRecord], **changes: Any
+) -> tuple[SDMModel, Path]:
+    """A verifier built with ``ToyEncoder`` over ``records`` (tiny training, no shift family,
+    ``changes`` to ``VerifierBuildOptions``), and its data folder."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    write_records(data / ROWS_FILE, _records(240))
-    training = replace(
-        DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, seed=3, shuffles=2,
-        device="cpu",
-    )  # fmt: skip
+    write_records(data / ROWS_FILE, records)
     options = VerifierBuildOptions(
-        data=data, out=tmp_path / f"v-{attempts}.sdmkitmodel", training=training,
-        holdout_family=None, target_alpha=target, attempts=attempts, show_progress=False,
+        data=data, out=tmp_path / "v.sdmkitmodel", training=TINY_TRAINING, holdout_family=None,
+        show_progress=False,
     )  # fmt: skip
-    model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
+    encoder: Any = ToyEncoder()
+    return build_verifier(replace(options, **changes), encoder), data
+
+
+def _build(tmp_path: Path, target: float | None, attempts: int) -> dict[str, Any]:
+    model, data = build_tiny(
+        tmp_path, _records(240), out=tmp_path / f"v-{attempts}.sdmkitmodel",
+        training=replace(TINY_TRAINING, seed=3, shuffles=2), target_alpha=target,
+        attempts=attempts,
+    )  # fmt: skip
     summary: dict[str, Any] = json.loads((data / "build-summary.json").read_text())
     assert model.contents.metadata is not None
     assert model.contents.metadata["sdmRouter"]["trainingSeed"] == summary["training_seed"]
@@ -108,23 +123,12 @@ def test_the_command_line_defaults_are_the_options_defaults(tmp_path: Path) -> N
 
 
 def test_a_data_mix_trains_and_calibrates_on_the_covered_families_only(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     hard = [
         replace(record, id=f"hard/{i}#greedy", item_id=f"hard/{i}", group_id=f"hard/{i}",
                 family="hard", label=0, response=f"wrong answer {i}")
         for i, record in enumerate(_records(120))
     ]  # fmt: skip
-    write_records(data / ROWS_FILE, [*_records(240), *hard])
-    training = replace(
-        DEFAULT_TRAINING, exemplar_dimension=8, epochs=2, max_neighbors=64, shuffles=1,
-        device="cpu",
-    )  # fmt: skip
-    options = VerifierBuildOptions(
-        data=data, out=tmp_path / "v.sdmkitmodel", training=training, holdout_family=None,
-        min_family_accuracy=0.15, show_progress=False,
-    )  # fmt: skip
-    model = build_verifier(options, ToyEncoder())  # type: ignore[arg-type]
+    model, data = build_tiny(tmp_path, [*_records(240), *hard], min_family_accuracy=0.15)
     assert model.contents.metadata is not None
     recorded = model.contents.metadata["sdmRouter"]
     assert (recorded["minFamilyAccuracy"], recorded["verifierFamilies"]) == (0.15, ["f"])
