@@ -81,16 +81,13 @@ def _retrain(model: SDMModel, n: int) -> float:
 def _encode_rate(rows: int) -> float:
     from service.training.featurize import encode_records
     from service.training.records import AnswerRecord
-    from service.verifier.encoder import HiddenStateEncoder
-    from service.verifier.sdm_verifier import recorded_encoder_layer
+    from service.verifier.sdm_verifier import load_recorded_encoder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with gzip.open(DATA, "rt", encoding="utf-8") as handle:
         records = [AnswerRecord.from_json(json.loads(next(handle))) for _ in range(rows)]
     model = SDMModel.load(ARTIFACT, device="cpu")
-    encoder = HiddenStateEncoder.from_local(
-        "embedded", device="cpu", layer=recorded_encoder_layer(model)
-    )
+    encoder = load_recorded_encoder(model, "embedded", device="cpu")
     encode_records(records[:4], encoder, None, show_progress=False)  # warm up
     started = time.perf_counter()
     encode_records(records, encoder, None, show_progress=False)

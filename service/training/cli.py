@@ -143,7 +143,13 @@ def _verifier_build(args: argparse.Namespace) -> int:
     except (ValueError, ConfigurationError) as error:
         print(f"sdm-router: --encoder: {error}", file=sys.stderr)
         return 2
-    model = build_verifier(options, encoder, records)
+    from service.training.splits import EmptyDataMix
+
+    try:
+        model = build_verifier(options, encoder, records)
+    except EmptyDataMix as error:
+        print(f"sdm-router: --min-family-accuracy: {error}", file=sys.stderr)
+        return 2
     print(
         f"wrote verifier {model.artifact_id} ({model.support_size} support rows) to {args.out} "
         f"in {time.perf_counter() - started:.0f} s"

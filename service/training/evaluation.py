@@ -202,7 +202,10 @@ def _load(args: argparse.Namespace) -> tuple[SDMModel, HiddenStateEncoder]:
     from service.verifier.sdm_verifier import load_recorded_encoder
 
     model = SDMModel.load(args.verifier, device=args.device)
-    encoder = load_recorded_encoder(model, args.encoder, device=args.device)
+    try:
+        encoder = load_recorded_encoder(model, args.encoder, device=args.device)
+    except ValueError as error:  # a recorded layer or pooling this encoder cannot read
+        raise ConfigurationError(f"{args.verifier}: {error}") from error
     expected = model.representation.get("fingerprint")
     if expected and expected != encoder.fingerprint:
         print(

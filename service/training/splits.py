@@ -200,10 +200,11 @@ def held_out_templates(rows: Iterable[AnswerRecord]) -> dict[str, list[int]]:
 
 
 def covered_families(train: Sequence[AnswerRecord], minimum_accuracy: float) -> tuple[str, ...]:
-    """The families whose share of correct answers in ``train`` is at least
+    """The families of ``train`` whose share of correct answers there is at least
     ``minimum_accuracy`` (sorted): the data mix a verifier trains and calibrates on when the
     families the model almost never answers right are left out (``--min-family-accuracy``).
-    Only training labels decide it. ``minimum_accuracy`` 0 keeps every family."""
+    Only training labels decide it, so a family with no training rows is not covered (callers
+    keep every family when ``minimum_accuracy`` is 0: ``keep_covered``)."""
     if not 0.0 <= minimum_accuracy <= 1.0:
         raise ValueError(f"minimum family accuracy must lie in [0, 1], got {minimum_accuracy}")
     totals: dict[str, list[int]] = {}
@@ -214,3 +215,24 @@ def covered_families(train: Sequence[AnswerRecord], minimum_accuracy: float) -> 
     return tuple(
         sorted(f for f, (right, rows) in totals.items() if right >= minimum_accuracy * rows)
     )
+
+
+def keep_covered(
+    rows: Sequence[AnswerRecord], families: Sequence[str], minimum_accuracy: float
+) -> list[AnswerRecord]:
+    """``rows`` of the covered ``families``; every row when ``minimum_accuracy`` is 0 (no data
+    mix: a family that has calibration rows but no training rows stays)."""
+    if minimum_accuracy <= 0.0:
+        return list(rows)
+    kept = set(families)
+    return [row for row in rows if row.family in kept]
+
+
+class EmptyDataMix(ValueError):
+    """No family reaches the data mix's minimum accuracy."""
+
+    def __init__(self, minimum_accuracy: float) -> None:
+        super().__init__(
+            f"no family has at least {minimum_accuracy:g} of its training answers correct: "
+            "nothing left to train on (lower --min-family-accuracy)"
+        )

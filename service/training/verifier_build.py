@@ -14,6 +14,7 @@ from service.training.featurize import encode_records
 from service.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
 from service.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
+    EmptyDataMix,
     HoldOut,
     PhrasingHoldOut,
     Splits,
@@ -21,6 +22,7 @@ from service.training.splits import (
     held_out_templates,
     holdout_families,
     holdout_phrasings,
+    keep_covered,
     split_records,
 )
 from service.training.suites import DEFAULT_HOLDOUT
@@ -101,11 +103,14 @@ def build_verifier(
         seed=options.split_seed,
         holdout_phrasing=options.holdout_phrasing,
     )
-    families = covered_families(splits.train, options.min_family_accuracy)
+    mix = options.min_family_accuracy
+    families = covered_families(splits.train, mix)
+    if mix > 0.0 and not families:
+        raise EmptyDataMix(mix)
     splits = replace(
         splits,
-        train=[record for record in splits.train if record.family in families],
-        calibration=[record for record in splits.calibration if record.family in families],
+        train=keep_covered(splits.train, families, mix),
+        calibration=keep_covered(splits.calibration, families, mix),
     )
     counts = write_splits(splits, options.data / SPLITS_DIR)
     cache = options.data / "cache"

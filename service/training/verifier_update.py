@@ -24,6 +24,7 @@ from service.core.verdict import Estimator
 from service.training.featurize import encode_records
 from service.training.records import AnswerRecord, read_records
 from service.training.report.metrics import AdmissionStats, admission_stats, admitted_at
+from service.training.splits import keep_covered
 from service.training.verifier_build import CLASS_NAMES, DEFAULT_TRAINING, SPLITS_DIR
 from service.verifier.encoder import HiddenStateEncoder
 from service.verifier.sdm import SDMModel, TrainingConfig, train_model
@@ -248,6 +249,21 @@ def _with_lineage(model: SDMModel, lineage: dict[str, Any]) -> SDMModel:
     return SDMModel(replace(model.contents, metadata=metadata), device=model.device)
 
 
+def apply_data_mix(
+    parent: SDMModel, parts: dict[str, list[AnswerRecord]]
+) -> dict[str, list[AnswerRecord]]:
+    """Support and calibration keep the parent's families when it was built with a data mix
+    (``minFamilyAccuracy`` > 0, ``verifierFamilies``); held-out rows keep every family, so the
+    before/after comparison sees what the artifact does on the others too."""
+    recorded = (parent.contents.metadata or {}).get("sdmRouter", {})
+    mix = float(recorded.get("minFamilyAccuracy") or 0.0)
+    families = [str(name) for name in recorded.get("verifierFamilies") or ()]
+    return {
+        name: rows if name == "held_out" else keep_covered(rows, families, mix)
+        for name, rows in parts.items()
+    }
+
+
 def update_verifier(
     parent: SDMModel,
     records: Sequence[AnswerRecord],
@@ -260,6 +276,7 @@ def update_verifier(
     contents = parent.contents
     known = set(contents.support.ids) | {str(row["id"]) for row in contents.calibration_rows or []}
     parts, skipped = assign_parts(records, options.rule, known)
+    parts = apply_data_mix(parent, parts)
     if not parts["support"] and not parts["calibration"]:
         raise UpdateRefused(
             f"no new rows for support or calibration ({skipped} already in the artifact, "

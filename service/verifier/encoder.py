@@ -300,7 +300,10 @@ class HiddenStateEncoder:
 
     def encode_texts(self, texts: Sequence[str]) -> F32Array:
         """Encode already formatted texts (batched by ``batch_size``) with the ``final+mean``
-        pooling: the last token's state and the mean over every token."""
+        pooling: the last token's state and the mean over every token. A ``last+answer``
+        encoder needs the answer's position: use :meth:`encode`."""
+        if self._pooling != POOLING:
+            raise ValueError(f"encode_texts pools {POOLING}; this encoder pools {self._pooling}")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         tokenizer = self._loaded.tokenizer

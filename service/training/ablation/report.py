@@ -70,9 +70,13 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
         f"{carved['train']} train / {carved['calibration']} calibration / "
         f"{carved['validation']} validation ({100 * share:.1f} % correct); "
         f"{rows['inexactTokenization']} rows tokenize differently inside the turn",
-        f"- data mix: train and calibration keep the families with at least "
-        f"{100 * options.get('minFamilyAccuracy', 0.0):.0f} % correct carved training answers; "
-        "validation keeps every family",
+        (
+            f"- data mix: train and calibration keep the families with at least "
+            f"{100 * options['minFamilyAccuracy']:g} % correct carved training answers; "
+            "validation keeps every family"
+            if options.get("minFamilyAccuracy", 0.0) > 0.0
+            else "- data mix: every family"
+        ),
         f"- SDM: M = {training['exemplarDimension']}, {training['epochs']} epochs, lr "
         f"{training['learningRate']}, {training['shuffles']} shuffle(s) per seed block, "
         f"max neighbours {training['maxNeighbors']}, first seed {training['seed']}",
@@ -101,7 +105,8 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
                 + ")"
             )
         if built:
-            lines.append(f"  build it with `verifier build {build_flags(recipes[built])}`")
+            flags = build_flags(recipes[built], options.get("minFamilyAccuracy", 0.0))
+            lines.append(f"  build it with `verifier build {flags}`")
     lines.extend(["", "Wall time per stage:", "", "| stage | seconds | count |", "|---|---:|---:|"])
     timings = document["timings"]
     for stage, seconds in timings["seconds"].items():
@@ -110,10 +115,14 @@ def render(document: dict[str, Any], command: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_flags(recipe: dict[str, Any]) -> str:
-    """The ``verifier build`` options that make the encoder of a recipe (``buildRecipes``)."""
+def build_flags(recipe: dict[str, Any], min_family_accuracy: float = 0.0) -> str:
+    """The ``verifier build`` options that make a recipe (``buildRecipes``) with the ablation's
+    data mix."""
     layer = recipe["layer"]
-    return ("" if layer is None else f"--layer {layer} ") + f"--pooling {recipe['pooling']}"
+    flags = ("" if layer is None else f"--layer {layer} ") + f"--pooling {recipe['pooling']}"
+    if min_family_accuracy > 0.0:
+        flags += f" --min-family-accuracy {min_family_accuracy:g}"
+    return flags
 
 
 def write_report(out: Path, document: dict[str, Any], command: str | None = None) -> list[Path]:

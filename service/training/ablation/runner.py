@@ -42,11 +42,13 @@ from service.training.records import AnswerRecord
 from service.training.report.metrics import admission_stats, admitted_at, fit_logprob_threshold
 from service.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
+    EmptyDataMix,
     HoldOut,
     PhrasingHoldOut,
     covered_families,
     holdout_families,
     holdout_phrasings,
+    keep_covered,
     split_records,
 )
 from service.training.suites import DEFAULT_HOLDOUT
@@ -162,14 +164,17 @@ def carve(
     build --min-family-accuracy`` does; validation keeps every family."""
     position = {id(record): i for i, record in enumerate(pool)}
     parts = split_records(pool, None, seed=seed, fractions=fractions, holdout_phrasing=None)
-    families = set(covered_families(parts.train, min_family_accuracy))
+    families = covered_families(parts.train, min_family_accuracy)
+    if min_family_accuracy > 0.0 and not families:
+        raise EmptyDataMix(min_family_accuracy)
 
-    def indices(rows: list[AnswerRecord], every_family: bool = False) -> IntArray:
-        kept = (position[id(r)] for r in rows if every_family or r.family in families)
-        return np.asarray(sorted(kept), dtype=np.int64)
+    def indices(rows: Sequence[AnswerRecord]) -> IntArray:
+        return np.asarray(sorted(position[id(r)] for r in rows), dtype=np.int64)
 
     return Carved(
-        indices(parts.train), indices(parts.calibration), indices(parts.test, every_family=True)
+        indices(keep_covered(parts.train, families, min_family_accuracy)),
+        indices(keep_covered(parts.calibration, families, min_family_accuracy)),
+        indices(parts.test),
     )
 
 

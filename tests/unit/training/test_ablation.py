@@ -300,6 +300,8 @@ def test_the_report_renders_every_method_and_alpha(tmp_path: Path) -> None:
     assert text.count("`gen.last@final`") >= 2 and "*mean-logprob-per-family*" in text
     assert "build it with `verifier build --pooling last+answer`" in text
     assert build_flags({"layer": 16, "pooling": "final+mean"}) == "--layer 16 --pooling final+mean"
+    recipe = {"layer": None, "pooling": "last+answer"}
+    assert build_flags(recipe, 0.15) == "--pooling last+answer --min-family-accuracy 0.15"
     assert json.loads(data.read_text())["summaries"] == document["summaries"]
     assert render(document) != text  # the command line is only in the written report
 
@@ -311,7 +313,7 @@ def test_the_command_refuses_bad_input_before_loading_a_model(tmp_path: Path) ->
             "variants": ["gen.last@20+lp"], "layers": "20", "holdout_family": "weekdays",
             "holdout_phrasings": "1",
             "split_seed": 0, "validation_seed": 0, "vary_splits": False, "alphas": [0.95],
-            "estimator": "lower", "exemplar_dimension": 8, "epochs": 1, "learning_rate": 1e-3,
+            "min_family_accuracy": 0.0, "estimator": "lower", "exemplar_dimension": 8, "epochs": 1, "learning_rate": 1e-3,
             "max_neighbors": 64, "shuffles": 1, "seed": 0, "encoder": "embedded",
             "device": "cpu", "threads": None, "batch_size": 4, "cache": None,
         }  # fmt: skip
@@ -323,6 +325,7 @@ def test_the_command_refuses_bad_input_before_loading_a_model(tmp_path: Path) ->
     assert ablate_command(args(seeds=0)) == 2
     assert ablate_command(args(exemplar_dimension=0)) == 2
     assert ablate_command(args(holdout_phrasings="p1")) == 2
+    assert ablate_command(args(min_family_accuracy=1.5)) == 2
 
 
 def test_a_data_mix_carves_train_and_calibration_but_validates_on_every_family() -> None:

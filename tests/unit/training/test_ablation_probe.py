@@ -265,3 +265,23 @@ def test_ablate_probes_only_development_rows_and_reuses_the_cache(
     assert outcomes(again["runs"]) == outcomes(document["runs"])
     markdown, _ = write_report(tmp_path / "out", again)
     assert "`gen.last@2+lp`" in markdown.read_text()
+
+
+def test_the_layout_of_a_long_turn_keeps_its_end_and_the_answer_span(
+    loaded: LoadedCausalLM,
+) -> None:
+    short = HiddenStateEncoder(loaded, pooling="last+answer", max_length=12)
+    whole = HiddenStateEncoder(loaded, pooling="last+answer").layout(ITEMS[2])
+    cut = short.layout(ITEMS[2])
+    assert cut.ids == whole.ids[-12:]
+    shift = len(whole.ids) - 12
+    assert (cut.answer_start, cut.answer_end) == (
+        max(whole.answer_start - shift, 0), whole.answer_end - shift,
+    )  # fmt: skip
+    empty = short.layout(ITEMS[3])  # no answer tokens: the last prompt token stands in
+    assert empty.answer_start == empty.answer_end and empty.answer_span == (
+        empty.last_answer, empty.last_answer + 1,
+    )  # fmt: skip
+    assert np.isfinite(short.encode(ITEMS)).all()
+    with pytest.raises(ValueError, match="encode_texts pools final\\+mean"):
+        short.encode_texts(["text"])

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from service.training.records import AnswerRecord
-from service.training.splits import covered_families, holdout_families, split_records
+from service.training.splits import (
+    EmptyDataMix,
+    covered_families,
+    holdout_families,
+    keep_covered,
+    split_records,
+)
 from service.training.suites import DEFAULT_HOLDOUT, families_of_kind, list_families
 from service.training.verifier_build import VerifierBuildOptions
 
@@ -114,3 +120,12 @@ def test_covered_families_keep_those_answered_right_often_enough() -> None:
     assert covered_families(train, 1.0) == ()
     with pytest.raises(ValueError, match="minimum family accuracy"):
         covered_families(train, 1.5)
+
+
+def test_without_a_data_mix_every_family_stays_even_one_absent_from_train() -> None:
+    calibration = [*_labelled("capitals", 1, 2), *_labelled("rare", 0, 2)]
+    families = covered_families(_labelled("capitals", 1, 2), 0.0)
+    assert families == ("capitals",)
+    assert keep_covered(calibration, families, 0.0) == calibration
+    assert [r.family for r in keep_covered(calibration, families, 0.1)] == ["capitals"] * 2
+    assert "lower --min-family-accuracy" in str(EmptyDataMix(0.5))

@@ -14,6 +14,7 @@ import pytest
 from service.core.verdict import VerificationInput
 from service.training.cli import _verifier_build_options
 from service.training.records import ROWS_FILE, AnswerRecord, write_records
+from service.training.splits import EmptyDataMix
 from service.training.verifier_build import (
     DEFAULT_TRAINING,
     VerifierBuildOptions,
@@ -139,3 +140,9 @@ def test_a_data_mix_trains_and_calibrates_on_the_covered_families_only(tmp_path:
     assert '"family": "hard"' not in splits["train"] + splits["calibration"]
     assert '"family": "hard"' in splits["test"]  # the report still sees the left-out family
     assert model.support_size == recorded["splitCounts"]["train"]
+
+
+def test_a_data_mix_no_family_reaches_is_refused_before_encoding(tmp_path: Path) -> None:
+    with pytest.raises(EmptyDataMix, match="lower --min-family-accuracy"):
+        build_tiny(tmp_path, _records(40), min_family_accuracy=1.0)
+    assert not (tmp_path / "data" / "cache").exists()

@@ -264,3 +264,35 @@ def test_the_bar_is_alpha_when_the_parent_met_it_else_the_parents_precision() ->
     assert not HeldOutComparison(5, met, missed, 0.9).passes
     assert HeldOutComparison(5, met, none, 0.9).passes  # accepting nothing breaks no promise
     assert json.dumps(HeldOutComparison(5, met, none, 0.9).to_json())
+
+
+def test_an_update_keeps_the_parents_data_mix_but_holds_out_every_family() -> None:
+    from types import SimpleNamespace
+
+    from service.training.records import AnswerRecord
+    from service.training.verifier_update import apply_data_mix
+
+    def row(family: str) -> AnswerRecord:
+        return AnswerRecord.from_json({
+            "id": f"{family}/1#greedy", "item_id": f"{family}/1", "family": family,
+            "variant": "greedy", "question": "q", "label": 1, "token_logprobs": None,
+            "messages": [{"role": "user", "content": "q"}], "response": "r",
+        })  # fmt: skip
+
+    parts = {
+        name: [row("capitals"), row("dates")] for name in ("support", "calibration", "held_out")
+    }
+
+    def parent(metadata: dict[str, object]) -> Any:
+        return SimpleNamespace(contents=SimpleNamespace(metadata={"sdmRouter": metadata}))
+
+    mixed = apply_data_mix(
+        parent({"minFamilyAccuracy": 0.15, "verifierFamilies": ["capitals"]}), parts
+    )
+    assert (
+        [r.family for r in mixed["support"]]
+        == [r.family for r in mixed["calibration"]]
+        == ["capitals"]
+    )
+    assert [r.family for r in mixed["held_out"]] == ["capitals", "dates"]
+    assert apply_data_mix(parent({}), parts) == parts  # built without a mix: every family
