@@ -61,6 +61,13 @@ class ServerSettings(_Section):
         "(0: never; the stream opens once the answer is verified)",
     )
     request_timeout_seconds: float = Field(300.0, gt=0)
+    keep_alive_seconds: float = Field(
+        75.0,
+        gt=0,
+        description="an idle client connection is kept open this long; longer than the idle "
+        "timeout of the load balancer in front (60 s for most), so the gateway never closes "
+        "a connection the balancer is about to reuse",
+    )
 
     @model_validator(mode="before")
     @classmethod

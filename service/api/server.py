@@ -100,6 +100,7 @@ def gateway_server(app: FastAPI, host: str, port: int, settings: ServerSettings)
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
+        timeout_keep_alive=math.ceil(settings.keep_alive_seconds),
     )
     return GatewayServer(config, settings.drain_delay_seconds, context.gateway.begin_draining)
 

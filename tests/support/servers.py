@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from service.config import ServerSettings
 
 
 def free_port() -> int:
@@ -22,11 +25,14 @@ def free_port() -> int:
 
 @contextmanager
 def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` with uvicorn until the block ends; yields the base URL."""
+    """Serve ``app`` with uvicorn until the block ends; yields the base URL. Idle connections
+    stay open as long as the gateway keeps them (``server.keep_alive_seconds``): with uvicorn's
+    5 s a busy test could reuse a connection just as the server closed it."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
-    )
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False,
+        timeout_keep_alive=math.ceil(ServerSettings().keep_alive_seconds),
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

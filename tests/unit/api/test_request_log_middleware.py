@@ -186,3 +186,20 @@ async def test_sigterm_drains_then_exits_after_the_delay() -> None:
     interrupted = GatewayServer(uvicorn.Config(answer), drain_delay=60, on_drain=lambda: None)
     interrupted.handle_exit(signal.SIGINT, None)  # Ctrl+C skips the drain
     assert interrupted.should_exit and not interrupted.draining
+
+
+def test_idle_connections_outlive_a_load_balancers_idle_timeout() -> None:
+    """A gateway that closes an idle keep-alive connection first races the balancer reusing it
+    (the client sees a reset); uvicorn's own default is 5 s."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+
+    from service.api.server import gateway_server
+    from service.config import ServerSettings
+
+    app = FastAPI()
+    app.state.context = SimpleNamespace(gateway=SimpleNamespace(begin_draining=lambda: None))
+    server = gateway_server(app, "127.0.0.1", 8000, ServerSettings(keep_alive_seconds=90))
+    assert server.config.timeout_keep_alive == 90
+    assert ServerSettings().keep_alive_seconds > 60

@@ -313,7 +313,8 @@ def test_the_command_refuses_bad_input_before_loading_a_model(tmp_path: Path) ->
             "variants": ["gen.last@20+lp"], "layers": "20", "holdout_family": "weekdays",
             "holdout_phrasings": "1",
             "split_seed": 0, "validation_seed": 0, "vary_splits": False, "alphas": [0.95],
-            "min_family_accuracy": 0.0, "estimator": "lower", "exemplar_dimension": 8, "epochs": 1, "learning_rate": 1e-3,
+            "min_family_accuracy": 0.0, "estimator": "lower", "exemplar_dimension": 8,
+            "epochs": 1, "learning_rate": 1e-3,
             "max_neighbors": 64, "shuffles": 1, "seed": 0, "encoder": "embedded",
             "device": "cpu", "threads": None, "batch_size": 4, "cache": None,
         }  # fmt: skip
