@@ -165,6 +165,21 @@ def _verifier_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_training_arguments(parser: Any) -> None:
+    """The SDM training choices ``training_options`` reads (``verifier build`` and
+    ``verifier ablate``), with the build's defaults."""
+    from service.training.verifier_build import DEFAULT_TRAINING
+
+    parser.add_argument(
+        "--exemplar-dimension", type=int, default=DEFAULT_TRAINING.exemplar_dimension
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULT_TRAINING.epochs)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_TRAINING.learning_rate)
+    parser.add_argument("--max-neighbors", type=int, default=DEFAULT_TRAINING.max_neighbors)
+    parser.add_argument("--seed", type=int, default=DEFAULT_TRAINING.seed)
+    parser.add_argument("--shuffles", type=int, default=DEFAULT_TRAINING.shuffles)
+
+
 def training_options(args: argparse.Namespace) -> Any:
     """The SDM training choices (``SDMTrainingOptions``) of ``verifier build`` or
     ``verifier ablate`` arguments: the defaults with what the command line sets."""
@@ -549,14 +564,7 @@ def register(commands: Any) -> None:
     _register_recipe(vbuild)
     _register_holdouts(vbuild)
     vbuild.add_argument("--split-seed", type=int, default=_build_option_default("split_seed"))
-    vbuild.add_argument(
-        "--exemplar-dimension", type=int, default=DEFAULT_TRAINING.exemplar_dimension
-    )
-    vbuild.add_argument("--epochs", type=int, default=DEFAULT_TRAINING.epochs)
-    vbuild.add_argument("--learning-rate", type=float, default=DEFAULT_TRAINING.learning_rate)
-    vbuild.add_argument("--max-neighbors", type=int, default=DEFAULT_TRAINING.max_neighbors)
-    vbuild.add_argument("--seed", type=int, default=DEFAULT_TRAINING.seed)
-    vbuild.add_argument("--shuffles", type=int, default=DEFAULT_TRAINING.shuffles)
+    register_training_arguments(vbuild)
     vbuild.add_argument(
         "--target-alpha", type=float, default=_build_option_default("target_alpha"),
         help="retrain with the next block of seeds while calibration yields no region at this "

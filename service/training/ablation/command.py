@@ -19,8 +19,8 @@ def register(verifier_commands: Any) -> None:
     from service.core.verdict import Estimator
     from service.training.ablation.runner import DEFAULT_ALPHAS, AblationOptions
     from service.training.ablation.variants import DEFAULT_VARIANTS
+    from service.training.cli import register_training_arguments
     from service.training.splits import holdout_families, holdout_phrasings
-    from service.training.verifier_build import DEFAULT_TRAINING
 
     defaults = AblationOptions()
     ablate = verifier_commands.add_parser(
@@ -69,14 +69,7 @@ def register(verifier_commands: Any) -> None:
     ablate.add_argument(
         "--estimator", choices=[e.value for e in Estimator], default=defaults.estimator.value
     )
-    ablate.add_argument(
-        "--exemplar-dimension", type=int, default=DEFAULT_TRAINING.exemplar_dimension
-    )
-    ablate.add_argument("--epochs", type=int, default=DEFAULT_TRAINING.epochs)
-    ablate.add_argument("--learning-rate", type=float, default=DEFAULT_TRAINING.learning_rate)
-    ablate.add_argument("--max-neighbors", type=int, default=DEFAULT_TRAINING.max_neighbors)
-    ablate.add_argument("--shuffles", type=int, default=DEFAULT_TRAINING.shuffles)
-    ablate.add_argument("--seed", type=int, default=DEFAULT_TRAINING.seed)
+    register_training_arguments(ablate)
     ablate.add_argument("--encoder", default="embedded", help="embedded, a .gguf or a folder")
     ablate.add_argument("--device", default="auto")
     ablate.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
