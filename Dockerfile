@@ -29,7 +29,7 @@ RUN case "$VARIANT" in \
     esac \
  && scripts/install "$use" /opt/venv/bin/python --only-deps \
  && echo "$use" > /tmp/lock-use
-COPY service ./service
+COPY sdm_router ./sdm_router
 RUN scripts/install "$(cat /tmp/lock-use)" /opt/venv/bin/python --only-project \
  && sdm-router --help > /dev/null
 
@@ -41,7 +41,7 @@ LABEL org.opencontainers.image.title="sdm-router" \
       io.sdm-router.variant="${VARIANT}"
 RUN useradd --system --uid 10001 --gid 0 --create-home --home-dir /home/app app
 COPY --from=build /opt/venv /opt/venv
-COPY service/configs /app/configs
+COPY sdm_router/configs /app/configs
 COPY deploy/docker-entrypoint.sh /usr/local/bin/sdm-router-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 INSTALL_INPUTS := scripts/install requirements/bootstrap.txt requirements/models.txt pyproject.toml
-LINTED := service tests benchmarks loadtests scripts/check_lock.py scripts/config_reference.py
+LINTED := sdm_router tests benchmarks loadtests scripts/check_lock.py scripts/config_reference.py
 
 .PHONY: run test check lint typecheck format bench clean verifier lock
 

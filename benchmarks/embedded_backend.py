@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
-from service.backends.local_transformers import LocalTransformersBackend
-from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.core.verdict import VerificationInput
-from service.models.causal_lm import load_causal_lm
-from service.verifier.encoder import HiddenStateEncoder
+from sdm_router.backends.local_transformers import LocalTransformersBackend
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import load_causal_lm
+from sdm_router.verifier.encoder import HiddenStateEncoder
 
 PROMPTS = [
     "1, 2, 3, 4, 5,",

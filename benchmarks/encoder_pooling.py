@@ -20,11 +20,11 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from service.core.verdict import VerificationInput
-from service.models.causal_lm import load_causal_lm
-from service.training.records import read_records
-from service.verifier.encoder import HiddenStateEncoder
-from service.verifier.recipe import ANSWER_POOLING, POOLING
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import load_causal_lm
+from sdm_router.training.records import read_records
+from sdm_router.verifier.encoder import HiddenStateEncoder
+from sdm_router.verifier.recipe import ANSWER_POOLING, POOLING
 
 
 def _per_answer_ms(work: Callable[[], object], count: int) -> float:

@@ -43,9 +43,9 @@ import aiohttp
 import httpx
 import orjson
 
-from service.backends.openai_http import OpenAIHTTPBackend
-from service.config import OpenAIBackendSettings
-from service.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.backends.openai_http import OpenAIHTTPBackend
+from sdm_router.config import OpenAIBackendSettings
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONNECTIONS = 256

@@ -24,18 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from service.models.causal_lm import load_causal_lm
-from service.training.ablation.command import DEFAULT_LAYERS
-from service.training.ablation.probe import RepresentationProbe, probe_records
-from service.training.ablation.runner import (
+from sdm_router.models.causal_lm import load_causal_lm
+from sdm_router.training.ablation.command import DEFAULT_LAYERS
+from sdm_router.training.ablation.probe import RepresentationProbe, probe_records
+from sdm_router.training.ablation.runner import (
     AblationOptions,
     carve,
     development_pool,
     train_variant,
 )
-from service.training.ablation.variants import Variant, variant_features
-from service.training.records import ROWS_FILE, read_records
-from service.training.verifier_build import DEFAULT_TRAINING
+from sdm_router.training.ablation.variants import Variant, variant_features
+from sdm_router.training.records import ROWS_FILE, read_records
+from sdm_router.training.verifier_build import DEFAULT_TRAINING
 
 
 def best_threshold(

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from service.verifier.sdm import SDMModel
-from service.verifier.sdm.training import TrainingConfig, train_model
+from sdm_router.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm.training import TrainingConfig, train_model
 
 
 def synthetic(rows: int, dimension: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

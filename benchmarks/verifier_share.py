@@ -32,11 +32,11 @@ from typing import TypeVar
 
 import torch
 
-from service.config import VerifierSettings, load_settings
-from service.core.generation import Message
-from service.core.verdict import VerificationInput
-from service.models.causal_lm import LoadedCausalLM, load_causal_lm
-from service.verifier.sdm_verifier import SDMVerifier
+from sdm_router.config import VerifierSettings, load_settings
+from sdm_router.core.generation import Message
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import LoadedCausalLM, load_causal_lm
+from sdm_router.verifier.sdm_verifier import SDMVerifier
 
 T = TypeVar("T")
 

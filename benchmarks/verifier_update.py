@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-import service
-from service.training.verifier_update import UpdateRule, parent_training_config
-from service.verifier.sdm import SDMModel, train_model
-from service.verifier.sdm.update import LabelledRows, extend
+import sdm_router
+from sdm_router.training.verifier_update import UpdateRule, parent_training_config
+from sdm_router.verifier.sdm import SDMModel, train_model
+from sdm_router.verifier.sdm.update import LabelledRows, extend
 
-ARTIFACT = Path(service.__file__).parent / "artifacts" / "smollm2-135m.sdmkitmodel"
+ARTIFACT = Path(sdm_router.__file__).parent / "artifacts" / "smollm2-135m.sdmkitmodel"
 DATA = Path(__file__).resolve().parents[1] / "data" / "smollm2-135m-default-rows.jsonl.gz"
 
 
@@ -79,9 +79,9 @@ def _retrain(model: SDMModel, n: int) -> float:
 
 
 def _encode_rate(rows: int) -> float:
-    from service.training.featurize import encode_records
-    from service.training.records import AnswerRecord
-    from service.verifier.sdm_verifier import load_recorded_encoder
+    from sdm_router.training.featurize import encode_records
+    from sdm_router.training.records import AnswerRecord
+    from sdm_router.verifier.sdm_verifier import load_recorded_encoder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with gzip.open(DATA, "rt", encoding="utf-8") as handle:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.core.verdict import Verdict, VerificationInput, VerifierInfo
+from sdm_router.core.verdict import Verdict, VerificationInput, VerifierInfo
 
 # Predicted correct, centroid and lower alpha above any allowed accept_alpha (< 1).
 ACCEPT = Verdict(
@@ -22,7 +22,7 @@ ACCEPT = Verdict(
 
 
 class NoopVerifier:
-    """Implements ``service.verifier.protocol.Verifier``; accepts everything at once."""
+    """Implements ``sdm_router.verifier.protocol.Verifier``; accepts everything at once."""
 
     @property
     def info(self) -> VerifierInfo:

@@ -258,9 +258,9 @@ def gateway_app() -> FastAPI:
     same route streaming tier 0 live (``stream_mode: passthrough``).
     """
     from loadtests.noop_verifier import NoopVerifier
-    from service.config import Settings
-    from service.main import build_app
-    from service.observability.metrics import GatewayMetrics
+    from sdm_router.config import Settings
+    from sdm_router.main import build_app
+    from sdm_router.observability.metrics import GatewayMetrics
 
     backend = {"type": "openai", "base_url": f"{os.environ[UPSTREAM_ENV]}/v1", "model": "good"}
     settings = Settings(

@@ -195,7 +195,7 @@ def start_gateway(name: str, config: Path, folder: Path, **env: str) -> Child:
 
 def limits_supported() -> str | None:
     """None when this build has per-key rpm limits counted in Redis, else why not."""
-    from service.config import Settings
+    from sdm_router.config import Settings
 
     fields = Settings.model_fields
     if "limits" not in fields or "auth" not in fields:
@@ -265,7 +265,7 @@ def postgres_schema(url: str) -> Iterator[str]:
     the replicas do not race to create it), dropped afterwards; yields the URL that uses it."""
     from sqlalchemy import create_engine, text
 
-    from service.storage.database import make_engine, migrate
+    from sdm_router.storage.database import make_engine, migrate
 
     schema = f"replicas_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url)

@@ -3,7 +3,7 @@
 ``LOADTEST_UPSTREAM_URL=... python -m loadtests.workers_gateway --port 8001 --workers 2`` builds
 ``loadtests.overhead.gateway_app`` (one-tier routes, ``NoopVerifier``) and serves it with one
 draining ``GatewayServer`` (``--workers 1``, as plain ``serve``) or with N ``SO_REUSEPORT``
-workers behind the supervisor (``service.api.workers.serve_workers``, as ``serve --workers N``).
+workers behind the supervisor (``sdm_router.api.workers.serve_workers``, as ``serve --workers N``).
 ``python -m loadtests.overhead --workers 1,2`` starts it.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from loadtests.overhead import gateway_app
-from service.api.server import serve
-from service.api.workers import serve_workers
-from service.config import ServerSettings
+from sdm_router.api.server import serve
+from sdm_router.api.workers import serve_workers
+from sdm_router.config import ServerSettings
 
 # A benchmark gateway stops at once: no drain delay, a short grace.
 SERVER = ServerSettings(drain_delay_seconds=0, graceful_shutdown_seconds=2)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.core.generation import (
+from sdm_router.core.generation import (
     Candidate,
     Generation,
     GenerationRequest,
@@ -21,8 +21,8 @@ from service.core.generation import (
     Usage,
     tool_call_pieces,
 )
-from service.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
-from service.retrieval.base import Passage
+from sdm_router.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
+from sdm_router.retrieval.base import Passage
 
 
 class FakeVerifier:
@@ -47,7 +47,7 @@ class FakeVerifier:
 
     async def reload(self, artifact: Path | None = None) -> VerifierInfo:
         """A path whose name contains "corrupt" is refused; any other becomes the artifact id."""
-        from service.verifier.protocol import ReloadRefused
+        from sdm_router.verifier.protocol import ReloadRefused
 
         if artifact is not None and "corrupt" in artifact.name:
             raise ReloadRefused(f"cannot load {artifact}: checksum mismatch")

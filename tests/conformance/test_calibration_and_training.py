@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.verifier.sdm import SDMModel
-from service.verifier.sdm.calibration import fit_nested_regions
-from service.verifier.sdm.training import TrainingConfig, train_model
+from sdm_router.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm.calibration import fit_nested_regions
+from sdm_router.verifier.sdm.training import TrainingConfig, train_model
 
 from .conftest import K, M, columns, reference
 

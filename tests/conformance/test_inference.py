@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.verifier.sdm import SDMModel
-from service.verifier.sdm.distance import distance_quantiles
+from sdm_router.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm.distance import distance_quantiles
 
 from .conftest import columns, reference
 

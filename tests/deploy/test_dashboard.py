@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.observability.metrics import GatewayMetrics
+from sdm_router.observability.metrics import GatewayMetrics
 from tests.support.prometheus import require_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -117,7 +117,7 @@ def test_config_map_is_the_vllm_route_config(manifests: dict[str, dict[str, Any]
 
 
 def test_config_map_loads_as_settings(manifests: dict[str, dict[str, Any]], tmp_path: Path) -> None:
-    config = pytest.importorskip("service.config")
+    config = pytest.importorskip("sdm_router.config")
     path = tmp_path / "config.yaml"
     path.write_text(manifests["ConfigMap"]["data"]["config.yaml"])
     settings = config.load_settings(path)
@@ -146,7 +146,7 @@ def test_autoscaling_follows_in_flight_requests_not_cpu(
     assert metric["pods"]["metric"]["name"] == "sdm_router_inflight_requests"
     assert metric["pods"]["target"]["type"] == "AverageValue"
     # the gauge the gateway exports under that name, and the adapter rule that serves it
-    metrics = (REPO_ROOT / "service/observability/metrics.py").read_text()
+    metrics = (REPO_ROOT / "sdm_router/observability/metrics.py").read_text()
     assert '"sdm_router_inflight_requests"' in metrics
     adapter = yaml.safe_load((REPO_ROOT / "deploy/prometheus-adapter.yaml").read_text())
     (rule,) = adapter["rules"]["custom"]
@@ -169,7 +169,7 @@ def test_keys_come_from_the_secret_not_the_config_map(
     assert all(name.startswith("SDM_ROUTER_") or name == "REDIS_PASSWORD" for name in data)
     # placeholders fail closed: a gateway started with them refuses its configuration
     assert all("REPLACE_" in data[name] for name in ("SDM_ROUTER_AUTH__KEYS", "REDIS_PASSWORD"))
-    config = pytest.importorskip("service.config")
+    config = pytest.importorskip("sdm_router.config")
     path = tmp_path / "config.yaml"
     path.write_text(config_map)
     for name, value in data.items():

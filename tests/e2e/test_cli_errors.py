@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "sdm_router.cli", *args],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, **(env or {})},
     )  # fmt: skip

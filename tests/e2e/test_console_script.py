@@ -143,7 +143,7 @@ def test_own_verifier_from_labelled_traffic_then_reload(
     ``POST /admin/verifier/reload``; /readyz and later decisions name the new artifact."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import service
+    import sdm_router
 
     url = served[0]
 
@@ -178,7 +178,7 @@ def test_own_verifier_from_labelled_traffic_then_reload(
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
     assert "wrote 4 rows" in imported.stdout
-    shipped = Path(service.__file__).parent / "artifacts" / "smollm2-135m.sdmkitmodel"
+    shipped = Path(sdm_router.__file__).parent / "artifacts" / "smollm2-135m.sdmkitmodel"
     update = subprocess.run(
         [_console_script(), "verifier", "update", "--verifier", str(shipped),
          "--data", str(rows), "--out", str(updated)],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import load_settings
+from sdm_router.config import load_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.backends.local_transformers import LocalTransformersBackend
-from service.models.causal_lm import LoadedCausalLM, load_causal_lm
-from service.verifier.encoder import HiddenStateEncoder
+from sdm_router.backends.local_transformers import LocalTransformersBackend
+from sdm_router.models.causal_lm import LoadedCausalLM, load_causal_lm
+from sdm_router.verifier.encoder import HiddenStateEncoder
 
 # Fixed for every test here, so expected outputs do not depend on the caller's settings.
 BATCH_SIZE = 8

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
-from service.storage.database import make_engine, migrate
-from service.storage.tables import decisions, feedback
-from service.training.records import ROWS_FILE, read_records
+from sdm_router.storage.database import make_engine, migrate
+from sdm_router.storage.tables import decisions, feedback
+from sdm_router.training.records import ROWS_FILE, read_records
 from tests.support.databases import database_url, postgres_schema_url
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
@@ -269,7 +269,7 @@ def test_labelled_decisions_import_as_rows_a_verifier_build_reads(
     chat(gateway)  # unlabelled: not imported
     out = tmp_path / "rows"
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "data", "import", "--from-store",
+        [sys.executable, "-m", "sdm_router.cli", "data", "import", "--from-store",
          "--route", "auto", "--output", str(out)],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "SDM_ROUTER_STORAGE__URL": database_url},

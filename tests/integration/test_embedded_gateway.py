@@ -18,9 +18,9 @@ import httpx
 import openai
 import pytest
 
-from service.config import load_settings
-from service.main import build_app
-from service.verifier.sdm import SDMModel
+from sdm_router.config import load_settings
+from sdm_router.main import build_app
+from sdm_router.verifier.sdm import SDMModel
 from tests.support.servers import serve_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.backends.local_transformers import LocalTransformersBackend
-from service.core.errors import InvalidRequest, NoHealthyBackend
-from service.core.generation import Generation, GenerationRequest, Message, SamplingParams
-from service.models.causal_lm import (
+from sdm_router.backends.local_transformers import LocalTransformersBackend
+from sdm_router.core.errors import InvalidRequest, NoHealthyBackend
+from sdm_router.core.generation import Generation, GenerationRequest, Message, SamplingParams
+from sdm_router.models.causal_lm import (
     LoadedCausalLM,
     gguf_cache_folder,
     load_causal_lm,
@@ -240,7 +240,7 @@ def test_the_dequantized_weights_are_cached_and_reused(
     assert (cached / "COMPLETE").is_file()
     assert (cached / "model.safetensors").stat().st_size > 100_000_000
     assert (cached / "tokenizer.json").is_file()
-    with caplog.at_level(logging.INFO, logger="service.models.causal_lm"):
+    with caplog.at_level(logging.INFO, logger="sdm_router.models.causal_lm"):
         again = load_causal_lm(None, device="cpu")
     assert "from cache" in caplog.text
     assert "dequantizing" not in caplog.text

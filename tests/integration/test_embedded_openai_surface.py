@@ -9,8 +9,8 @@ from typing import Any
 import openai
 import pytest
 
-from service.config import load_settings
-from service.main import build_app
+from sdm_router.config import load_settings
+from sdm_router.main import build_app
 from tests.support.servers import serve_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

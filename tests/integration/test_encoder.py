@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.backends.local_transformers import LocalTransformersBackend, encode_prompt
-from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.core.verdict import VerificationInput
-from service.models.causal_lm import LoadedCausalLM
-from service.verifier.encoder import HiddenStateEncoder
+from sdm_router.backends.local_transformers import LocalTransformersBackend, encode_prompt
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import LoadedCausalLM
+from sdm_router.verifier.encoder import HiddenStateEncoder
 
 pytest_plugins = ["tests.integration.embedded_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.observability.metrics import GatewayMetrics
+from sdm_router.observability.metrics import GatewayMetrics
 from tests.fakes import FakeRetriever, FakeVerifier
 from tests.support.fake_upstream import CONFIDENT
 from tests.support.fault_upstream import Fault, FaultUpstream, fault_upstream

@@ -12,14 +12,14 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from service.backends.base import Backend
-from service.backends.factory import make_backend
-from service.backends.local_transformers import LOCAL_CAPABILITIES
-from service.backends.openai_http import OpenAIHTTPBackend
-from service.config import DEFAULT_ABSTAIN_MESSAGE, OpenAIBackendSettings
-from service.core.generation import Param
-from service.main import build_app
-from service.observability.metrics import GatewayMetrics
+from sdm_router.backends.base import Backend
+from sdm_router.backends.factory import make_backend
+from sdm_router.backends.local_transformers import LOCAL_CAPABILITIES
+from sdm_router.backends.openai_http import OpenAIHTTPBackend
+from sdm_router.config import DEFAULT_ABSTAIN_MESSAGE, OpenAIBackendSettings
+from sdm_router.core.generation import Param
+from sdm_router.main import build_app
+from sdm_router.observability.metrics import GatewayMetrics
 from tests.fakes import FakeRetriever, FakeVerifier
 from tests.support.fake_upstream import CONFIDENT, TOOL_CALL_ID, FakeUpstream
 from tests.support.gateway import fake_settings

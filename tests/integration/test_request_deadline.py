@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from service.core.verdict import Verdict, VerificationInput
+from sdm_router.core.verdict import Verdict, VerificationInput
 from tests.fakes import FakeVerifier
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app

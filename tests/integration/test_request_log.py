@@ -24,7 +24,7 @@ from tests.support.servers import serve_in_thread
 pytestmark = pytest.mark.integration
 
 QUESTION = [{"role": "user", "content": "What is six times seven?"}]
-LOGGER = "service.api.middleware"
+LOGGER = "sdm_router.api.middleware"
 
 
 def _server(**server: Any) -> dict[str, Any]:

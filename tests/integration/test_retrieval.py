@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from service.retrieval.context import format_context
-from service.retrieval.fact_passages import build_passages
-from service.retrieval.faiss_store import FaissDocumentStore
-from service.training.suites import get_suite
+from sdm_router.retrieval.context import format_context
+from sdm_router.retrieval.fact_passages import build_passages
+from sdm_router.retrieval.faiss_store import FaissDocumentStore
+from sdm_router.training.suites import get_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.config import StorageSettings
-from service.training.shadow_compare import compare_shadow
+from sdm_router.config import StorageSettings
+from sdm_router.training.shadow_compare import compare_shadow
 from tests.fakes import FakeVerifier
 from tests.support.databases import database_url
 from tests.support.fake_upstream import FakeUpstream
@@ -87,7 +87,7 @@ def test_shadow_decisions_are_stored_beside_live_ones_and_compared(
     assert (comparison.shadow.accepted, comparison.shadow.precision) == (0, None)
     # the console script prints the same figures
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "verifier", "compare", "--store", database_url],
+        [sys.executable, "-m", "sdm_router.cli", "verifier", "compare", "--store", database_url],
         capture_output=True, text=True, timeout=120, check=False, env=dict(os.environ),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -97,13 +97,13 @@ def test_shadow_decisions_are_stored_beside_live_ones_and_compared(
 
 def test_compare_says_when_there_is_nothing_to_compare(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    from service.storage.database import make_engine, migrate
+    from sdm_router.storage.database import make_engine, migrate
 
     engine = make_engine(url)
     migrate(engine)
     engine.dispose()
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "verifier", "compare", "--store", url],
+        [sys.executable, "-m", "sdm_router.cli", "verifier", "compare", "--store", url],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.config import Settings
-from service.main import build_app
-from service.observability.metrics import GatewayMetrics
-from service.retrieval.base import Retriever
+from sdm_router.config import Settings
+from sdm_router.main import build_app
+from sdm_router.observability.metrics import GatewayMetrics
+from sdm_router.retrieval.base import Retriever
 from tests.fakes import FakeVerifier
 
 

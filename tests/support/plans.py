@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.core.routing import OnAbstain, StreamMode
-from service.core.verdict import Estimator
-from service.pipeline.plan import RoutePlan
-from service.pipeline.policy import PolicyThresholds
+from sdm_router.core.routing import OnAbstain, StreamMode
+from sdm_router.core.verdict import Estimator
+from sdm_router.pipeline.plan import RoutePlan
+from sdm_router.pipeline.policy import PolicyThresholds
 
 
 def route_plan(name: str = "auto", **fields: Any) -> RoutePlan:

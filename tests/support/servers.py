@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-from service.config import ServerSettings
+from sdm_router.config import ServerSettings
 
 
 def free_port() -> int:

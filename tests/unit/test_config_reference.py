@@ -1,4 +1,4 @@
-"""docs/configuration.md is what scripts/config_reference.py generates from service/config.py."""
+"""docs/configuration.md is what scripts/config_reference.py generates from sdm_router/config.py."""
 
 import subprocess
 import sys
@@ -18,7 +18,7 @@ def test_the_configuration_reference_is_current() -> None:
 
 
 def test_every_settings_field_is_on_the_page() -> None:
-    from service.config import Settings
+    from sdm_router.config import Settings
 
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:

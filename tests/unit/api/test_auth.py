@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from service.api.auth import AuthMiddleware, KeyRing, bearer_token, route_path
-from service.api.limits import reset_text
-from service.config import AuthSettings, Settings
-from service.core.errors import ConfigurationError
-from service.core.routing import StreamMode
-from service.pipeline.plan import RoutePlan
+from sdm_router.api.auth import AuthMiddleware, KeyRing, bearer_token, route_path
+from sdm_router.api.limits import reset_text
+from sdm_router.config import AuthSettings, Settings
+from sdm_router.core.errors import ConfigurationError
+from sdm_router.core.routing import StreamMode
+from sdm_router.pipeline.plan import RoutePlan
 from tests.support.keys import key_entry, sha256_hex
 from tests.support.plans import route_plan
 
@@ -88,7 +88,7 @@ def test_the_old_server_key_lists_fail_with_a_pointer(field: str) -> None:
 
 
 def test_the_old_fields_fail_at_load_with_the_field_path(tmp_path: Any) -> None:
-    from service.config import load_settings
+    from sdm_router.config import load_settings
 
     config = tmp_path / "old.yaml"
     config.write_text(

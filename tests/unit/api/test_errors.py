@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from service.api.errors import status_of, validation_error
-from service.core import errors
+from sdm_router.api.errors import status_of, validation_error
+from sdm_router.core import errors
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.api import limits as limits_module
-from service.api.auth import Principal
-from service.api.context import AdmissionGate
-from service.api.limits import KeyLimiter, LimitStore
-from service.config import LimitsSettings
-from service.core.errors import Overloaded, RateLimited
-from service.core.generation import Usage
-from service.observability.metrics import GatewayMetrics
+from sdm_router.api import limits as limits_module
+from sdm_router.api.auth import Principal
+from sdm_router.api.context import AdmissionGate
+from sdm_router.api.limits import KeyLimiter, LimitStore
+from sdm_router.config import LimitsSettings
+from sdm_router.core.errors import Overloaded, RateLimited
+from sdm_router.core.generation import Usage
+from sdm_router.observability.metrics import GatewayMetrics
 
 
 def principal(name: str = "k", **limits: int) -> Principal:

@@ -1,6 +1,6 @@
 """Response rendering: the dicts the renderers build are the documented models, key for key.
 
-The renderers skip the response models per request (``service.api.rendering``); these tests
+The renderers skip the response models per request (``sdm_router.api.rendering``); these tests
 hold them to the models: every body validates against its model (``extra="forbid"``, required
 fields present) and serializes back to the same bytes (same keys, same order, defaults
 included in a non-streamed body, only what is set in a stream chunk).
@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from service.api.chat_render import ChatRenderer
-from service.api.completion_render import CompletionRenderer, completion_logprobs
-from service.api.rendering import RenderContext, json_bytes
-from service.api.sse import sse
-from service.api.verification_render import verification_of
-from service.core.generation import (
+from sdm_router.api.chat_render import ChatRenderer
+from sdm_router.api.completion_render import CompletionRenderer, completion_logprobs
+from sdm_router.api.rendering import RenderContext, json_bytes
+from sdm_router.api.sse import sse
+from sdm_router.api.verification_render import verification_of
+from sdm_router.core.generation import (
     Candidate,
     StreamDelta,
     TokenLogprob,
@@ -28,10 +28,10 @@ from service.core.generation import (
     TopLogprob,
     Usage,
 )
-from service.core.openai_responses import ChatCompletion, ChatCompletionChunk, TextCompletion
-from service.core.verdict import Action, NearestExemplar, Reason, Verdict
-from service.pipeline.cascade import Attempt, CascadeResult, ScoredCandidate
-from service.pipeline.serving import Served, text_pieces
+from sdm_router.core.openai_responses import ChatCompletion, ChatCompletionChunk, TextCompletion
+from sdm_router.core.verdict import Action, NearestExemplar, Reason, Verdict
+from sdm_router.pipeline.cascade import Attempt, CascadeResult, ScoredCandidate
+from sdm_router.pipeline.serving import Served, text_pieces
 from tests.support.plans import route_plan
 
 PLAN = route_plan("auto", max_backend_calls=2)

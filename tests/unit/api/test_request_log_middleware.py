@@ -13,12 +13,12 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
-from service.api.middleware import RequestLogMiddleware, route_template
-from service.api.server import GatewayServer
-from service.observability.logging import annotate_request, count_in_request
-from service.observability.metrics import GatewayMetrics
+from sdm_router.api.middleware import RequestLogMiddleware, route_template
+from sdm_router.api.server import GatewayServer
+from sdm_router.observability.logging import annotate_request, count_in_request
+from sdm_router.observability.metrics import GatewayMetrics
 
-LOGGER = "service.api.middleware"
+LOGGER = "sdm_router.api.middleware"
 
 
 def scope(path: str = "/v1/chat/completions", **state: Any) -> Scope:
@@ -195,8 +195,8 @@ def test_idle_connections_outlive_a_load_balancers_idle_timeout() -> None:
 
     from fastapi import FastAPI
 
-    from service.api.server import gateway_server
-    from service.config import ServerSettings
+    from sdm_router.api.server import gateway_server
+    from sdm_router.config import ServerSettings
 
     app = FastAPI()
     app.state.context = SimpleNamespace(gateway=SimpleNamespace(begin_draining=lambda: None))

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.types import Message
 
-from service.api.chat_render import ChatRenderer
-from service.api.rendering import RenderContext
-from service.api.streaming import SSEResponse, decided_stream, pending_stream
-from service.pipeline.serving import StreamEvent, Streaming
+from sdm_router.api.chat_render import ChatRenderer
+from sdm_router.api.rendering import RenderContext
+from sdm_router.api.streaming import SSEResponse, decided_stream, pending_stream
+from sdm_router.pipeline.serving import StreamEvent, Streaming
 from tests.support.plans import route_plan
 
 CONTEXT = RenderContext("chatcmpl-x", 0, logprobs=False, top_logprobs=0, include_usage=False,

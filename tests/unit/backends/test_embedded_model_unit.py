@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from service.core.errors import ConfigurationError
-from service.core.generation import Message
-from service.models import causal_lm
-from service.models.causal_lm import (
+from sdm_router.core.errors import ConfigurationError
+from sdm_router.core.generation import Message
+from sdm_router.models import causal_lm
+from sdm_router.models.causal_lm import (
     chat_messages,
     file_sha256,
     folder_weights_sha256,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from service.backends.base import Backend
-from service.backends.local_transformers import LocalTransformersBackend
-from service.core.errors import InvalidRequest, NoHealthyBackend, Overloaded, UpstreamError
-from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.models.causal_lm import LoadedCausalLM
+from sdm_router.backends.base import Backend
+from sdm_router.backends.local_transformers import LocalTransformersBackend
+from sdm_router.core.errors import InvalidRequest, NoHealthyBackend, Overloaded, UpstreamError
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.models.causal_lm import LoadedCausalLM
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .?"
 EOS = len(ALPHABET)  # 29

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 
-from service.backends.local.decoding import BatchDecoder, left_pad
-from service.backends.local.rows import RowSpec, RowState
-from service.backends.local.sampling import make_sampler
-from service.backends.local.text import TextTracker
+from sdm_router.backends.local.decoding import BatchDecoder, left_pad
+from sdm_router.backends.local.rows import RowSpec, RowState
+from sdm_router.backends.local.sampling import make_sampler
+from sdm_router.backends.local.text import TextTracker
 
 VOCAB = 64
 EOS = 63
@@ -160,7 +160,7 @@ def test_a_joiner_cancelled_while_queued_is_skipped(tiny_model: Any) -> None:
 
 
 def test_cache_merge_left_pads_the_shorter_batch(tiny_model: Any) -> None:
-    from service.backends.local import kv
+    from sdm_router.backends.local import kv
 
     with torch.inference_mode():
         short = tiny_model(input_ids=torch.tensor([[1, 2]]), use_cache=True).past_key_values

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from service.backends.local.sampling import (
+from sdm_router.backends.local.sampling import (
     choose_tokens,
     make_sampler,
     step_logprobs,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.backends.local.rows import RowSpec, RowState
-from service.backends.local.sampling import RowSampler
-from service.backends.local.text import TextTracker
+from sdm_router.backends.local.rows import RowSpec, RowState
+from sdm_router.backends.local.sampling import RowSampler
+from sdm_router.backends.local.text import TextTracker
 
 # A byte-level vocabulary: token i is VOCAB[i]; "é" is two bytes split over tokens 5 and 6.
 VOCAB = [b"Hel", b"lo", b" wor", b"ld", b"!", b"\xc3", b"\xa9", b"\n", b"END", b"<eos>"]

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.backends.local.job import Job
-from service.backends.local.rows import RowSpec, RowState
-from service.backends.local.sampling import RowSampler
-from service.backends.local.text import TextTracker
-from service.backends.local.worker import BatchingWorker
-from service.core.errors import NoHealthyBackend
+from sdm_router.backends.local.job import Job
+from sdm_router.backends.local.rows import RowSpec, RowState
+from sdm_router.backends.local.sampling import RowSampler
+from sdm_router.backends.local.text import TextTracker
+from sdm_router.backends.local.worker import BatchingWorker
+from sdm_router.core.errors import NoHealthyBackend
 
 
 def decode(ids: Sequence[int]) -> str:

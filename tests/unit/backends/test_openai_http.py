@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from service.backends.openai_http import OpenAIHTTPBackend
-from service.config import OpenAIBackendSettings
-from service.core.errors import GatewayError, InvalidRequest, NoHealthyBackend, UpstreamError
-from service.core.generation import GenerationRequest, Message, SamplingParams, StreamDelta
+from sdm_router.backends.openai_http import OpenAIHTTPBackend
+from sdm_router.config import OpenAIBackendSettings
+from sdm_router.core.errors import GatewayError, InvalidRequest, NoHealthyBackend, UpstreamError
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams, StreamDelta
 
 Handler = Callable[[httpx.Request], httpx.Response]
 MakeBackend = Callable[[Handler], Awaitable[OpenAIHTTPBackend]]
@@ -392,7 +392,7 @@ async def test_a_backend_not_started_is_not_healthy() -> None:
 
 
 def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.backends.openai_http import _env_proxy
+    from sdm_router.backends.openai_http import _env_proxy
 
     monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
     monkeypatch.setenv("NO_PROXY", "vllm.internal")

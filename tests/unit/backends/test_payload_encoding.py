@@ -2,7 +2,7 @@
 
 import json
 
-from service.backends.openai_http import encode_payload
+from sdm_router.backends.openai_http import encode_payload
 
 
 def test_integers_beyond_64_bits_are_encoded_not_a_500() -> None:

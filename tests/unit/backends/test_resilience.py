@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from service.backends.openai_http import OpenAIHTTPBackend
-from service.backends.resilience import (
+from sdm_router.backends.openai_http import OpenAIHTTPBackend
+from sdm_router.backends.resilience import (
     BackendUnavailable,
     CircuitBreaker,
     CircuitState,
@@ -25,16 +25,16 @@ from service.backends.resilience import (
     request_deadline,
     set_request_deadline,
 )
-from service.config import CircuitBreakerSettings, OpenAIBackendSettings, RetrySettings
-from service.core.errors import (
+from sdm_router.config import CircuitBreakerSettings, OpenAIBackendSettings, RetrySettings
+from sdm_router.core.errors import (
     GatewayError,
     InvalidRequest,
     NoHealthyBackend,
     UpstreamError,
     UpstreamTimeout,
 )
-from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.observability.metrics import GatewayMetrics
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.observability.metrics import GatewayMetrics
 
 REQUEST = GenerationRequest(
     messages=(Message(role="user", content="What is six times seven?"),),

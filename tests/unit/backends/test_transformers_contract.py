@@ -16,7 +16,7 @@ import transformers
 from packaging.version import Version
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from service.backends.local import kv
+from sdm_router.backends.local import kv
 
 LAYERS, HEADS, KV_HEADS, HIDDEN = 2, 4, 2, 32
 

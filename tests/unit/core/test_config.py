@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import EMBEDDED_CONFIG, load_settings
-from service.core.errors import ConfigurationError
+from sdm_router.config import EMBEDDED_CONFIG, load_settings
+from sdm_router.core.errors import ConfigurationError
 
 VLLM_CONFIG = EMBEDDED_CONFIG.parent / "vllm.yaml"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import EMBEDDED_CONFIG, load_settings
-from service.core.errors import ConfigurationError
-from service.core.routing import OnUnverified
+from sdm_router.config import EMBEDDED_CONFIG, load_settings
+from sdm_router.core.errors import ConfigurationError
+from sdm_router.core.routing import OnUnverified
 
 VLLM_CONFIG = EMBEDDED_CONFIG.parent / "vllm.yaml"
 

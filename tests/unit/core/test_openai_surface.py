@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.backends.local_transformers import LOCAL_CAPABILITIES
-from service.backends.openai_wire import (
+from sdm_router.backends.local_transformers import LOCAL_CAPABILITIES
+from sdm_router.backends.openai_wire import (
     UPSTREAM_CAPABILITIES,
     chat_payload,
     embeddings_payload,
@@ -17,9 +17,9 @@ from service.backends.openai_wire import (
     parse_completion,
     parse_embeddings,
 )
-from service.core.embeddings import EmbeddingRequest
-from service.core.errors import UpstreamError
-from service.core.generation import (
+from sdm_router.core.embeddings import EmbeddingRequest
+from sdm_router.core.errors import UpstreamError
+from sdm_router.core.generation import (
     Candidate,
     GenerationRequest,
     Message,
@@ -30,7 +30,7 @@ from service.core.generation import (
     join_tool_calls,
     tool_call_pieces,
 )
-from service.core.openai_wire import (
+from sdm_router.core.openai_wire import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingsRequest,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from loadtests.keys_limits_overhead import KEY, auth_env
-from service.api.auth import KeyRing
-from service.config import AuthSettings
+from sdm_router.api.auth import KeyRing
+from sdm_router.config import AuthSettings
 
 
 def test_the_benchmark_key_is_the_last_of_n_and_limited() -> None:

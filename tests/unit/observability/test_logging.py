@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.observability.logging import (
+from sdm_router.observability.logging import (
     JSONFormatter,
     configure_logging,
     redact,

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.observability.metrics import (
+from sdm_router.observability.metrics import (
     ACTIONS,
     ERROR_TYPES,
     OUTCOMES,
@@ -203,7 +203,7 @@ def test_two_instances_with_their_own_registries_are_independent(
 WORKER = textwrap.dedent(
     """
     import sys
-    from service.observability.metrics import GatewayMetrics
+    from sdm_router.observability.metrics import GatewayMetrics
     metrics = GatewayMetrics()
     outcome = sys.argv[1]
     metrics.request_finished("auto", outcome, 0.1)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
-from service.core.generation import GenerationRequest, Message, SamplingParams
-from service.core.routing import OnAbstain
-from service.core.verdict import Action, Reason
-from service.pipeline.cascade import Cascade, answer_candidates
-from service.pipeline.observer import NullObserver
-from service.pipeline.plan import RoutePlan, Tier
+from sdm_router.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.core.routing import OnAbstain
+from sdm_router.core.verdict import Action, Reason
+from sdm_router.pipeline.cascade import Cascade, answer_candidates
+from sdm_router.pipeline.observer import NullObserver
+from sdm_router.pipeline.plan import RoutePlan, Tier
 from tests.fakes import FakeBackend, FakeRetriever, FakeVerifier
 from tests.support.plans import route_plan
 
@@ -94,7 +94,7 @@ async def test_backend_error_fails_over_and_raises_when_nothing_is_left() -> Non
 
 
 async def test_a_tier_whose_circuit_is_open_costs_no_backend_call() -> None:
-    from service.backends.resilience import BackendUnavailable
+    from sdm_router.backends.resilience import BackendUnavailable
 
     refused = FakeBackend("a", [GOOD], error=BackendUnavailable("circuit open"))
     result = await cascade().run(

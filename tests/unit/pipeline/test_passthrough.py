@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.core.generation import GenerationRequest, Message, SamplingParams, StreamDelta
-from service.pipeline.cascade import Cascade, CascadeResult, tier_request
-from service.pipeline.observer import NullObserver
-from service.pipeline.plan import Tier
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams, StreamDelta
+from sdm_router.pipeline.cascade import Cascade, CascadeResult, tier_request
+from sdm_router.pipeline.observer import NullObserver
+from sdm_router.pipeline.plan import Tier
 from tests.fakes import FakeBackend, FakeVerifier
 from tests.unit.pipeline.test_cascade import GOOD, plan
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.core.verdict import Action, Estimator, Reason, Verdict
-from service.pipeline.policy import CascadeOptions, PolicyThresholds, decide, judge, ranking_key
+from sdm_router.core.verdict import Action, Estimator, Reason, Verdict
+from sdm_router.pipeline.policy import CascadeOptions, PolicyThresholds, decide, judge, ranking_key
 
 STRICT = PolicyThresholds(accept_alpha=0.95, estimator=Estimator.LOWER)
 CENTROID = PolicyThresholds(accept_alpha=0.95, estimator=Estimator.CENTROID)

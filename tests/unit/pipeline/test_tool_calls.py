@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from service.core.errors import Abstained, InvalidRequest
-from service.core.generation import (
+from sdm_router.core.errors import Abstained, InvalidRequest
+from sdm_router.core.generation import (
     GenerationRequest,
     Message,
     Param,
@@ -16,18 +16,18 @@ from service.core.generation import (
     SamplingParams,
     ToolCall,
 )
-from service.core.routing import OnAbstain, OnUnverified
-from service.core.verdict import Action, Reason
-from service.pipeline.cascade import (
+from sdm_router.core.routing import OnAbstain, OnUnverified
+from sdm_router.core.verdict import Action, Reason
+from sdm_router.pipeline.cascade import (
     Cascade,
     CascadeResult,
     answer_candidates,
     check_params,
     tier_request,
 )
-from service.pipeline.observer import NullObserver
-from service.pipeline.plan import RoutePlan, Tier
-from service.pipeline.policy import ranking_key
+from sdm_router.pipeline.observer import NullObserver
+from sdm_router.pipeline.plan import RoutePlan, Tier
+from sdm_router.pipeline.policy import ranking_key
 from tests.fakes import FakeBackend, FakeVerifier
 from tests.unit.pipeline.test_cascade import BAD, GOOD, plan
 
@@ -179,7 +179,7 @@ async def test_drop_params_drops_per_tier(caplog: pytest.LogCaptureFixture) -> N
     remote = FakeBackend("remote", [GOOD])
     route = tools_plan(Tier(local), Tier(remote), drop_params=True)
     request = dataclasses.replace(REQUEST, params=SamplingParams(seed=5))
-    with caplog.at_level("INFO", logger="service.pipeline.cascade"):
+    with caplog.at_level("INFO", logger="sdm_router.pipeline.cascade"):
         result = await run(FakeVerifier(), route, request)
     assert result.decision is Action.ACCEPT
     (to_local,) = local.requests

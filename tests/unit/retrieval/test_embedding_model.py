@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.retrieval.embedding_model import (
+from sdm_router.retrieval.embedding_model import (
     EmbeddingModelNotFound,
     locate_embedding_model,
     model_fingerprint,

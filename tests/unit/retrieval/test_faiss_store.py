@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from service.config import RetrievalSettings
-from service.retrieval.base import Retriever
-from service.retrieval.corpus import make_retriever
-from service.retrieval.faiss_store import (
+from sdm_router.config import RetrievalSettings
+from sdm_router.retrieval.base import Retriever
+from sdm_router.retrieval.corpus import make_retriever
+from sdm_router.retrieval.faiss_store import (
     WORKER_THREAD_PREFIX,
     Document,
     FaissDocumentStore,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.retrieval.base import Passage
-from service.retrieval.context import DEFAULT_CONTEXT_HEADER, format_context
+from sdm_router.retrieval.base import Passage
+from sdm_router.retrieval.context import DEFAULT_CONTEXT_HEADER, format_context
 
 
 def test_formats_one_line_per_passage_under_the_header() -> None:

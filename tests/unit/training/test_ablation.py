@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.training.ablation.command import ablate_command
-from service.training.ablation.probe import POOLINGS, ProbeFeatures, block_key
-from service.training.ablation.report import build_flags, render, write_report
-from service.training.ablation.runner import (
+from sdm_router.training.ablation.command import ablate_command
+from sdm_router.training.ablation.probe import POOLINGS, ProbeFeatures, block_key
+from sdm_router.training.ablation.report import build_flags, render, write_report
+from sdm_router.training.ablation.runner import (
     AblationOptions,
     Carved,
     GatewayStats,
@@ -28,12 +28,12 @@ from service.training.ablation.runner import (
     run_variants,
     summarize,
 )
-from service.training.ablation.variants import Variant, tier_keys, variant_features
-from service.training.records import ROWS_FILE, AnswerRecord, write_records
-from service.training.splits import split_records
-from service.training.verifier_build import DEFAULT_TRAINING
-from service.verifier.features import ATTRIBUTE_DIMENSION
-from service.verifier.recipe import EncoderRecipe
+from sdm_router.training.ablation.variants import Variant, tier_keys, variant_features
+from sdm_router.training.records import ROWS_FILE, AnswerRecord, write_records
+from sdm_router.training.splits import split_records
+from sdm_router.training.verifier_build import DEFAULT_TRAINING
+from sdm_router.verifier.features import ATTRIBUTE_DIMENSION
+from sdm_router.verifier.recipe import EncoderRecipe
 
 HIDDEN = 4
 
@@ -278,7 +278,7 @@ def test_the_report_renders_every_method_and_alpha(tmp_path: Path) -> None:
     timings = Timings()
     results = run_variants(pool, _probed(pool), options, timings, log=lambda _: None)
     summaries = summarize(results, options.alphas)
-    from service.training.ablation.runner import _options_json
+    from sdm_router.training.ablation.runner import _options_json
 
     document = {
         "options": _options_json(options),

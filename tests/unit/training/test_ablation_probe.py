@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.generation import Message
-from service.core.verdict import VerificationInput
-from service.models.causal_lm import LoadedCausalLM
-from service.training.ablation.probe import (
+from sdm_router.core.generation import Message
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import LoadedCausalLM
+from sdm_router.training.ablation.probe import (
     POOLINGS,
     RepresentationProbe,
     block_key,
     layer_names,
     probe_records,
 )
-from service.training.records import AnswerRecord
-from service.verifier.encoder import HiddenStateEncoder
+from sdm_router.training.records import AnswerRecord
+from sdm_router.verifier.encoder import HiddenStateEncoder
 
 CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 .?:\n[]"
 UNK = len(CHARS)
@@ -225,10 +225,10 @@ def test_ablate_probes_only_development_rows_and_reuses_the_cache(
 ) -> None:
     from dataclasses import replace
 
-    from service.training.ablation.report import write_report
-    from service.training.ablation.runner import AblationOptions, ablate
-    from service.training.splits import split_records
-    from service.training.verifier_build import DEFAULT_TRAINING
+    from sdm_router.training.ablation.report import write_report
+    from sdm_router.training.ablation.runner import AblationOptions, ablate
+    from sdm_router.training.splits import split_records
+    from sdm_router.training.verifier_build import DEFAULT_TRAINING
 
     records = []
     for family in ("sums", "weekdays"):

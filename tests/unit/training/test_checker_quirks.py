@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.training.suites import get_item
+from sdm_router.training.suites import get_item
 
 # --------------------------------------------------------------------------- reported quirks
 

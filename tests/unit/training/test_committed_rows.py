@@ -9,7 +9,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from service.training.suites import get_item
+from sdm_router.training.suites import get_item
 
 ROWS = Path(__file__).resolve().parents[3] / "data" / "smollm2-135m-v2-rows.jsonl.gz"
 

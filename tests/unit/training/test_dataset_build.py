@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from service.config import Settings, load_settings
-from service.pipeline.plan import build_plans, route_plan
-from service.retrieval.base import Passage
-from service.retrieval.context import format_context
-from service.training.dataset_build import (
+from sdm_router.config import Settings, load_settings
+from sdm_router.pipeline.plan import build_plans, route_plan
+from sdm_router.retrieval.base import Passage
+from sdm_router.retrieval.context import format_context
+from sdm_router.training.dataset_build import (
     BuildOptions,
     DatasetBuilder,
     Job,
@@ -21,7 +21,7 @@ from service.training.dataset_build import (
     plan_jobs,
     run_jobs,
 )
-from service.training.suites import get_item
+from sdm_router.training.suites import get_item
 from tests.fakes import FakeBackend, FakeRetriever
 
 BACKEND = "smollm2-135m"

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.training.records import AnswerRecord, write_records
-from service.training.report.estimators import ESTIMATORS, ScoredSplit, build_selections
-from service.training.report.markdown import render_report
-from service.training.report.metrics import (
+from sdm_router.training.records import AnswerRecord, write_records
+from sdm_router.training.report.estimators import ESTIMATORS, ScoredSplit, build_selections
+from sdm_router.training.report.markdown import render_report
+from sdm_router.training.report.metrics import (
     ALPHA_LADDER,
     FAILS,
     MEETS,
@@ -28,8 +28,8 @@ from service.training.report.metrics import (
     softmax,
     true_class_nonconformity,
 )
-from service.training.report.plots import write_plots
-from service.training.report.results import check_acceptance, evaluate_split
+from sdm_router.training.report.plots import write_plots
+from sdm_router.training.report.results import check_acceptance, evaluate_split
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -272,7 +272,7 @@ def test_markdown_table_holds_hand_computed_numbers(report_pair: tuple[Any, Any]
 
 
 def test_write_report_files(tmp_path: Path, report_pair: tuple[Any, Any]) -> None:
-    from service.training.evaluation import write_report
+    from sdm_router.training.evaluation import write_report
 
     report, check = report_pair
     written = write_report(tmp_path / "out", [report], [check], {"verifier": "v"})
@@ -325,7 +325,7 @@ def _record(i: int, label: int, logprobs: list[list[Any]] | None, family: str = 
 
 
 def test_mean_token_logprobs_and_cache_dir() -> None:
-    from service.training.evaluation import cache_dir, mean_token_logprobs
+    from sdm_router.training.evaluation import cache_dir, mean_token_logprobs
 
     records = [
         _record(0, 1, [["a", -1.0], ["b", -3.0]]),
@@ -352,7 +352,7 @@ def _args(tmp_path: Path, data: list[Path], **extra: Any) -> argparse.Namespace:
 def test_command_refuses_missing_and_malformed_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service.training.evaluation import evaluate_command
+    from sdm_router.training.evaluation import evaluate_command
 
     test = tmp_path / "test.jsonl"
     write_records(test, [_record(0, 1, None)])
@@ -390,10 +390,10 @@ class _FakeEncoder:
 def test_command_end_to_end_with_a_tiny_verifier(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service.training.evaluation import evaluate_command
-    from service.verifier.encoder import HiddenStateEncoder
-    from service.verifier.features import compose_features
-    from service.verifier.sdm import TrainingConfig, train_model
+    from sdm_router.training.evaluation import evaluate_command
+    from sdm_router.verifier.encoder import HiddenStateEncoder
+    from sdm_router.verifier.features import compose_features
+    from sdm_router.verifier.sdm import TrainingConfig, train_model
 
     rng = np.random.default_rng(0)
     splits = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from service.facts.tables import CONTINENTS, DATA_PACKAGE, read_table
-from service.facts.text import fold
-from service.training.suites import load_capitals, load_country_facts, load_elements
+from sdm_router.facts.tables import CONTINENTS, DATA_PACKAGE, read_table
+from sdm_router.facts.text import fold
+from sdm_router.training.suites import load_capitals, load_country_facts, load_elements
 
 
 def test_all_118_elements_numbered_1_to_118_once() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.training.suites import get_item
+from sdm_router.training.suites import get_item
 
 CASES: dict[str, dict[str, list[str]]] = {
     "units/down/meters-centimeters/3/p0": {

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.core.generation import Message, TokenLogprob
-from service.core.verdict import VerificationInput
-from service.training.featurize import encode_records
-from service.training.records import AnswerRecord
-from service.verifier.features import ATTRIBUTE_DIMENSION
+from sdm_router.core.generation import Message, TokenLogprob
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.training.featurize import encode_records
+from sdm_router.training.records import AnswerRecord
+from sdm_router.verifier.features import ATTRIBUTE_DIMENSION
 
 
 class CountingEncoder:

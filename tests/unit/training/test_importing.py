@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.training.importing import read_import_file
-from service.training.records import RecordError
+from sdm_router.training.importing import read_import_file
+from sdm_router.training.records import RecordError
 
 
 def write(tmp_path: Path, rows: list[Any]) -> Path:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from service.training.records import AnswerRecord, read_records
-from service.training.splits import (
+from sdm_router.training.records import AnswerRecord, read_records
+from sdm_router.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
     PhrasingHoldout,
     holdout_phrasings,
@@ -21,8 +21,8 @@ from service.training.splits import (
     split_records,
     template_index,
 )
-from service.training.suites import list_families
-from service.training.suites.registry import get_family, get_suite
+from sdm_router.training.suites import list_families
+from sdm_router.training.suites.registry import get_family, get_suite
 from tests.unit.training.test_verifier_build import build_tiny
 
 
@@ -186,7 +186,7 @@ def test_a_phrasing_row_whose_question_training_asks_stays_with_its_group() -> N
 
 
 def test_the_cli_reads_holdout_phrasings() -> None:
-    from service.training.cli import _verifier_build_options, register
+    from sdm_router.training.cli import _verifier_build_options, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

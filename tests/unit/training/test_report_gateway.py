@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from service.training.report.curves import SWEEP_ALPHAS, precision_recall_curves, score_sweep
-from service.training.report.estimators import (
+from sdm_router.training.report.curves import SWEEP_ALPHAS, precision_recall_curves, score_sweep
+from sdm_router.training.report.estimators import (
     BASELINES,
     ESTIMATORS,
     FAMILY_MIN_ROWS,
@@ -20,10 +20,10 @@ from service.training.report.estimators import (
     family_threshold_rows,
     fit_family_thresholds,
 )
-from service.training.report.goals import Goal, best_baseline, evaluate_goals
-from service.training.report.markdown import TEST_READ_ONCE, goals_section, render_report
-from service.training.report.metrics import AdmissionStats, admission_stats
-from service.training.report.results import (
+from sdm_router.training.report.goals import Goal, best_baseline, evaluate_goals
+from sdm_router.training.report.markdown import TEST_READ_ONCE, goals_section, render_report
+from sdm_router.training.report.metrics import AdmissionStats, admission_stats
+from sdm_router.training.report.results import (
     EstimatorCurve,
     FamilySummary,
     SplitReport,

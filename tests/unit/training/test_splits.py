@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from service.training.records import AnswerRecord
-from service.training.splits import (
+from sdm_router.training.records import AnswerRecord
+from sdm_router.training.splits import (
     EmptyDataMix,
     covered_families,
     holdout_families,
     keep_covered,
     split_records,
 )
-from service.training.suites import DEFAULT_HOLDOUT, families_of_kind, list_families
-from service.training.verifier_build import VerifierBuildOptions
+from sdm_router.training.suites import DEFAULT_HOLDOUT, families_of_kind, list_families
+from sdm_router.training.verifier_build import VerifierBuildOptions
 
 
 def _record(family: str, group: int, variant: str = "greedy") -> AnswerRecord:
@@ -94,7 +94,7 @@ def test_the_default_holdout_is_one_factual_and_one_procedural_family() -> None:
 
 
 def test_the_cli_reads_a_comma_separated_holdout() -> None:
-    from service.training.cli import _verifier_build_options, register
+    from sdm_router.training.cli import _verifier_build_options, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from service.training.suites import TaskItem, get_item, get_suite, list_families
-from service.training.suites.numeric import committed_number, find_numbers
+from sdm_router.training.suites import TaskItem, get_item, get_suite, list_families
+from sdm_router.training.suites.numeric import committed_number, find_numbers
 
 SAMPLE = get_suite("default").generate(seed=11, limit_per_family=80, styled=True)
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from service.core.generation import Message
-from service.training.suites import (
+from sdm_router.core.generation import Message
+from sdm_router.training.suites import (
     ANSWER_FORMATS,
     CONTEXT_TURNS,
     PLAIN,
@@ -135,7 +135,7 @@ def test_styles_are_drawn_from_the_seed_alone() -> None:
 
 def test_context_turns_and_instructions_name_no_answer() -> None:
     """Earlier turns and format instructions must not hand the model a candidate answer."""
-    from service.training.suites.numeric import find_numbers
+    from sdm_router.training.suites.numeric import find_numbers
 
     texts = [text for turn in CONTEXT_TURNS for text in turn]
     texts += [entry.instruction for entry in ANSWER_FORMATS] + list(SYSTEM_PROMPTS)

@@ -11,17 +11,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from service.core.verdict import VerificationInput
-from service.training.cli import _verifier_build_options
-from service.training.records import ROWS_FILE, AnswerRecord, write_records
-from service.training.splits import EmptyDataMix
-from service.training.verifier_build import (
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.training.cli import _verifier_build_options
+from sdm_router.training.records import ROWS_FILE, AnswerRecord, write_records
+from sdm_router.training.splits import EmptyDataMix
+from sdm_router.training.verifier_build import (
     DEFAULT_TRAINING,
     VerifierBuildOptions,
     build_verifier,
     has_region,
 )
-from service.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm import SDMModel
 
 
 class ToyEncoder:
@@ -114,7 +114,7 @@ def test_has_region(alphas: list[float], target: float | None, expected: bool) -
 
 
 def test_the_command_line_defaults_are_the_options_defaults(tmp_path: Path) -> None:
-    from service.cli import build_parser
+    from sdm_router.cli import build_parser
 
     out = tmp_path / "v.sdmkitmodel"
     args = build_parser().parse_args(

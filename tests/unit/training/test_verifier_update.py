@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from service.core.verdict import VerificationInput
-from service.training.featurize import encode_records
-from service.training.records import AnswerRecord
-from service.training.report.metrics import admission_stats
-from service.training.verifier_build import CLASS_NAMES
-from service.training.verifier_update import (
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.training.featurize import encode_records
+from sdm_router.training.records import AnswerRecord
+from sdm_router.training.report.metrics import admission_stats
+from sdm_router.training.verifier_build import CLASS_NAMES
+from sdm_router.training.verifier_update import (
     HeldOutComparison,
     UpdateOptions,
     UpdateRefused,
@@ -25,8 +25,8 @@ from service.training.verifier_update import (
     refusal_bar,
     update_verifier,
 )
-from service.verifier.sdm import SDMModel, TrainingConfig, train_model
-from service.verifier.sdm.update import LabelledRows, attach_calibration_vectors, extend
+from sdm_router.verifier.sdm import SDMModel, TrainingConfig, train_model
+from sdm_router.verifier.sdm.update import LabelledRows, attach_calibration_vectors, extend
 
 DIMENSION = 6
 
@@ -269,8 +269,8 @@ def test_the_bar_is_alpha_when_the_parent_met_it_else_the_parents_precision() ->
 def test_an_update_keeps_the_parents_data_mix_but_holds_out_every_family() -> None:
     from types import SimpleNamespace
 
-    from service.training.records import AnswerRecord
-    from service.training.verifier_update import apply_data_mix
+    from sdm_router.training.records import AnswerRecord
+    from sdm_router.training.verifier_update import apply_data_mix
 
     def row(family: str) -> AnswerRecord:
         return AnswerRecord.from_json({

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from service.verifier.batching import BatcherClosedError, MicroBatcher
+from sdm_router.verifier.batching import BatcherClosedError, MicroBatcher
 
 
 async def test_concurrent_submits_are_batched_on_one_thread() -> None:

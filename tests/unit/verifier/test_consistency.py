@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.verifier.consistency import (
+from sdm_router.verifier.consistency import (
     CONSISTENCY_DIMENSION,
     agreement,
     consistency_matrix,

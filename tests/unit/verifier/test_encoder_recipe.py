@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.verifier.recipe import EncoderRecipe, layer_from_identity
+from sdm_router.verifier.recipe import EncoderRecipe, layer_from_identity
 
 
 @pytest.mark.parametrize(

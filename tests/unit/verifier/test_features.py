@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from service.core.generation import Message, TokenLogprob
-from service.core.verdict import VerificationInput
-from service.verifier.features import (
+from sdm_router.core.generation import Message, TokenLogprob
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.verifier.features import (
     ATTRIBUTE_DIMENSION,
     ATTRIBUTE_NAMES,
     FEATURE_COMPOSITION,

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from service.core.verdict import Verdict
-from service.verifier.sdm import SDMModel, TrainingConfig, train_model
-from service.verifier.sdm_verifier import ShadowScorer, to_verdicts
+from sdm_router.core.verdict import Verdict
+from sdm_router.verifier.sdm import SDMModel, TrainingConfig, train_model
+from sdm_router.verifier.sdm_verifier import ShadowScorer, to_verdicts
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from service.verifier.sdm.adaptor import AdaptorWeights
-from service.verifier.sdm.calibration import Region
-from service.verifier.sdm.manifest import (
+from sdm_router.verifier.sdm.adaptor import AdaptorWeights
+from sdm_router.verifier.sdm.calibration import Region
+from sdm_router.verifier.sdm.manifest import (
     ModelConfiguration,
     ModelContents,
     Support,
@@ -21,7 +21,7 @@ def tiny_contents() -> ModelContents:
     return ModelContents(
         configuration=ModelConfiguration(2, ("no", "yes"), 3, 4, 8),
         normalization=__import__(
-            "service.verifier.sdm.normalization", fromlist=["Normalization"]
+            "sdm_router.verifier.sdm.normalization", fromlist=["Normalization"]
         ).Normalization(0.5, 2.0),
         representation=default_representation({"provider": "test", "fingerprint": "fp-1"}),
         weights=weights,

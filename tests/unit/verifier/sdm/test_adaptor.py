@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from service.verifier.sdm.adaptor import Adaptor, AdaptorWeights
-from service.verifier.sdm.blas import TORCH_MIN_ROWS, single_threaded_blas
-from service.verifier.sdm.normalization import Normalization
+from sdm_router.verifier.sdm.adaptor import Adaptor, AdaptorWeights
+from sdm_router.verifier.sdm.blas import TORCH_MIN_ROWS, single_threaded_blas
+from sdm_router.verifier.sdm.normalization import Normalization
 
 
 def test_large_cpu_batches_agree_with_single_rows_and_float64() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.verifier.sdm import ArtifactError, SDMModel
-from service.verifier.sdm.adaptor import AdaptorWeights
-from service.verifier.sdm.artifact import read_artifact, write_artifact
+from sdm_router.verifier.sdm import ArtifactError, SDMModel
+from sdm_router.verifier.sdm.adaptor import AdaptorWeights
+from sdm_router.verifier.sdm.artifact import read_artifact, write_artifact
 
 
 def test_round_trip_and_forward(tiny_contents, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.verifier.sdm.calibration import (
+from sdm_router.verifier.sdm.calibration import (
     Region,
     assign_alphas,
     distance_band,
@@ -13,7 +13,7 @@ from service.verifier.sdm.calibration import (
     ladder_alphas,
     region_members,
 )
-from service.verifier.sdm.errors import SDMConfigurationError
+from sdm_router.verifier.sdm.errors import SDMConfigurationError
 
 f32 = np.float32
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.verifier.sdm.cli import register
+from sdm_router.verifier.sdm.cli import register
 
 
 def _run(*argv: str) -> int:

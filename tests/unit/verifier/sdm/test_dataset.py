@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.verifier.sdm import DatasetError
-from service.verifier.sdm.dataset import read_jsonl, validate_split
+from sdm_router.verifier.sdm import DatasetError
+from sdm_router.verifier.sdm.dataset import read_jsonl, validate_split
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

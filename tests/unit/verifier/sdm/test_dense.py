@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from service.verifier.sdm.adaptor import AdaptorWeights
-from service.verifier.sdm.dense import CHUNK, GroupedSupport, dense_match
-from service.verifier.sdm.index import FaissExemplarIndex
-from service.verifier.sdm.matcher import ExemplarMatcher
-from service.verifier.sdm.similarity import SupportLabels, match_support
+from sdm_router.verifier.sdm.adaptor import AdaptorWeights
+from sdm_router.verifier.sdm.dense import CHUNK, GroupedSupport, dense_match
+from sdm_router.verifier.sdm.index import FaissExemplarIndex
+from sdm_router.verifier.sdm.matcher import ExemplarMatcher
+from sdm_router.verifier.sdm.similarity import SupportLabels, match_support
 
 
 def _clustered(rng: np.random.Generator, n: int, dimension: int = 5, with_clusters=False):

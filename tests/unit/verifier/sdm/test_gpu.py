@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm import SDMModel
 
 pytestmark = [
     pytest.mark.gpu,

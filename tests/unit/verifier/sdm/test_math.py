@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from service.verifier.sdm.activation import rescaled_similarity, sdm_activation
-from service.verifier.sdm.distance import distance_cdfs, distance_quantiles
-from service.verifier.sdm.normalization import Normalization
+from sdm_router.verifier.sdm.activation import rescaled_similarity, sdm_activation
+from sdm_router.verifier.sdm.distance import distance_cdfs, distance_quantiles
+from sdm_router.verifier.sdm.normalization import Normalization
 
 f32 = np.float32
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.verifier.sdm import DatasetError, SDMModel
+from sdm_router.verifier.sdm import DatasetError, SDMModel
 
 
 def test_score_columns_rows_and_validation(tiny_contents) -> None:

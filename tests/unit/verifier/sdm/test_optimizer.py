@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from service.verifier.sdm.optimizer import Adam
+from sdm_router.verifier.sdm.optimizer import Adam
 
 
 @pytest.mark.parametrize("lr", [1e-3, 3e-2])

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from service.verifier.sdm.index import SMALL_BATCH_MAX_QUERIES, FaissExemplarIndex
-from service.verifier.sdm.similarity import SupportLabels, match_support
+from sdm_router.verifier.sdm.index import SMALL_BATCH_MAX_QUERIES, FaissExemplarIndex
+from sdm_router.verifier.sdm.similarity import SupportLabels, match_support
 
 
 def _brute_force(queries, support, good_support, predictions, support_predictions, k, exclude):

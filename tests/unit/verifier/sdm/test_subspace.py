@@ -4,12 +4,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from service.verifier.sdm import SDMModel
-from service.verifier.sdm.adaptor import AdaptorWeights
-from service.verifier.sdm.index import FaissExemplarIndex
-from service.verifier.sdm.manifest import Support
-from service.verifier.sdm.similarity import SupportLabels, match_support
-from service.verifier.sdm.subspace import exemplar_subspace, orthonormal_basis
+from sdm_router.verifier.sdm import SDMModel
+from sdm_router.verifier.sdm.adaptor import AdaptorWeights
+from sdm_router.verifier.sdm.index import FaissExemplarIndex
+from sdm_router.verifier.sdm.manifest import Support
+from sdm_router.verifier.sdm.similarity import SupportLabels, match_support
+from sdm_router.verifier.sdm.subspace import exemplar_subspace, orthonormal_basis
 
 
 def test_distances_preserved_and_fallback() -> None:

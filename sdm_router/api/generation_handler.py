@@ -1,0 +1,162 @@
+"""The shared body of ``/v1/chat/completions`` and ``/v1/completions``: parse, admit, call the
+pipeline's serving object once, render with the endpoint's renderer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from sdm_router.api.context import (
+    ClientDisconnected,
+    client_left,
+    context_of,
+    request_timeout,
+    until_disconnected,
+)
+from sdm_router.api.fast_route import JSONBytesResponse
+from sdm_router.api.limits import admit
+from sdm_router.api.rendering import RenderContext, Renderer, json_bytes
+from sdm_router.api.streaming import SSEResponse, decided_stream, pending_stream
+from sdm_router.api.verification_render import decision_headers
+from sdm_router.backends.resilience import set_request_deadline
+from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
+from sdm_router.core.openai_wire import ChatCompletionRequest, CompletionRequest
+from sdm_router.pipeline.cascade import check_params
+from sdm_router.pipeline.serving import RequestMeta, Streaming
+
+DEFAULT_MAX_TOKENS = 256
+WireRequest = ChatCompletionRequest | CompletionRequest
+
+
+def to_generation_request(body: WireRequest) -> GenerationRequest:
+    """The internal request for a validated wire request."""
+    messages: tuple[Message, ...] | None = None
+    prompt = None
+    if isinstance(body, ChatCompletionRequest):
+        top_logprobs = body.top_logprobs or 0
+        messages = tuple(message.to_message() for message in body.messages)
+    else:
+        top_logprobs = body.logprobs or 0
+        prompt = body.prompt_text()
+    params = SamplingParams(
+        max_tokens=body.token_limit() or DEFAULT_MAX_TOKENS,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=body.stop_sequences(),
+        seed=body.seed,
+        n=body.n,
+        logprobs=True,
+        top_logprobs=top_logprobs,
+    )
+    return GenerationRequest(
+        messages=messages, prompt=prompt, params=params, user=body.user, options=body.options()
+    )
+
+
+def render_context(body: WireRequest, renderer: Renderer, max_nearest: int) -> RenderContext:
+    """The per-request rendering choices of a wire request."""
+    if isinstance(body, ChatCompletionRequest):
+        wants_logprobs, top = body.logprobs, body.top_logprobs or 0
+    else:
+        wants_logprobs, top = body.logprobs is not None, body.logprobs or 0
+    nearest = body.verification.nearest_exemplars if body.verification else 0
+    return RenderContext(
+        response_id=f"{renderer.id_prefix}-{os.urandom(16).hex()}",
+        created=int(time.time()),
+        logprobs=wants_logprobs,
+        top_logprobs=top,
+        include_usage=body.include_usage,
+        nearest_exemplars=min(nearest, max_nearest),
+    )
+
+
+async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Response:
+    """Serve ``body`` through the route its ``model`` names and render the answer."""
+    context = context_of(request)
+    generation = to_generation_request(body)
+    rendering = render_context(body, renderer, context.max_nearest_exemplars)
+    timeout = context.server.request_timeout_seconds
+    deadline = time.monotonic() + timeout
+    set_request_deadline(deadline)  # backend retries never pause past it
+    serving, nearest = context.generation, rendering.nearest_exemplars
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
+    key_name = request.scope.get("state", {}).get("api_key_name")
+    meta = RequestMeta(request_id, rendering.response_id, key_name)
+    admission = await admit(request, body.model)  # 403 for the key, 429 over its limits
+    released_by_stream = False
+    try:
+        # a parameter the route's backends cannot honour is a 400 before any byte, streamed or not
+        check_params(context.gateway.plan_for(body.model), generation)
+        if body.stream:
+            # Verify-then-stream runs the cascade before the first byte. An answer ready within
+            # one keep-alive interval goes out as before (errors as HTTP statuses, x-sdm-*
+            # headers); a slower one opens the stream and sends ': ping' until it is ready, so
+            # a proxy's idle timeout does not cut a long verification.
+            interval = context.server.sse_keepalive_seconds
+            work = asyncio.ensure_future(
+                admission.metered(serving.stream(body.model, generation, nearest, meta))
+            )
+            first_wait = min(interval, timeout) if interval > 0 else timeout
+            headers = dict(admission.headers)
+            if await _finished_or_left(request, work, first_wait):
+                streaming = work.result()
+                chunks = decided_stream(
+                    renderer, rendering, streaming, deadline, timeout, request_id
+                )
+                if streaming.decided:
+                    headers.update(decision_headers(streaming.decided))
+            elif first_wait >= timeout:
+                await _cancel(work)
+                raise request_timeout(timeout)
+            else:
+                chunks = pending_stream(
+                    work, interval, renderer, rendering, deadline, timeout, request_id
+                )
+            released_by_stream = True  # the stream keeps its admission slot until it closes
+            return SSEResponse(chunks, headers, on_close=admission.release)
+        served = await until_disconnected(
+            request, serving.complete(body.model, generation, nearest, meta), timeout
+        )
+    except ClientDisconnected:
+        return Response(status_code=499)
+    finally:
+        if not released_by_stream:
+            try:  # the tokens the backend calls reported: also if the request failed after them
+                await admission.settle()
+            finally:
+                admission.release()
+    body_json = json_bytes(renderer.response(rendering, served))
+    return JSONBytesResponse(body_json, {**admission.headers, **decision_headers(served)})
+
+
+async def _cancel(task: asyncio.Future[Streaming]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _finished_or_left(
+    request: Request, task: asyncio.Future[Streaming], seconds: float
+) -> bool:
+    """Wait up to ``seconds`` for ``task``: True when it is done (its result or error is
+    ready), False when it is still running; ``ClientDisconnected`` (the task cancelled) when
+    the client left first."""
+    watcher = asyncio.ensure_future(client_left(request.receive))
+    waited: set[asyncio.Future[Any]] = {task, watcher}
+    try:
+        done, _ = await asyncio.wait(waited, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        await _cancel(task)
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return True
+    if watcher in done:
+        await _cancel(task)
+        raise ClientDisconnected
+    return False

@@ -1,0 +1,89 @@
+"""What the verifier says about an answer, and what the pipeline decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sdm_router.core.generation import Message, TokenLogprob
+
+
+class Action(StrEnum):
+    """What the cascade does after one attempt."""
+
+    ACCEPT = "accept"
+    ESCALATE = "escalate"
+    RETRIEVE = "retrieve"
+    ABSTAIN = "abstain"
+    UNVERIFIED = "unverified"  # returned without a verdict (a route's on_unverified: pass)
+
+
+class Reason(StrEnum):
+    """Why an action was taken: a closed set, used as a metric label."""
+
+    VERIFIED = "verified"
+    BELOW_ALPHA = "below_alpha"
+    NO_REGION = "no_region"
+    OOD = "ood"
+    PREDICTED_INCORRECT = "predicted_incorrect"
+    BACKEND_ERROR = "backend_error"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    TOOL_CALLS_UNVERIFIED = "tool_calls_unverified"  # the route has verify_tool_calls: false
+
+
+class Estimator(StrEnum):
+    """Which region alpha the policy reads."""
+
+    CENTROID = "centroid"
+    LOWER = "lower"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationInput:
+    """One (conversation, answer) pair to verify."""
+
+    messages: tuple[Message, ...]
+    response: str
+    token_logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NearestExemplar:
+    """A support row near the answer, for explanations."""
+
+    id: str
+    label: int
+    distance: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The calibrated verdict on one answer.
+
+    ``prediction`` is the verifier's class (1 = the answer is correct). ``probability`` is the SDM
+    output for the predicted class. ``region_alpha``/``region_alpha_lower`` are the centroid and
+    DKW-lower assigned alphas (0 when no calibrated region admits the answer).
+    """
+
+    prediction: int
+    probability: float
+    region_alpha: float
+    region_alpha_lower: float
+    q: int
+    d: float
+    q_prime: float
+    is_ood: bool
+    nearest_exemplars: tuple[NearestExemplar, ...] = field(default=())
+
+    def alpha(self, estimator: Estimator) -> float:
+        """The assigned alpha under ``estimator``."""
+        return self.region_alpha_lower if estimator is Estimator.LOWER else self.region_alpha
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierInfo:
+    """Identity and placement of a loaded verifier, for /readyz and metrics."""
+
+    artifact_id: str
+    device: str
+    description: str

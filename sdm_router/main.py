@@ -1,0 +1,116 @@
+"""Composition root: Settings -> components -> ``create_app``. The only module that imports all."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from sdm_router.api.app import create_app
+from sdm_router.backends.base import Backend, Embedder
+from sdm_router.backends.factory import make_backend
+from sdm_router.backends.local_transformers import LocalTransformersBackend
+from sdm_router.config import (
+    OpenAIBackendSettings,
+    Settings,
+    VerifierSettings,
+    load_settings,
+)
+from sdm_router.core.errors import ConfigurationError
+from sdm_router.observability.metrics import GatewayMetrics
+from sdm_router.pipeline.cascade import Cascade
+from sdm_router.pipeline.embeddings import EmbeddingsServing, EmbeddingTarget
+from sdm_router.pipeline.gateway import Gateway
+from sdm_router.pipeline.plan import build_plans
+from sdm_router.retrieval.base import Retriever
+from sdm_router.retrieval.corpus import make_retriever
+from sdm_router.storage.store import DecisionStore
+from sdm_router.verifier.protocol import Verifier
+
+CONFIG_ENV = "SDM_ROUTER_CONFIG"
+
+
+def make_verifier(
+    settings: VerifierSettings, backends: Mapping[str, Backend], metrics: GatewayMetrics
+) -> Verifier:
+    """The SDM verifier; its encoder shares the weights (and the model thread) of the local
+    backend ``verifier.encoder_backend`` names, when it names one."""
+    from sdm_router.verifier.sdm_verifier import SDMVerifier
+
+    shared = None
+    if settings.encoder_backend is not None:
+        backend = backends.get(settings.encoder_backend)
+        if not isinstance(backend, LocalTransformersBackend):
+            raise ConfigurationError(
+                f"verifier.encoder_backend {settings.encoder_backend!r} is not a local backend"
+            )
+        shared = backend
+    return SDMVerifier(settings, shared, metrics)
+
+
+def build_embeddings(settings: Settings, backends: Mapping[str, Backend]) -> EmbeddingsServing:
+    """The ``embeddings`` models, each on the (openai) backend it names."""
+    targets: dict[str, EmbeddingTarget] = {}
+    for name, embedding in settings.embeddings.items():
+        backend, configured = backends[embedding.backend], settings.backends[embedding.backend]
+        if not isinstance(backend, Embedder) or not isinstance(configured, OpenAIBackendSettings):
+            raise ConfigurationError(
+                f"embeddings.{name}.backend: {embedding.backend!r} does not serve embeddings"
+            )
+        targets[name] = EmbeddingTarget(backend, embedding.model or configured.model)
+    return EmbeddingsServing(targets)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    verifier: Verifier | None = None,
+    retriever: Retriever | None = None,
+    metrics: GatewayMetrics | None = None,
+) -> FastAPI:
+    """Wire every component from ``settings``; tests may pass ready-made components."""
+    metrics = metrics or GatewayMetrics()
+    if backends is None:
+        backends = {
+            name: make_backend(name, cfg, metrics) for name, cfg in settings.backends.items()
+        }
+    if verifier is None:
+        verifier = make_verifier(settings.verifier, backends, metrics)
+    uses_retrieval = any(route.retrieval for route in settings.routes.values())
+    if retriever is None and settings.retrieval is not None and uses_retrieval:
+        retriever = make_retriever(settings.retrieval)
+    cascade = Cascade(verifier, retriever, metrics)
+    store = DecisionStore(settings.storage, metrics) if settings.storage.enabled else None
+    gateway = Gateway(
+        build_plans(settings, backends),
+        settings.default_route,
+        cascade,
+        backends,
+        verifier,
+        retriever,
+        decision_log=store,
+    )
+    return create_app(
+        gateway,
+        metrics,
+        settings.server,
+        settings.observability,
+        max_nearest_exemplars=settings.verifier.max_nearest_exemplars,
+        store=store,
+        auth=settings.auth,
+        limits=settings.limits,
+        embedding_models=build_embeddings(settings, backends),
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` with several workers: reads ``SDM_ROUTER_CONFIG``."""
+    path = os.environ.get(CONFIG_ENV)
+    try:
+        settings = load_settings(Path(path) if path else None)
+    except ConfigurationError as error:
+        raise SystemExit(str(error)) from error
+    return build_app(settings)

@@ -1,0 +1,124 @@
+"""``Gateway``: the route table, the cascade, and the lifecycle of the components it drives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdm_router.backends.base import Backend
+from sdm_router.core.decisions import DecisionLog
+from sdm_router.core.errors import ModelNotFound
+from sdm_router.core.verdict import VerifierInfo
+from sdm_router.pipeline.cascade import Cascade
+from sdm_router.pipeline.plan import RoutePlan
+from sdm_router.pipeline.shadow import ShadowRecorder
+from sdm_router.retrieval.base import Retriever
+from sdm_router.verifier.protocol import Verifier
+
+
+@dataclass(slots=True)
+class Readiness:
+    """What ``/readyz`` reports."""
+
+    ready: bool
+    draining: bool
+    components: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+class Gateway:
+    """Resolves ``model`` to a plan and owns start/stop of backends, verifier and retriever."""
+
+    def __init__(
+        self,
+        plans: Mapping[str, RoutePlan],
+        default_route: str,
+        cascade: Cascade,
+        backends: Mapping[str, Backend],
+        verifier: Verifier,
+        retriever: Retriever | None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
+        self.plans = dict(plans)
+        self.decision_log = decision_log
+        self.default_route = default_route
+        self.cascade = cascade
+        self._backends = dict(backends)
+        self._verifier = verifier
+        self.shadow = None if decision_log is None else ShadowRecorder(verifier, decision_log)
+        self._retriever = retriever
+        self._started = False
+        self._draining = False
+
+    def plan_for(self, model: str | None) -> RoutePlan:
+        """The plan a request's ``model`` names; ``None`` means the default route."""
+        name = model or self.default_route
+        plan = self.plans.get(name)
+        if plan is None:
+            raise ModelNotFound(
+                f"The model {name!r} does not exist. Available: {', '.join(sorted(self.plans))}",
+                param="model",
+            )
+        return plan
+
+    async def start(self) -> None:
+        """Load every component; the verifier last since it may share a backend's weights."""
+        await asyncio.gather(*(backend.start() for backend in self._backends.values()))
+        if self._retriever is not None:
+            await self._retriever.start()
+        await self._verifier.start()
+        if self.decision_log is not None:
+            await self.decision_log.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop everything that was started, verifier first."""
+        self._started = False
+        if self.shadow is not None:
+            await self.shadow.drain()
+        if self.decision_log is not None:
+            await self.decision_log.close()  # flushes what the last requests queued
+        await self._verifier.close()
+        if self._retriever is not None:
+            await self._retriever.close()
+        await asyncio.gather(*(backend.close() for backend in self._backends.values()))
+
+    @property
+    def artifact_id(self) -> str:
+        """The verifier artifact deciding now."""
+        return self._verifier.info.artifact_id
+
+    async def reload_verifier(self, artifact: Path | None = None) -> VerifierInfo:
+        """Swap in another verifier artifact (``ReloadRefused`` keeps the current one)."""
+        return await self._verifier.reload(artifact)
+
+    def begin_draining(self) -> None:
+        """Report not-ready so load balancers stop sending traffic (shutdown)."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        """Whether the gateway drains (read on every response: ``readiness()`` builds more)."""
+        return self._draining
+
+    def readiness(self) -> Readiness:
+        """Ready once every component started; lists the device each one runs on."""
+        components = {
+            f"backend:{name}": {"device": backend.device}
+            for name, backend in self._backends.items()
+        }
+        if self._started:
+            info = self._verifier.info
+            components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
+            if self._verifier.shadow_id is not None:
+                components["verifier"]["shadow_artifact_id"] = self._verifier.shadow_id
+        if self._retriever is not None:
+            components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
+        if self.decision_log is not None and self._started:
+            components["decision_store"] = {"status": self.decision_log.status}
+        return Readiness(
+            ready=self._started and not self._draining,
+            draining=self._draining,
+            components=components,
+        )

@@ -1,0 +1,363 @@
+"""Hidden-state encoder: a (conversation, answer) pair -> one float32 vector for the SDM verifier.
+
+The pair is rendered with the model's chat template (the answer as the assistant turn), run
+through the transformer body without the LM head, and pooled one of two ways (2 × 576 = 1152
+dims for SmolLM2-135M), from the final layer or from one chosen decoder layer (``layer``; middle
+layers often carry more about correctness than the last one, which is shaped for the next token):
+
+* ``final+mean`` (as in the SDM papers): ``[state of the final token (the end-of-turn marker)
+  ‖ mean over every token of the turn]``;
+* ``last+answer`` (the generation pass's view): ``[state of the last answer token ‖ mean over
+  the answer tokens]``. The turn's tokens are the generator's prompt (generation prompt added),
+  then the answer's tokens, then the end marker (:meth:`HiddenStateEncoder.layout`); attention
+  is causal, so the states at the answer's positions are those the generator itself computed
+  while it wrote the answer (the prompt's prefill, then each generated token fed back).
+
+Batches are right-padded with an attention mask, so a row's real tokens see exactly what they
+would see alone; a vector is the same batched or not (up to float rounding, ~1e-6).
+
+The encoder is synchronous and not thread-safe: the verifier's worker thread calls it. It can
+share its :class:`LoadedCausalLM` with a :class:`LocalTransformersBackend`; it then needs that
+backend as its ``owner``, and every forward pass runs on the backend's model thread (between
+decoding steps), because transformers records hidden states by patching the model instance's
+layers for the duration of a call: two threads running one instance would mix their states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sdm_router.core.generation import Message
+from sdm_router.core.verdict import VerificationInput
+from sdm_router.models.causal_lm import LoadedCausalLM, chat_messages, load_causal_lm
+from sdm_router.verifier.recipe import FINAL_LAYER, POOLING, POOLINGS, EncoderRecipe
+
+F32Array = npt.NDArray[np.float32]
+T = TypeVar("T")
+PROVIDER = "sdm-router/hidden-state"
+PLAIN_TEMPLATE = "plain-v1"
+
+
+class ModelOwner(Protocol):
+    """The one thread allowed to run a shared model (``LocalTransformersBackend``)."""
+
+    def run_on_model(self, forward: Callable[[], T]) -> T:
+        """Run ``forward`` on the model's own thread and return its result."""
+
+
+class SharedModel(ModelOwner, Protocol):
+    """A started component that owns a loaded model and lends it: its weights and its thread."""
+
+    @property
+    def loaded(self) -> LoadedCausalLM:
+        """The loaded model (available once the owner has started)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLayout:
+    """The one token sequence run for an answer: the answer is ``ids[answer_start:answer_end]``,
+    the generator's prompt before it, the end-of-turn marker after it. ``exact``: ``ids``
+    equals the tokenization of the rendered turn (the prompt and the answer tokenize alone as
+    inside the whole text; otherwise ``ids`` is prompt + answer + the rest, tokenized apart)."""
+
+    ids: tuple[int, ...]
+    answer_start: int
+    answer_end: int
+    exact: bool
+
+    @property
+    def last_answer(self) -> int:
+        """Position of the last answer token (the last prompt token for an empty answer)."""
+        return max(self.answer_end - 1, 0)
+
+    @property
+    def answer_span(self) -> tuple[int, int]:
+        """``[begin, end)`` of the answer tokens (the last prompt token for an empty answer)."""
+        if self.answer_end > self.answer_start:
+            return self.answer_start, self.answer_end
+        return self.last_answer, self.last_answer + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Pooled:
+    """One row to run: its ids, the position of the pooled last state and the mean's span."""
+
+    ids: Sequence[int]
+    last: int
+    begin: int
+    end: int
+
+
+def padding_id(tokenizer: Any) -> int:
+    """The id to right-pad with: it sits after the real tokens, so it never changes a vector."""
+    pad = tokenizer.pad_token_id
+    return int(pad if pad is not None else tokenizer.eos_token_id or 0)
+
+
+def decoder_body(loaded: LoadedCausalLM) -> Any:
+    """The model without its LM head (which costs vocab × hidden per token), or None when the
+    model has no separate body (then hidden states come from the full model)."""
+    base = getattr(loaded.model, "base_model", None)
+    return base if base is not None and base is not loaded.model else None
+
+
+class HiddenStateEncoder:
+    """Encodes verification inputs as two pooled hidden states of one layer (see the module)."""
+
+    def __init__(
+        self,
+        loaded: LoadedCausalLM,
+        *,
+        layer: int | None = None,
+        pooling: str = POOLING,
+        max_length: int = 2048,
+        batch_size: int = 16,
+        owner: ModelOwner | None = None,
+    ):
+        """``layer``: decoder layer 1..L whose output is pooled; None pools the final
+        (normalized) hidden state. ``pooling``: ``final+mean`` or ``last+answer``. ``owner``:
+        the component whose thread runs ``loaded``'s forwards when the weights are shared;
+        None runs them on the calling thread."""
+        if max_length < 2 or batch_size < 1:
+            raise ValueError("max_length must be >= 2 and batch_size >= 1")
+        if pooling not in POOLINGS:
+            raise ValueError(f"encoder pooling must be one of {POOLINGS}, got {pooling!r}")
+        self._pooling = pooling
+        layers = int(getattr(loaded.model.config, "num_hidden_layers", 0) or 0)
+        if layer is not None and not 1 <= layer <= layers:
+            raise ValueError(f"encoder layer must be in 1..{layers} for {loaded.name}, got {layer}")
+        self._layer = layer
+        self._loaded = loaded
+        self._owner = owner
+        self._max_length = max_length
+        self._batch_size = batch_size
+        tokenizer = loaded.tokenizer
+        template = getattr(tokenizer, "chat_template", None)
+        self._has_template = isinstance(template, str) and bool(template)
+        self._template_name = (
+            "chat-template-sha256:" + hashlib.sha256(template.encode()).hexdigest()[:16]
+            if isinstance(template, str) and template
+            else PLAIN_TEMPLATE
+        )
+        self._pad_id = padding_id(tokenizer)
+        self._body = decoder_body(loaded)
+        self._hidden_size = int(loaded.model.config.hidden_size)
+
+    @classmethod
+    def from_local(
+        cls,
+        source: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        layer: int | None = None,
+        pooling: str = POOLING,
+        max_length: int = 2048,
+        batch_size: int = 16,
+    ) -> HiddenStateEncoder:
+        """Load any transformers causal LM from local disk (or the embedded GGUF) and wrap it."""
+        loaded = load_causal_lm(
+            source, name=name, device=device, dtype=dtype, cache_dir=cache_dir, threads=threads
+        )
+        return cls(
+            loaded, layer=layer, pooling=pooling, max_length=max_length, batch_size=batch_size
+        )
+
+    @property
+    def loaded(self) -> LoadedCausalLM:
+        """The model this encoder runs."""
+        return self._loaded
+
+    @property
+    def device(self) -> str:
+        """``cpu`` or ``cuda:N``."""
+        return self._loaded.device_label
+
+    @property
+    def layer(self) -> int | None:
+        """The pooled decoder layer (None: the final hidden state)."""
+        return self._layer
+
+    @property
+    def recipe(self) -> EncoderRecipe:
+        """The layer and pooling this encoder reads."""
+        return EncoderRecipe(self._layer, self._pooling)
+
+    @property
+    def pooling(self) -> str:
+        """The pooling, with its layer: ``final+mean`` over the final hidden state,
+        ``final+mean@layerN`` or ``last+answer@layerN`` over layer N."""
+        return self._pooling if self._layer is None else f"{self._pooling}@layer{self._layer}"
+
+    @property
+    def dimension(self) -> int:
+        """Length of one vector: twice the hidden size."""
+        return 2 * self._hidden_size
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What a verifier artifact records to refuse running with another encoder."""
+        return {
+            "model": self._loaded.name,
+            "sha256": self._loaded.sha256,
+            "revision": self._loaded.revision,
+            "template": self._template_name,
+            "pooling": self._pooling,
+            "layer": FINAL_LAYER if self._layer is None else str(self._layer),
+            "dimension": str(self.dimension),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable digest of :attr:`identity`, e.g. ``hidden:final+mean@layer20:1152:<16 hex>``."""
+        canonical = json.dumps(self.identity, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return f"hidden:{self.pooling}:{self.dimension}:{digest}"
+
+    @property
+    def representation(self) -> dict[str, str | None]:
+        """The artifact manifest's ``representation`` block for this encoder."""
+        return {
+            "provider": PROVIDER,
+            "model": self._loaded.name,
+            "revision": self._loaded.revision,
+            "inputTemplate": self._template_name,
+            "fingerprint": self.fingerprint,
+        }
+
+    def format(self, item: VerificationInput) -> str:
+        """The text the model reads: the conversation plus the answer as the assistant turn."""
+        turns = (*item.messages, Message(role="assistant", content=item.response))
+        if not self._has_template:
+            return "".join(f"{turn.role}: {turn.content}\n" for turn in turns).rstrip()
+        with self._loaded.tokenizer_lock:
+            text: str = self._loaded.tokenizer.apply_chat_template(
+                chat_messages(turns), tokenize=False, add_generation_prompt=False
+            )
+        # The final token is then the template's end-of-turn marker, not a trailing newline.
+        return text.rstrip()
+
+    def prompt_text(self, messages: Sequence[Message]) -> str:
+        """The generator's input for ``messages``: the chat template with the generation prompt
+        added (what the local backend renders)."""
+        if not self._has_template:
+            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+        with self._loaded.tokenizer_lock:
+            text: str = self._loaded.tokenizer.apply_chat_template(
+                chat_messages(messages), tokenize=False, add_generation_prompt=True
+            )
+        return text
+
+    def layout(self, item: VerificationInput) -> TokenLayout:
+        """The token sequence for one answer: prompt + answer + end marker (see the module),
+        cut to the last ``max_length`` tokens as :meth:`encode` does."""
+        whole_text = self.format(item)
+        prompt_text = self.prompt_text(item.messages)
+        prompt, answer, whole = (
+            self._ids(prompt_text), self._ids(item.response), self._ids(whole_text)
+        )  # fmt: skip
+        head = prompt + answer
+        exact = whole[: len(head)] == head
+        if exact:
+            ids = whole
+        else:
+            joined = prompt_text + item.response
+            tail = whole_text[len(joined) :] if whole_text.startswith(joined) else ""
+            ids = head + self._ids(tail)
+        start, end = len(prompt), len(head)
+        cut = max(0, len(ids) - self._max_length)  # keep the end
+        if not ids:
+            ids = [self._pad_id]
+        return TokenLayout(tuple(ids[cut:]), max(start - cut, 0), max(end - cut, 0), exact)
+
+    def _ids(self, text: str) -> list[int]:
+        with self._loaded.tokenizer_lock:
+            return list(self._loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, items: Sequence[VerificationInput]) -> F32Array:
+        """One ``[dimension]`` float32 row per item, in order."""
+        if self._pooling == POOLING:
+            return self.encode_texts([self.format(item) for item in items])
+        rows = []
+        for item in items:
+            layout = self.layout(item)
+            begin, end = layout.answer_span
+            rows.append(_Pooled(layout.ids, layout.last_answer, begin, end))
+        return self._encode_rows(rows)
+
+    def encode_texts(self, texts: Sequence[str]) -> F32Array:
+        """Encode already formatted texts (batched by ``batch_size``) with the ``final+mean``
+        pooling: the last token's state and the mean over every token. A ``last+answer``
+        encoder needs the answer's position: use :meth:`encode`."""
+        if self._pooling != POOLING:
+            raise ValueError(f"encode_texts pools {POOLING}; this encoder pools {self._pooling}")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        tokenizer = self._loaded.tokenizer
+        with self._loaded.tokenizer_lock:
+            encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        ids = [list(row)[-self._max_length :] for row in encoded]
+        ids = [row if row else [self._pad_id] for row in ids]
+        return self._encode_rows([_Pooled(row, len(row) - 1, 0, len(row)) for row in ids])
+
+    def _encode_rows(self, rows: Sequence[_Pooled]) -> F32Array:
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Batch rows of similar length together: less padding, same vectors.
+        order = sorted(range(len(rows)), key=lambda index: len(rows[index].ids))
+        result = np.empty((len(rows), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            forward = partial(self._encode_batch, [rows[index] for index in chunk])
+            result[chunk] = forward() if self._owner is None else self._owner.run_on_model(forward)
+        return result
+
+    def _encode_batch(self, rows: Sequence[_Pooled]) -> F32Array:
+        device = self._loaded.device
+        width = max(len(row.ids) for row in rows)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        span = torch.zeros((len(rows), width), dtype=torch.long)  # the mean's tokens
+        for index, row in enumerate(rows):
+            ids[index, : len(row.ids)] = torch.tensor(list(row.ids), dtype=torch.long)
+            mask[index, : len(row.ids)] = 1
+            span[index, row.begin : row.end] = 1
+        last = torch.tensor([row.last for row in rows], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            hidden = self._hidden_states(ids.to(device), mask.to(device)).float()
+            final = hidden[torch.arange(len(rows), device=device), last]
+            weights = span.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
+            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+            pooled = torch.cat([final, mean], dim=-1)
+        result: F32Array = pooled.cpu().numpy().astype(np.float32, copy=False)
+        return result
+
+    def _hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        """[batch, tokens, hidden] of the pooled layer."""
+        every_layer = self._layer is not None
+        if self._body is not None:
+            output = self._body(
+                input_ids=ids, attention_mask=mask, use_cache=False,
+                output_hidden_states=every_layer,
+            )  # fmt: skip
+            if not every_layer:
+                return output.last_hidden_state
+        else:
+            output = self._loaded.model(
+                input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
+            )
+        # hidden_states[0] is the embedding output, [i] the output of decoder layer i.
+        return output.hidden_states[self._layer if every_layer else -1]

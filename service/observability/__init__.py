@@ -1,6 +1,0 @@
-"""Observability: every Prometheus metric defined once, and structured JSON logging."""
-
-from service.observability.logging import JSONFormatter, configure_logging, redact, request_id_var
-from service.observability.metrics import GatewayMetrics
-
-__all__ = ["GatewayMetrics", "JSONFormatter", "configure_logging", "redact", "request_id_var"]
