@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 INSTALL_INPUTS := scripts/install requirements/bootstrap.txt requirements/models.txt pyproject.toml
 LINTED := sdm_router tests benchmarks loadtests scripts/check_lock.py scripts/config_reference.py
 
-.PHONY: run test check lint typecheck format bench clean verifier lock
+.PHONY: run test unit check format clean verifier lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

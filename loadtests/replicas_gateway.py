@@ -4,9 +4,10 @@
 with ``SDM_ROUTER_*`` overrides (``load_settings``), builds the real app (``build_app``: backends,
 cascade, decision store, auth and limits as configured) with ``NoopVerifier`` in place of the
 SDM verifier (so a replica starts in a second and costs no model memory), and serves it with
-the same server code as ``sdm-router serve`` (``sdm_router.api.server.serve``: SIGTERM drains).
+the same server code as ``sdm-router serve`` (``sdm_router.api.serve.server.serve``: SIGTERM
+drains).
 ``--workers N`` runs N such processes on the port the way ``sdm-router serve --workers N``
-does (``sdm_router.api.workers.serve_workers``: ``SO_REUSEPORT``, a drain per worker).
+does (``sdm_router.api.serve.workers.serve_workers``: ``SO_REUSEPORT``, a drain per worker).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from loadtests.noop_verifier import NoopVerifier
-from sdm_router.api.server import serve
-from sdm_router.api.workers import serve_workers
+from sdm_router.api.serve.server import serve
+from sdm_router.api.serve.workers import serve_workers
 from sdm_router.config import ServerSettings, load_settings
 from sdm_router.core.errors import ConfigurationError
 from sdm_router.main import build_app

@@ -3,7 +3,8 @@
 ``LOADTEST_UPSTREAM_URL=... python -m loadtests.workers_gateway --port 8001 --workers 2`` builds
 ``loadtests.overhead.gateway_app`` (one-tier routes, ``NoopVerifier``) and serves it with one
 draining ``GatewayServer`` (``--workers 1``, as plain ``serve``) or with N ``SO_REUSEPORT``
-workers behind the supervisor (``sdm_router.api.workers.serve_workers``, as ``serve --workers N``).
+workers behind the supervisor (``sdm_router.api.serve.workers.serve_workers``, as
+``serve --workers N``).
 ``python -m loadtests.overhead --workers 1,2`` starts it.
 """
 
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from loadtests.overhead import gateway_app
-from sdm_router.api.server import serve
-from sdm_router.api.workers import serve_workers
+from sdm_router.api.serve.server import serve
+from sdm_router.api.serve.workers import serve_workers
 from sdm_router.config import ServerSettings
 
 # A benchmark gateway stops at once: no drain delay, a short grace.

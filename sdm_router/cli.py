@@ -43,8 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.check:
         return _check(build_app(settings))
     if args.workers <= 1:
-        # One process (the container default): SIGTERM drains (sdm_router/api/server.py).
-        from sdm_router.api.server import serve
+        # One process (the container default): SIGTERM drains (sdm_router/api/serve/server.py).
+        from sdm_router.api.serve.server import serve
 
         serve(build_app(settings), host, port, settings.server)
         return 0
@@ -75,8 +75,8 @@ def _check(app: FastAPI) -> int:
 
 def _supervise(config: Path | None, host: str, port: int, workers: int) -> int:
     """``--workers N``: N processes on one ``SO_REUSEPORT`` port, each draining on its own,
-    metrics aggregated over them (sdm_router/api/workers.py)."""
-    from sdm_router.api.workers import serve_workers
+    metrics aggregated over them (sdm_router/api/serve/workers.py)."""
+    from sdm_router.api.serve.workers import serve_workers
 
     resolved = config.resolve() if config is not None else None
     try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -16,7 +14,6 @@ from sdm_router.config import (
     OpenAIBackendSettings,
     Settings,
     VerifierSettings,
-    load_settings,
 )
 from sdm_router.core.errors import ConfigurationError
 from sdm_router.observability.metrics import GatewayMetrics
@@ -28,8 +25,6 @@ from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.corpus import make_retriever
 from sdm_router.storage.store import DecisionStore
 from sdm_router.verifier.protocol import Verifier
-
-CONFIG_ENV = "SDM_ROUTER_CONFIG"
 
 
 def make_verifier(
@@ -104,13 +99,3 @@ def build_app(
         limits=settings.limits,
         embedding_models=build_embeddings(settings, backends),
     )
-
-
-def app_from_environment() -> FastAPI:
-    """Factory for ``uvicorn --factory`` with several workers: reads ``SDM_ROUTER_CONFIG``."""
-    path = os.environ.get(CONFIG_ENV)
-    try:
-        settings = load_settings(Path(path) if path else None)
-    except ConfigurationError as error:
-        raise SystemExit(str(error)) from error
-    return build_app(settings)

@@ -11,17 +11,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sdm_router.api.auth import AuthMiddleware, KeyRing
-from sdm_router.api.context import AdmissionGate, ApiContext
-from sdm_router.api.errors import install_error_handlers
-from sdm_router.api.limits import KeyLimiter, LimitStore
-from sdm_router.api.middleware import (
+from sdm_router.api.context import ApiContext
+from sdm_router.api.edge.admission import AdmissionGate
+from sdm_router.api.edge.auth import AuthMiddleware, KeyRing
+from sdm_router.api.edge.key_limits import KeyLimiter
+from sdm_router.api.edge.limit_store import LimitStore
+from sdm_router.api.edge.middleware import (
     BodyLimitMiddleware,
     CloseWhenDrainingMiddleware,
     RequestIdMiddleware,
     RequestLogMiddleware,
 )
-from sdm_router.api.routes import admin, decisions, embeddings, generation, health, models, verify
+from sdm_router.api.edge.scope import RequestEdge
+from sdm_router.api.errors import install_error_handlers
+from sdm_router.api.openai.routes import embeddings, generation, models, verify
+from sdm_router.api.operations import admin, decisions, health
 from sdm_router.config import AuthSettings, LimitsSettings, ObservabilitySettings, ServerSettings
 from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.pipeline.embeddings import EmbeddingsServing
@@ -114,12 +118,13 @@ def create_app(
         observability=observability,
         gate=gate,
         limiter=limiter,
+        edge=RequestEdge(gateway, limiter, server.request_timeout_seconds),
         max_nearest_exemplars=max_nearest_exemplars,
         store=store,
         embeddings=embedding_models or EmbeddingsServing(),
     )
     install_error_handlers(app)
-    # keys are checked by AuthMiddleware (deny by default, sdm_router/api/auth.py)
+    # keys are checked by AuthMiddleware (deny by default, sdm_router/api/edge/auth.py)
     app.include_router(generation.router)
     # first in the router: the hot routes' fast path (the routes above document and back it)
     app.router.routes[0:0] = generation.fast_routes(app.router)

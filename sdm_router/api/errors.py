@@ -16,10 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sdm_router.api.context import ClientDisconnected
 from sdm_router.core import errors
 
 logger = logging.getLogger(__name__)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the answer was ready."""
+
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,

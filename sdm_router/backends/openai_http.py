@@ -37,7 +37,6 @@ from sdm_router.backends.resilience import (
     RetryableError,
     RetryPolicy,
     parse_retry_after,
-    request_deadline,
 )
 from sdm_router.config import OpenAIBackendSettings
 from sdm_router.core.embeddings import EmbeddingRequest, Embeddings
@@ -205,13 +204,17 @@ class OpenAIHTTPBackend:
         payload = chat_payload(
             request, self._settings.model, self._settings.top_logprobs, stream=False
         )
-        candidates, usage = await self._call_json(self._chat_url, payload, parse_completion)
+        candidates, usage = await self._call_json(
+            self._chat_url, payload, parse_completion, request.deadline
+        )
         return Generation(model=self._name, candidates=candidates, usage=usage)
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """One ``/embeddings`` call upstream (``/v1/embeddings``), bounded by the total timeout."""
         payload = embeddings_payload(request)
-        return await self._call_json(self._embeddings_url, payload, parse_embeddings)
+        return await self._call_json(
+            self._embeddings_url, payload, parse_embeddings, request.deadline
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """Stream one candidate; a stream that ends without ``[DONE]`` is an upstream error.
@@ -224,7 +227,9 @@ class OpenAIHTTPBackend:
         probe = self._breaker.admit()
         response: aiohttp.ClientResponse | None = None
         try:
-            response = await self._open_with_retries(session, self._chat_url, body)
+            response = await self._open_with_retries(
+                session, self._chat_url, body, request.deadline
+            )
             async with aclosing(self._events(response)) as events:
                 async for delta in events:
                     yield delta
@@ -243,13 +248,20 @@ class OpenAIHTTPBackend:
 
     # ------------------------------------------------------------------ one call
 
-    async def _call_json(self, url: str, payload: dict[str, Any], parse: Callable[[Any], T]) -> T:
-        """POST ``payload``, read the whole reply and ``parse`` it, under the breaker."""
+    async def _call_json(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        parse: Callable[[Any], T],
+        deadline: float | None,
+    ) -> T:
+        """POST ``payload``, read the whole reply and ``parse`` it, under the breaker, by
+        ``deadline`` (the request's, ``time.monotonic()``)."""
         session = self._require_session()
         body = encode_payload(payload)
         probe = self._breaker.admit()
         try:
-            response = await self._open_with_retries(session, url, body)
+            response = await self._open_with_retries(session, url, body, deadline)
             try:
                 content = await response.read()
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -273,12 +285,11 @@ class OpenAIHTTPBackend:
         return result
 
     async def _open_with_retries(
-        self, session: aiohttp.ClientSession, url: str, body: bytes
+        self, session: aiohttp.ClientSession, url: str, body: bytes, deadline: float | None
     ) -> aiohttp.ClientResponse:
         """A 2xx response with its body unread; retried as ``retries`` says, within the call's
-        total timeout and the request's deadline."""
+        total timeout and the request's ``deadline``."""
         ends = time.monotonic() + self._settings.timeouts.total
-        deadline = request_deadline()
         until = ends if deadline is None else min(ends, deadline)
         return await self._retries.call(
             lambda: self._open(session, url, body, ends),

@@ -261,12 +261,6 @@ class _Embeddings(_WireModel):
     usage: _Usage | None = None
 
 
-class _UsageHolder(_WireModel):
-    """Any reply, read for its ``usage`` only."""
-
-    usage: _Usage | None = None
-
-
 def _location(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
@@ -303,15 +297,6 @@ def _usage(usage: _Usage | None) -> Usage | None:
     if usage is None:
         return None
     return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
-
-
-def parse_usage(body: object) -> Usage | None:
-    """The ``usage`` object of a response or final chunk, if present."""
-    try:
-        holder = _UsageHolder.model_validate(body)
-    except ValidationError as error:
-        raise _malformed("reply", error) from error
-    return _usage(holder.usage)
 
 
 def parse_completion(body: object) -> tuple[tuple[Candidate, ...], Usage]:

@@ -4,7 +4,7 @@
   *before the first byte* of a successful response (the caller raises :class:`RetryableError`
   only there), with exponential backoff and jitter (tenacity), honouring the upstream's
   ``retry-after``. It never sleeps past the call's budget: the request deadline
-  (:func:`set_request_deadline`, from ``server.request_timeout_seconds``) or the backend's own
+  (``GenerationRequest.deadline``, from ``server.request_timeout_seconds``) or the backend's own
   total timeout, whichever comes first; a wait that would end past it (or a ``retry-after``
   above ``retry_after_max``) gives up at once with the upstream's error, so the cascade can try
   the next tier while time is left. The first attempt runs outside tenacity (it costs about
@@ -26,7 +26,6 @@ import email.utils
 import enum
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
@@ -37,23 +36,6 @@ from sdm_router.core.errors import GatewayError, InvalidRequest, NoHealthyBacken
 from sdm_router.observability.metrics import CircuitStateName, RetryReason
 
 T = TypeVar("T")
-
-# ------------------------------------------------------------------ the request deadline
-
-_DEADLINE: ContextVar[float | None] = ContextVar("sdm_router_request_deadline", default=None)
-
-
-def set_request_deadline(deadline: float | None) -> None:
-    """Bound every backend call of the current request (and the tasks it starts later) by
-    ``deadline`` (``time.monotonic()``). The API layer sets it once per request; tasks copy
-    their context when they are created, so no other request sees it."""
-    _DEADLINE.set(deadline)
-
-
-def request_deadline() -> float | None:
-    """The current request's deadline (``time.monotonic()``), if one was set."""
-    return _DEADLINE.get()
-
 
 # ------------------------------------------------------------------ observer
 

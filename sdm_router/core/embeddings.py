@@ -9,13 +9,15 @@ EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
-    """Texts (or token ids) to embed with the upstream ``model``; the OpenAI options as given."""
+    """Texts (or token ids) to embed with the upstream ``model``; the OpenAI options as given;
+    ``deadline`` (``time.monotonic()``) bounds the backend call, retries included."""
 
     model: str
     input: EmbeddingInput
     encoding_format: str | None = None
     dimensions: int | None = None
     user: str | None = None
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,8 @@ class GenerationRequest:
     """A chat conversation or a raw prompt plus sampling parameters.
 
     Exactly one of ``messages`` and ``prompt`` is set; ``user`` is forwarded to upstreams;
-    ``options`` holds tools, ``response_format``, penalties and ``logit_bias``.
+    ``options`` holds tools, ``response_format``, penalties and ``logit_bias``. ``deadline``
+    (``time.monotonic()``) bounds every backend call made for it, retries included.
     """
 
     messages: tuple[Message, ...] | None
@@ -121,6 +122,7 @@ class GenerationRequest:
     params: SamplingParams
     user: str | None = None
     options: RequestOptions = field(default_factory=RequestOptions)
+    deadline: float | None = None
 
     def used_params(self) -> list[tuple[Param, str]]:
         """Every optional parameter this request sets to a value that changes decoding, with the

@@ -18,6 +18,12 @@ class Action(StrEnum):
     UNVERIFIED = "unverified"  # returned without a verdict (a route's on_unverified: pass)
 
 
+# A request's outcome as counted (``sdm_router_requests_total{outcome}``): the final action, or
+# this when the request failed before the cascade decided.
+ERROR_OUTCOME = "error"
+FINAL_ACTIONS: frozenset[Action] = frozenset({Action.ACCEPT, Action.ABSTAIN, Action.UNVERIFIED})
+
+
 class Reason(StrEnum):
     """Why an action was taken: a closed set, used as a metric label."""
 

@@ -7,9 +7,11 @@ middleware sets it). Prompt and response text never belong in ``extra`` unless t
 operator enabled ``log_prompts``: pass them through :func:`redact`.
 
 Each HTTP request leaves exactly one ``request finished`` line, written by the API's request-log
-middleware when the response ends (streams included). Code below the API adds its details to
-that line with :func:`annotate_request` (the pipeline: route, decision, attempts; a backend:
-``count_in_request("retries")``) instead of logging a line of its own.
+middleware when the response ends (streams included). Serving adds its details (route, decision,
+attempts) to the request scope's ``log_fields``, the same dict; code deep below it that has no
+scope (a backend's retry policy) counts into it with :func:`count_in_request`. The two context
+variables here are the logging context only: log correlation for any library's record, and
+that counter; no request fact travels through them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json as _json
 import logging
 import sys
-from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -26,7 +27,6 @@ import orjson
 
 __all__ = [
     "JSONFormatter",
-    "annotate_request",
     "configure_logging",
     "count_in_request",
     "redact",
@@ -112,15 +112,6 @@ def redact(text: str | None, enabled: bool) -> str | None:
     if text is None or enabled:
         return text
     return f"[redacted {len(text)} chars]"
-
-
-def annotate_request(fields: Mapping[str, Any]) -> bool:
-    """Add ``fields`` to the current request's log line; False outside an HTTP request."""
-    current = request_fields_var.get()
-    if current is None:
-        return False
-    current.update(fields)
-    return True
 
 
 def count_in_request(name: str, amount: int = 1) -> None:

@@ -32,6 +32,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from sdm_router.core.verdict import ERROR_OUTCOME, FINAL_ACTIONS, Action, Reason
 from sdm_router.observability.logging import count_in_request
 
 __all__ = [
@@ -49,13 +50,10 @@ __all__ = [
     "STAGE_SECONDS_BUCKETS",
     "TOKEN_BUCKETS",
     "TOKEN_TYPES",
-    "Action",
     "CircuitStateName",
     "ErrorType",
     "GatewayMetrics",
-    "Outcome",
     "RateLimitReason",
-    "Reason",
     "RetryReason",
     "Stage",
     "TokenType",
@@ -64,19 +62,6 @@ __all__ = [
     "multiprocess_dir",
 ]
 
-Outcome = Literal["accept", "abstain", "unverified", "error"]
-Action = Literal["accept", "escalate", "retrieve", "abstain", "unverified"]
-Reason = Literal[
-    "verified",
-    "below_alpha",
-    "no_region",
-    "ood",
-    "predicted_incorrect",
-    "backend_error",
-    "budget_exhausted",
-    "retrieval_used",
-    "tool_calls_unverified",
-]
 Stage = Literal["generate", "encode", "score", "verify", "retrieve"]
 TokenType = Literal["input", "output"]
 ErrorType = Literal[
@@ -105,7 +90,6 @@ RateLimitReason = Literal[
     "in_flight_global",  # the gateway is at server.max_concurrency
 ]
 
-OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
 RetryReason = Literal[
     "connection",  # refused, reset or timed out before any response
     "rate_limited",  # the upstream answered 429
@@ -118,8 +102,12 @@ RETRY_REASONS: Final[frozenset[str]] = frozenset(get_args(RetryReason))
 # the sdm_router_backend_circuit_state gauge's value per state
 CIRCUIT_STATES: Final[dict[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
 STORE_EVENTS: Final[frozenset[str]] = frozenset(get_args(StoreEvent))
-ACTIONS: Final[frozenset[str]] = frozenset(get_args(Action))
-REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
+# the decision labels are the domain's enums: one source
+ACTIONS: Final[frozenset[str]] = frozenset(action.value for action in Action)
+REASONS: Final[frozenset[str]] = frozenset(reason.value for reason in Reason)
+OUTCOMES: Final[frozenset[str]] = frozenset(
+    {action.value for action in FINAL_ACTIONS} | {ERROR_OUTCOME}
+)
 STAGES: Final[frozenset[str]] = frozenset(get_args(Stage))
 TOKEN_TYPES: Final[frozenset[str]] = frozenset(get_args(TokenType))
 ERROR_TYPES: Final[frozenset[str]] = frozenset(get_args(ErrorType))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from sdm_router.backends.base import Backend
@@ -32,14 +31,8 @@ from sdm_router.core.routing import OnAbstain
 from sdm_router.core.verdict import Action, Reason, Verdict, VerificationInput
 from sdm_router.pipeline.observer import PipelineObserver
 from sdm_router.pipeline.plan import RoutePlan, Tier
-from sdm_router.pipeline.policy import (
-    CascadeOptions,
-    decide,
-    final_action,
-    judge,
-    ranking_key,
-    unverified,
-)
+from sdm_router.pipeline.policy import Progress, Step, final_action, judge, ranking_key, unverified
+from sdm_router.pipeline.scope import UsageSink
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.context import format_context
 from sdm_router.verifier.protocol import Verifier
@@ -59,17 +52,6 @@ class Attempt:
 
 
 logger = logging.getLogger(__name__)
-_USAGE_SINK: ContextVar[Callable[[Usage], None] | None] = ContextVar(
-    "sdm_router_usage_sink", default=None
-)
-
-
-def report_usage_to(sink: Callable[[Usage], None] | None) -> None:
-    """Report the usage of every backend call the current request (and the tasks it starts)
-    makes to ``sink``, as each call returns: the API layer counts it against the key's tokens
-    per minute, also when the request fails afterwards. Set once per request, like the
-    request deadline."""
-    _USAGE_SINK.set(sink)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +165,7 @@ class _State:
     request: GenerationRequest
     choices_wanted: int
     artifact: str
+    usage_sink: UsageSink | None = None
     tier_index: int = 0
     calls: int = 0
     retrieved: bool = False
@@ -205,14 +188,20 @@ class Cascade:
         self._observer = observer
 
     async def run(
-        self, plan: RoutePlan, request: GenerationRequest, *, nearest_exemplars: int = 0
+        self,
+        plan: RoutePlan,
+        request: GenerationRequest,
+        *,
+        nearest_exemplars: int = 0,
+        usage_sink: UsageSink | None = None,
     ) -> CascadeResult:
         """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains.
-        One verifier artifact judges the whole request, even if another is loaded meanwhile."""
-        check_params(plan, request)
+        One verifier artifact judges the whole request, even if another is loaded meanwhile.
+        Each backend call's usage goes to ``usage_sink`` as it returns. Parameters were
+        checked before (``check_params``)."""
         _log_dropped(plan, request)
         with self._verifier.pinned() as artifact:
-            state = _State(request=request, choices_wanted=request.params.n, artifact=artifact)
+            state = _State(request, request.params.n, artifact, usage_sink)
             return await self._run(plan, state, nearest_exemplars)
 
     async def _run(self, plan: RoutePlan, state: _State, nearest_exemplars: int) -> CascadeResult:
@@ -234,28 +223,40 @@ class Cascade:
                 self._record(plan, state, top, action, reason, started)
                 chosen = scored if action is Action.UNVERIFIED else state.best
                 return self._finish(plan, state, action, reason, chosen)
-            action, reason = decide(top.verdict, plan.thresholds, self._options(plan, state))
-            self._record(plan, state, top, action, reason, started)
-            if action is Action.ACCEPT:
-                return self._finish(plan, state, Action.ACCEPT, reason, scored)
-            if action is Action.RETRIEVE and await self._retrieve(plan, state):
+            step = plan.policy.after_verdict(
+                top.verdict, plan.thresholds, self._progress(plan, state)
+            )
+            self._record(plan, state, top, step.action, step.reason, started)
+            if step.action is Action.RETRIEVE:
+                if await self._retrieve(plan, state):
+                    continue
+                # nothing retrieved: the policy chooses again, retrieval now spent
+                retried = plan.policy.after_verdict(
+                    top.verdict, plan.thresholds, self._progress(plan, state)
+                )
+                step = Step(retried.action, step.reason, retried.tier)
+            if step.action is Action.ACCEPT:
+                return self._finish(plan, state, Action.ACCEPT, step.reason, scored)
+            if step.action is Action.ESCALATE and step.tier is not None:
+                state.tier_index = step.tier
                 continue
-            if action in (Action.RETRIEVE, Action.ESCALATE) and self._has_next_tier(plan, state):
-                state.tier_index += 1
-                continue
-            return self._finish(plan, state, Action.ABSTAIN, reason, state.best)
+            return self._finish(plan, state, Action.ABSTAIN, step.reason, state.best)
 
     async def stream_live(
-        self, plan: RoutePlan, request: GenerationRequest, *, nearest_exemplars: int = 0
+        self,
+        plan: RoutePlan,
+        request: GenerationRequest,
+        *,
+        nearest_exemplars: int = 0,
+        usage_sink: UsageSink | None = None,
     ) -> AsyncIterator[StreamDelta | CascadeResult]:
         """Passthrough, the cascade's live mode: tier 0 streams one answer as it is generated,
         then one ``CascadeResult`` carries the verdict. Nothing can be escalated after the
         first byte, so a failing verdict ends in ``abstain``. Tool call pieces stream as they
         come; the whole calls are judged at the end like any answer."""
-        check_params(plan, request)
         _log_dropped(plan, request)
         with self._verifier.pinned() as artifact:
-            state = _State(request=request, choices_wanted=1, artifact=artifact)
+            state = _State(request, 1, artifact, usage_sink)
             async for event in self._stream_live(plan, state, nearest_exemplars):
                 yield event
 
@@ -282,7 +283,7 @@ class Cascade:
             if delta.text or delta.tool_calls or delta.finish_reason is not None:
                 yield delta
         self._observer.stage("generate", time.perf_counter() - started)
-        self._count_tokens(plan, tier.backend.name, state.usage)
+        self._count_tokens(plan, tier.backend.name, state.usage, state.usage_sink)
         candidate = Candidate(
             "".join(pieces), finish, tuple(logprobs) or None, join_tool_calls(calls)
         )
@@ -324,7 +325,7 @@ class Cascade:
         generation = await backend.generate(request)
         self._observer.stage("generate", time.perf_counter() - started)
         state.usage = state.usage + generation.usage
-        self._count_tokens(plan, backend.name, generation.usage)
+        self._count_tokens(plan, backend.name, generation.usage, state.usage_sink)
         if not generation.candidates:
             raise NoHealthyBackend(f"backend {backend.name!r} returned no choices")
         messages = request.text_conversation
@@ -350,8 +351,9 @@ class Cascade:
             state.best = scored[: state.choices_wanted]
         return scored[: state.choices_wanted]
 
-    def _count_tokens(self, plan: RoutePlan, model: str, usage: Usage) -> None:
-        sink = _USAGE_SINK.get()
+    def _count_tokens(
+        self, plan: RoutePlan, model: str, usage: Usage, sink: UsageSink | None
+    ) -> None:
         if sink is not None:
             sink(usage)
         self._observer.tokens(plan.name, model, "input", usage.prompt_tokens)
@@ -373,16 +375,13 @@ class Cascade:
         state.request = state.request.with_context(format_context(passages))
         return True
 
-    def _options(self, plan: RoutePlan, state: _State) -> CascadeOptions:
-        return CascadeOptions(
+    def _progress(self, plan: RoutePlan, state: _State) -> Progress:
+        return Progress(
+            tier=state.tier_index,
+            tiers=1 if plan.direct else len(plan.tiers),
             can_retrieve=plan.retrieval and self._retriever is not None and not state.retrieved,
-            can_escalate=self._has_next_tier(plan, state),
             budget_left=plan.max_backend_calls - state.calls,
         )
-
-    @staticmethod
-    def _has_next_tier(plan: RoutePlan, state: _State) -> bool:
-        return not plan.direct and state.tier_index + 1 < len(plan.tiers)
 
     def _record(
         self,
@@ -415,28 +414,27 @@ class Cascade:
         self._observer.backend_error(tier.backend.name, failure_type(error))
         if isinstance(error, BackendUnavailable):
             state.calls -= 1
-        can_continue = self._has_next_tier(plan, state) and state.calls < plan.max_backend_calls
-        action = Action.ESCALATE if can_continue else Action.ABSTAIN
+        step = plan.policy.after_backend_error(self._progress(plan, state))
         state.attempts.append(
             Attempt(
                 tier=state.tier_index,
                 model=tier.backend.name,
-                action=action,
-                reason=Reason.BACKEND_ERROR,
+                action=step.action,
+                reason=step.reason,
                 verdict=None,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 retrieved_context=state.retrieved,
             )
         )
         self._observer.attempt(
-            plan.name, state.tier_index, tier.backend.name, action, Reason.BACKEND_ERROR, None
+            plan.name, state.tier_index, tier.backend.name, step.action, step.reason, None
         )
-        if can_continue:
-            state.tier_index += 1
+        if step.action is Action.ESCALATE and step.tier is not None:
+            state.tier_index = step.tier
             return None
         if not state.best:
             raise error
-        return self._finish(plan, state, Action.ABSTAIN, Reason.BACKEND_ERROR, state.best)
+        return self._finish(plan, state, Action.ABSTAIN, step.reason, state.best)
 
     @staticmethod
     def _finish(

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from sdm_router.backends.base import Embedder
 from sdm_router.core.embeddings import EmbeddingRequest, Embeddings
 from sdm_router.core.errors import ModelNotFound
+from sdm_router.core.generation import Usage
+from sdm_router.pipeline.scope import RequestScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +32,24 @@ class EmbeddingsServing:
         """The model names clients may embed with."""
         return sorted(self._targets)
 
-    async def embed(self, request: EmbeddingRequest) -> Embeddings:
-        """Embed with the backend ``request.model`` names; 404 ``model_not_found`` otherwise."""
-        target = self._targets.get(request.model)
-        if target is None:
+    def check(self, model: str) -> None:
+        """Refuse (404 ``model_not_found``) a model no embedding backend serves."""
+        if model not in self._targets:
             offered = (
                 f"Embedding models: {', '.join(self.models)}."
                 if self._targets
                 else "No embedding model is configured (the `embeddings` section)."
             )
             raise ModelNotFound(
-                f"The model {request.model!r} does not serve embeddings. {offered}",
-                param="model",
+                f"The model {model!r} does not serve embeddings. {offered}", param="model"
             )
-        return await target.backend.embed(replace(request, model=target.upstream_model))
+
+    async def embed(self, scope: RequestScope, request: EmbeddingRequest) -> Embeddings:
+        """Embed with the backend ``request.model`` names (404 ``model_not_found`` otherwise),
+        by the scope's deadline; the usage goes to the scope's sink."""
+        self.check(request.model)
+        target = self._targets[request.model]
+        upstream = replace(request, model=target.upstream_model, deadline=scope.deadline)
+        result = await target.backend.embed(upstream)
+        scope.report_usage(Usage(prompt_tokens=result.prompt_tokens))
+        return result

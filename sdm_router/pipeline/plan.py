@@ -9,7 +9,7 @@ from sdm_router.backends.base import Backend
 from sdm_router.config import Settings
 from sdm_router.core.routing import OnAbstain, OnUnverified, StreamMode
 from sdm_router.core.verdict import Estimator
-from sdm_router.pipeline.policy import PolicyThresholds
+from sdm_router.pipeline.policy import DEFAULT_POLICY, Policy, PolicyThresholds, policy_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class RoutePlan:
     verify_tool_calls: bool = True  # judge a tool call as the text name(arguments)
     on_unverified: OnUnverified = OnUnverified.ABSTAIN  # an answer left unjudged: pass | abstain
     drop_params: bool = False  # drop what a tier's backend cannot honour instead of a 400
+    policy: Policy = DEFAULT_POLICY  # chooses the next step after each attempt
 
 
 def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -> RoutePlan:
@@ -69,6 +70,7 @@ def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -
         verify_tool_calls=route.verify_tool_calls,
         on_unverified=route.on_unverified,
         drop_params=route.drop_params,
+        policy=policy_for(route),
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from sdm_router.config import RouteSettings
 from sdm_router.core.routing import OnUnverified
 from sdm_router.core.verdict import Action, Estimator, Reason, Verdict
 
@@ -17,12 +19,61 @@ class PolicyThresholds:
 
 
 @dataclass(frozen=True, slots=True)
-class CascadeOptions:
-    """What the cascade can still do for this request."""
+class Progress:
+    """Where a request stands in its route when a policy chooses the next step."""
 
-    can_retrieve: bool
-    can_escalate: bool
-    budget_left: int
+    tier: int  # the tier that just answered (or failed)
+    tiers: int  # how many tiers the route has
+    can_retrieve: bool  # a retriever is configured for the route and was not used yet
+    budget_left: int  # backend calls left under max_backend_calls
+
+    @property
+    def last_tier(self) -> int:
+        """The index of the route's strongest (last) tier."""
+        return self.tiers - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the cascade does next, with why: a value a policy returns and the cascade carries
+    out. ``tier`` is the tier to go to for ``ESCALATE`` (any later tier, not only the next)."""
+
+    action: Action
+    reason: Reason
+    tier: int | None = None
+
+    @classmethod
+    def accept(cls) -> Step:
+        """Return the answer."""
+        return cls(Action.ACCEPT, Reason.VERIFIED)
+
+    @classmethod
+    def retrieve(cls, reason: Reason) -> Step:
+        """Fetch context once and regenerate at the same tier."""
+        return cls(Action.RETRIEVE, reason)
+
+    @classmethod
+    def go_to(cls, tier: int, reason: Reason) -> Step:
+        """Generate again at ``tier``."""
+        return cls(Action.ESCALATE, reason, tier)
+
+    @classmethod
+    def abstain(cls, reason: Reason) -> Step:
+        """Stop; the route's ``on_abstain`` answers."""
+        return cls(Action.ABSTAIN, reason)
+
+
+class Policy(Protocol):
+    """Chooses a route's next step. The cascade asks after each verified attempt and after a
+    failed backend call, and carries the step out; it never decides what "next" means."""
+
+    def after_verdict(
+        self, verdict: Verdict, thresholds: PolicyThresholds, progress: Progress
+    ) -> Step:
+        """The step after an attempt whose best answer got ``verdict``."""
+
+    def after_backend_error(self, progress: Progress) -> Step:
+        """The step after the tier's backend failed (reason ``backend_error``)."""
 
 
 def judge(verdict: Verdict, thresholds: PolicyThresholds) -> Reason:
@@ -53,26 +104,42 @@ def unverified(on_unverified: OnUnverified) -> tuple[Action, Reason]:
     return action, Reason.TOOL_CALLS_UNVERIFIED
 
 
-def decide(
-    verdict: Verdict, thresholds: PolicyThresholds, options: CascadeOptions
-) -> tuple[Action, Reason]:
-    """The next action after verifying one attempt's best answer.
+class CascadePolicy:
+    """The default policy. Accept a verified answer. Otherwise retrieve (once per request)
+    when a retriever is available, else go to the next tier, else abstain. A spent budget
+    abstains with ``budget_exhausted`` when the cascade could otherwise have continued. A failed
+    backend moves on to the next tier while calls are left."""
 
-    Accept a verified answer. Otherwise retrieve (once per request) when a retriever is
-    available, else escalate to the next tier, else abstain. A spent budget abstains with
-    ``budget_exhausted`` when the cascade could otherwise have continued.
-    """
-    reason = judge(verdict, thresholds)
-    if reason is Reason.VERIFIED:
-        return Action.ACCEPT, reason
-    wants_more = options.can_retrieve or options.can_escalate
-    if wants_more and options.budget_left <= 0:
-        return Action.ABSTAIN, Reason.BUDGET_EXHAUSTED
-    if options.can_retrieve:
-        return Action.RETRIEVE, reason
-    if options.can_escalate:
-        return Action.ESCALATE, reason
-    return Action.ABSTAIN, reason
+    def after_verdict(
+        self, verdict: Verdict, thresholds: PolicyThresholds, progress: Progress
+    ) -> Step:
+        """Accept, retrieve, the next tier, or abstain (see the class)."""
+        reason = judge(verdict, thresholds)
+        if reason is Reason.VERIFIED:
+            return Step.accept()
+        can_escalate = progress.tier < progress.last_tier
+        if (progress.can_retrieve or can_escalate) and progress.budget_left <= 0:
+            return Step.abstain(Reason.BUDGET_EXHAUSTED)
+        if progress.can_retrieve:
+            return Step.retrieve(reason)
+        if can_escalate:
+            return Step.go_to(progress.tier + 1, reason)
+        return Step.abstain(reason)
+
+    def after_backend_error(self, progress: Progress) -> Step:
+        """The next tier while one is left and calls remain, else abstain."""
+        if progress.tier < progress.last_tier and progress.budget_left > 0:
+            return Step.go_to(progress.tier + 1, Reason.BACKEND_ERROR)
+        return Step.abstain(Reason.BACKEND_ERROR)
+
+
+DEFAULT_POLICY = CascadePolicy()
+
+
+def policy_for(route: RouteSettings) -> Policy:
+    """The policy of a configured route: the one place a route's settings choose its steps."""
+    del route  # every configured route runs the default policy today
+    return DEFAULT_POLICY
 
 
 def ranking_key(verdict: Verdict | None, estimator: Estimator) -> tuple[int, float, float]:

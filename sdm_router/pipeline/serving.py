@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sdm_router.core.decisions import AttemptRecord, DecisionRecord
@@ -25,26 +25,15 @@ from sdm_router.core.generation import (
     tool_call_pieces,
 )
 from sdm_router.core.routing import StreamMode
-from sdm_router.core.verdict import Action, Reason, Verdict, VerificationInput
-from sdm_router.observability.logging import annotate_request
-from sdm_router.pipeline.cascade import Attempt, CascadeResult, answer_candidates
+from sdm_router.core.verdict import ERROR_OUTCOME, Action, Reason, Verdict, VerificationInput
+from sdm_router.pipeline.cascade import Attempt, CascadeResult, answer_candidates, check_params
 from sdm_router.pipeline.gateway import Gateway
 from sdm_router.pipeline.observer import PipelineObserver
 from sdm_router.pipeline.plan import RoutePlan
 from sdm_router.pipeline.policy import final_action, judge
+from sdm_router.pipeline.scope import RequestScope
 
 logger = logging.getLogger(__name__)
-ERROR_OUTCOME = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """Who asked and how the request is known: what the decision record keeps besides the
-    outcome. ``request_id`` is the ``x-request-id`` header, ``response_id`` the body's ``id``."""
-
-    request_id: str
-    response_id: str | None = None
-    key_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,56 +100,70 @@ class GenerationServing:
         self._log_prompts = log_prompts
 
     async def complete(
+        self, scope: RequestScope, request: GenerationRequest, nearest_exemplars: int
+    ) -> Served:
+        """Run the plan ``scope`` resolved; raises ``Abstained`` for ``on_abstain: error``.
+        A parameter no backend of the plan can honour is a 400 before any backend call."""
+        plan = scope.route
+        check_params(plan, request)
+        return await self._complete(scope, plan, self._bounded(scope, request), nearest_exemplars)
+
+    async def _complete(
         self,
-        model: str | None,
+        scope: RequestScope,
+        plan: RoutePlan,
         request: GenerationRequest,
         nearest_exemplars: int,
-        meta: RequestMeta,
     ) -> Served:
-        """Run the route ``model`` names; raises ``Abstained`` for ``on_abstain: error``."""
-        plan = self._gateway.plan_for(model)
         started = time.perf_counter()
         outcome = ERROR_OUTCOME
         result: CascadeResult | None = None
         try:
             with self._observer.track_inflight():
                 result = await self._gateway.cascade.run(
-                    plan, request, nearest_exemplars=nearest_exemplars
+                    plan,
+                    request,
+                    nearest_exemplars=nearest_exemplars,
+                    usage_sink=scope.usage_sink,
                 )
             outcome = result.decision.value  # an abstention the policy answers 422 included
             return Served(plan, result, answer_candidates(plan, result, request.params.n))
         finally:
-            self._report(plan, request, result, outcome, started, meta, model)
+            self._report(scope, plan, request, result, outcome, started)
 
     async def stream(
-        self,
-        model: str | None,
-        request: GenerationRequest,
-        nearest_exemplars: int,
-        meta: RequestMeta,
+        self, scope: RequestScope, request: GenerationRequest, nearest_exemplars: int
     ) -> Streaming:
         """Start a streamed answer. A passthrough route (with ``n`` = 1) streams tier 0 live;
         any other runs the cascade first (errors are raised here, before the first byte) and
-        replays the verified answers."""
-        plan = self._gateway.plan_for(model)
+        replays the verified answers. Parameters are checked before either starts."""
+        plan = scope.route
+        check_params(plan, request)
+        request = self._bounded(scope, request)
         if plan.stream_mode is StreamMode.PASSTHROUGH and request.params.n == 1:
-            return Streaming(plan, None, self._live(plan, request, nearest_exemplars, meta, model))
-        served = await self.complete(model, request, nearest_exemplars, meta)
+            return Streaming(plan, None, self._live(scope, plan, request, nearest_exemplars))
+        served = await self._complete(scope, plan, request, nearest_exemplars)
         return Streaming(plan, served, replay(served))
+
+    @staticmethod
+    def _bounded(scope: RequestScope, request: GenerationRequest) -> GenerationRequest:
+        """``request`` bounded by the scope's deadline (every backend call and retry)."""
+        if request.deadline == scope.deadline:
+            return request
+        return replace(request, deadline=scope.deadline)
 
     async def _live(
         self,
+        scope: RequestScope,
         plan: RoutePlan,
         request: GenerationRequest,
         nearest_exemplars: int,
-        meta: RequestMeta,
-        model: str | None,
     ) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
         outcome = ERROR_OUTCOME
         result: CascadeResult | None = None
         events = self._gateway.cascade.stream_live(
-            plan, request, nearest_exemplars=nearest_exemplars
+            plan, request, nearest_exemplars=nearest_exemplars, usage_sink=scope.usage_sink
         )
         try:
             with self._observer.track_inflight():
@@ -173,26 +176,25 @@ class GenerationServing:
                     yield event
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            self._report(plan, request, result, outcome, started, meta, model)
+            self._report(scope, plan, request, result, outcome, started)
 
     def _report(
         self,
+        scope: RequestScope,
         plan: RoutePlan,
         request: GenerationRequest,
         result: CascadeResult | None,
         outcome: str,
         started: float,
-        meta: RequestMeta,
-        requested_model: str | None,
     ) -> None:
         """The one place a request is counted, logged and recorded, whatever path it took."""
         seconds = time.perf_counter() - started
         self._observer.request_finished(plan.name, outcome, seconds)
         log = self._gateway.decision_log
         if log is not None and result is not None:
-            log.submit(self._record(plan, request, result, meta, requested_model))
+            log.submit(self._record(scope, plan, request, result))
             if self._gateway.shadow is not None:
-                self._gateway.shadow.observe(plan, result, meta.request_id)
+                self._gateway.shadow.observe(plan, result, scope.request_id)
         fields: dict[str, Any] = {
             "route": plan.name,
             "decision": outcome,
@@ -210,29 +212,25 @@ class GenerationServing:
             if self._log_prompts:
                 fields["prompt"] = request.question_text
                 fields["response"] = best.candidate.text if best else None
-        annotate_request(fields)  # the HTTP middleware writes the line when the response ends
+        scope.annotate(fields)  # the HTTP middleware writes the line when the response ends
 
+    @staticmethod
     def _record(
-        self,
-        plan: RoutePlan,
-        request: GenerationRequest,
-        result: CascadeResult,
-        meta: RequestMeta,
-        requested_model: str | None,
+        scope: RequestScope, plan: RoutePlan, request: GenerationRequest, result: CascadeResult
     ) -> DecisionRecord:
         best = result.best
         return DecisionRecord(
-            request_id=meta.request_id,
-            response_id=meta.response_id,
+            request_id=scope.request_id,
+            response_id=scope.response_id,
             created=time.time(),
             route=plan.name,
-            requested_model=requested_model,
+            requested_model=scope.requested_model,
             decision=result.decision.value,
             reason=result.reason.value,
             artifact_id=result.artifact_id,
             prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens,
-            key_name=meta.key_name,
+            key_name=scope.key_name,
             attempts=tuple(attempt_record(attempt) for attempt in result.attempts),
             # what the verifier read (tool calls as text), so a labelled record can train one
             conversation=request.text_conversation,
@@ -283,14 +281,18 @@ class VerificationServing:
 
     async def verify(
         self,
-        model: str | None,
+        scope: RequestScope,
         messages: Sequence[Message],
         response: str,
         nearest_exemplars: int,
     ) -> Judged:
-        """The verdict on ``response`` as the answer to ``messages``."""
-        plan = self._gateway.plan_for(model)
+        """The verdict on ``response`` as the answer to ``messages`` under the scope's plan."""
+        plan = scope.route
         (verdict,) = await self._gateway.cascade.verify(
             [VerificationInput(tuple(messages), response)], nearest_exemplars
         )
-        return Judged(plan, verdict, judge(verdict, plan.thresholds))
+        judged = Judged(plan, verdict, judge(verdict, plan.thresholds))
+        scope.annotate(
+            {"route": plan.name, "decision": judged.decision.value, "reason": judged.reason.value}
+        )
+        return judged

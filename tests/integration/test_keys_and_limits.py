@@ -24,7 +24,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from sdm_router.api.fast_route import JSONBodyRoute
+from sdm_router.api.openai.fast_route import JSONBodyRoute
 from tests.support.fake_upstream import FakeUpstream, completion_body
 from tests.support.gateway import fake_app
 from tests.support.keys import bearer, key_entry

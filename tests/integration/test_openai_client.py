@@ -272,7 +272,7 @@ def test_budget_exhaustion_abstains(client: openai.OpenAI) -> None:
 def test_each_request_logs_one_structured_line_without_text(
     client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("INFO", logger="sdm_router.api.middleware"):
+    with caplog.at_level("INFO", logger="sdm_router.api.edge.middleware"):
         client.chat.completions.create(model="auto", messages=QUESTION)
         # the request-log middleware writes the line once the response has ended
         deadline = time.monotonic() + 5

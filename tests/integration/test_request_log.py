@@ -24,7 +24,7 @@ from tests.support.servers import serve_in_thread
 pytestmark = pytest.mark.integration
 
 QUESTION = [{"role": "user", "content": "What is six times seven?"}]
-LOGGER = "sdm_router.api.middleware"
+LOGGER = "sdm_router.api.edge.middleware"
 
 
 def _server(**server: Any) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 supervisor drains both workers (readiness 503, in-flight requests finished) and exits 0.
 
 The gateway is ``loadtests.replicas_gateway`` (``build_app`` with ``NoopVerifier`` and the
-``serve --workers`` code, ``sdm_router.api.workers.serve_workers``): ``sdm-router serve`` itself
-needs a trained verifier artifact."""
+``serve --workers`` code, ``sdm_router.api.serve.workers.serve_workers``): ``sdm-router serve``
+itself needs a trained verifier artifact."""
 
 from __future__ import annotations
 

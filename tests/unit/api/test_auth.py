@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sdm_router.api.auth import AuthMiddleware, KeyRing, bearer_token, route_path
-from sdm_router.api.limits import reset_text
+from sdm_router.api.edge.auth import AuthMiddleware, KeyRing, bearer_token, route_path
+from sdm_router.api.edge.key_limits import reset_text
 from sdm_router.config import AuthSettings, Settings
 from sdm_router.core.errors import ConfigurationError
 from sdm_router.core.routing import StreamMode

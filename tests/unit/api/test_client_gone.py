@@ -6,8 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from sdm_router.api.context import ClientDisconnected
-from sdm_router.api.errors import install_error_handlers
+from sdm_router.api.errors import ClientDisconnected, install_error_handlers
 
 
 async def test_client_disconnected_is_a_499_not_an_unhandled_error(

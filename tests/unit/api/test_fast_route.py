@@ -15,8 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sdm_router.api.errors import install_error_handlers
-from sdm_router.api.fast_route import FALLBACK, JSONBodyRoute, JSONBytesResponse, json_content_type
-from sdm_router.core.openai_wire import ChatCompletionRequest
+from sdm_router.api.openai.fast_route import (
+    FALLBACK,
+    JSONBodyRoute,
+    JSONBytesResponse,
+    json_content_type,
+)
+from sdm_router.api.openai.wire import ChatCompletionRequest
 
 PATH = "/v1/chat/completions"
 

@@ -12,14 +12,22 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sdm_router.api import limits as limits_module
-from sdm_router.api.auth import Principal
-from sdm_router.api.context import AdmissionGate
-from sdm_router.api.limits import KeyLimiter, LimitStore
+from sdm_router.api.edge import limit_store as limit_store_module
+from sdm_router.api.edge.admission import AdmissionGate
+from sdm_router.api.edge.auth import Principal
+from sdm_router.api.edge.key_limits import KeyLimiter
+from sdm_router.api.edge.limit_store import LimitStore
 from sdm_router.config import LimitsSettings
 from sdm_router.core.errors import Overloaded, RateLimited
 from sdm_router.core.generation import Usage
 from sdm_router.observability.metrics import GatewayMetrics
+
+# Every store reads one pinned clock, a second into a minute: no test straddles a minute
+NOW = time.time() // 60 * 60 + 1.0
+
+
+def clock() -> float:
+    return NOW
 
 
 def principal(name: str = "k", **limits: int) -> Principal:
@@ -30,20 +38,13 @@ def limiter(
     max_concurrency: int = 100, settings: LimitsSettings | None = None
 ) -> tuple[KeyLimiter, GatewayMetrics]:
     metrics = GatewayMetrics(CollectorRegistry())
-    store = LimitStore(settings or LimitsSettings(), metrics)
+    store = LimitStore(settings or LimitsSettings(), metrics, clock)
     return KeyLimiter(store, AdmissionGate(max_concurrency), metrics), metrics
 
 
 def refused(metrics: GatewayMetrics, reason: str) -> float:
     value = metrics.registry.get_sample_value("sdm_router_rate_limited_total", {"reason": reason})
     return value or 0.0
-
-
-@pytest.fixture(autouse=True)
-def fresh_minute() -> None:
-    left = 60 - time.time() % 60
-    if left < 3:
-        time.sleep(left + 0.05)
 
 
 async def test_requests_per_minute_and_their_headers() -> None:
@@ -188,7 +189,7 @@ def shared_limiters(count: int, **changes: Any) -> tuple[list[KeyLimiter], Limit
             setattr(storage, name, counted)
         made.append(keys)
     reader = LimitStore(
-        settings.model_copy(update={"redis_batch": 1}), GatewayMetrics(CollectorRegistry())
+        settings.model_copy(update={"redis_batch": 1}), GatewayMetrics(CollectorRegistry()), clock
     )
     return made, reader, calls
 
@@ -200,7 +201,7 @@ async def close_all(limiters: list[KeyLimiter], reader: LimitStore) -> None:
 
 
 def minute() -> int:
-    return int(time.time() // 60)
+    return int(NOW // 60)
 
 
 async def request(keys: KeyLimiter, key: Principal, tokens: int = 0) -> bool:
@@ -266,7 +267,7 @@ async def test_an_idle_lease_goes_back_to_redis(monkeypatch: pytest.MonkeyPatch)
     try:
         assert await request(a, key)
         assert await reader.get(f"rpm/idle/{minute()}") == 5  # 4 of them unused on a
-        monkeypatch.setattr(limits_module, "LEASE_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(limit_store_module, "LEASE_IDLE_SECONDS", 0.0)
         await a.store.flush()
         assert await reader.get(f"rpm/idle/{minute()}") == 1
         admitted = [await request(b, key) for _ in range(120)]

@@ -1,9 +1,10 @@
 """Response rendering: the dicts the renderers build are the documented models, key for key.
 
-The renderers skip the response models per request (``sdm_router.api.rendering``); these tests
-hold them to the models: every body validates against its model (``extra="forbid"``, required
-fields present) and serializes back to the same bytes (same keys, same order, defaults
-included in a non-streamed body, only what is set in a stream chunk).
+The renderers skip the response models per request (``sdm_router.api.openai.render.base``);
+these tests hold them to the models: every body validates against its model
+(``extra="forbid"``, required fields present) and serializes back to the same bytes (same
+keys, same order, defaults included in a non-streamed body, only what is set in a stream
+chunk).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from sdm_router.api.chat_render import ChatRenderer
-from sdm_router.api.completion_render import CompletionRenderer, completion_logprobs
-from sdm_router.api.rendering import RenderContext, json_bytes
-from sdm_router.api.sse import sse
-from sdm_router.api.verification_render import verification_of
+from sdm_router.api.openai.render.base import RenderContext, json_bytes
+from sdm_router.api.openai.render.chat import ChatRenderer
+from sdm_router.api.openai.render.completion import CompletionRenderer, completion_logprobs
+from sdm_router.api.openai.render.sse import sse
+from sdm_router.api.openai.render.verification import verification_of
+from sdm_router.api.openai.responses import ChatCompletion, ChatCompletionChunk, TextCompletion
 from sdm_router.core.generation import (
     Candidate,
     StreamDelta,
@@ -28,7 +30,6 @@ from sdm_router.core.generation import (
     TopLogprob,
     Usage,
 )
-from sdm_router.core.openai_responses import ChatCompletion, ChatCompletionChunk, TextCompletion
 from sdm_router.core.verdict import Action, NearestExemplar, Reason, Verdict
 from sdm_router.pipeline.cascade import Attempt, CascadeResult, ScoredCandidate
 from sdm_router.pipeline.serving import Served, text_pieces

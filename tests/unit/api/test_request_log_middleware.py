@@ -13,12 +13,12 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
-from sdm_router.api.middleware import RequestLogMiddleware, route_template
-from sdm_router.api.server import GatewayServer
-from sdm_router.observability.logging import annotate_request, count_in_request
+from sdm_router.api.edge.middleware import RequestLogMiddleware, route_template
+from sdm_router.api.serve.server import GatewayServer
+from sdm_router.observability.logging import count_in_request
 from sdm_router.observability.metrics import GatewayMetrics
 
-LOGGER = "sdm_router.api.middleware"
+LOGGER = "sdm_router.api.edge.middleware"
 
 
 def scope(path: str = "/v1/chat/completions", **state: Any) -> Scope:
@@ -70,7 +70,7 @@ async def test_the_line_carries_status_key_name_and_what_the_app_added(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        assert annotate_request({"route": "auto", "decision": "accept"})
+        scope["state"]["log_fields"].update({"route": "auto", "decision": "accept"})
         count_in_request("retries")
         count_in_request("retries")
         await answer(scope, receive, send)
@@ -130,7 +130,7 @@ async def test_a_stream_cut_short_is_aborted(caplog: pytest.LogCaptureFixture) -
 async def test_each_request_has_its_own_fields(caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == "/first":
-            annotate_request({"decision": "abstain"})
+            scope["state"]["log_fields"]["decision"] = "abstain"
         await answer(scope, receive, send)
 
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -139,7 +139,6 @@ async def test_each_request_has_its_own_fields(caplog: pytest.LogCaptureFixture)
     first, second = [r for r in caplog.records if r.name == LOGGER]
     assert first.decision == "abstain"  # type: ignore[attr-defined]
     assert not hasattr(second, "decision")
-    assert annotate_request({"x": 1}) is False  # outside a request nothing listens
 
 
 def test_route_template_prefers_the_matched_route_then_the_patterns() -> None:
@@ -195,7 +194,7 @@ def test_idle_connections_outlive_a_load_balancers_idle_timeout() -> None:
 
     from fastapi import FastAPI
 
-    from sdm_router.api.server import gateway_server
+    from sdm_router.api.serve.server import gateway_server
     from sdm_router.config import ServerSettings
 
     app = FastAPI()

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.types import Message
 
-from sdm_router.api.chat_render import ChatRenderer
-from sdm_router.api.rendering import RenderContext
-from sdm_router.api.streaming import SSEResponse, decided_stream, pending_stream
+from sdm_router.api.openai.render.base import RenderContext
+from sdm_router.api.openai.render.chat import ChatRenderer
+from sdm_router.api.openai.render.streaming import SSEResponse, decided_stream, pending_stream
 from sdm_router.pipeline.serving import StreamEvent, Streaming
 from tests.support.plans import route_plan
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sdm_router.api.workers import Supervisor, reuse_port_socket, reuse_port_supported
+from sdm_router.api.serve.workers import Supervisor, reuse_port_socket, reuse_port_supported
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")
 

@@ -4,6 +4,7 @@ after the first byte, and the circuit breaker's states; with ``GatewayMetrics`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import time
@@ -22,8 +23,6 @@ from sdm_router.backends.resilience import (
     RetryableError,
     RetryPolicy,
     parse_retry_after,
-    request_deadline,
-    set_request_deadline,
 )
 from sdm_router.config import CircuitBreakerSettings, OpenAIBackendSettings, RetrySettings
 from sdm_router.core.errors import (
@@ -221,19 +220,6 @@ def test_retry_after_is_seconds_or_an_http_date(header: str | None, expected: fl
     assert parse_retry_after(header, now=1_000_000.0) == expected
 
 
-async def test_the_request_deadline_is_per_task() -> None:
-    seen: list[float | None] = []
-
-    async def request(deadline: float) -> None:
-        set_request_deadline(deadline)
-        await asyncio.sleep(0)
-        seen.append(request_deadline())
-
-    await asyncio.gather(request(1.0), request(2.0))
-    assert sorted(seen, key=lambda value: value or 0) == [1.0, 2.0]
-    assert request_deadline() is None
-
-
 # ---------------------------------------------------------------- the circuit breaker
 
 
@@ -425,17 +411,14 @@ async def test_the_request_deadline_bounds_the_backends_retries(
     backend = await _backend(await serve(handler))
     try:
         started = time.monotonic()
-        set_request_deadline(started + 0.5)
         with pytest.raises(UpstreamError) as caught:
-            await backend.generate(REQUEST)
+            await backend.generate(dataclasses.replace(REQUEST, deadline=started + 0.5))
         assert time.monotonic() - started < 0.45  # no 0.6 s pause: it would pass the deadline
-        set_request_deadline(None)
         started = time.monotonic()
         with pytest.raises(UpstreamError):
             await backend.generate(REQUEST)  # without a deadline: two pauses of 0.6 s
         assert time.monotonic() - started >= 1.2
     finally:
-        set_request_deadline(None)
         await backend.close()
     assert caught.value.code == "upstream_rate_limited"
     assert len(calls) == 1 + 3

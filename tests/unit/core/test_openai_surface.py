@@ -8,6 +8,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sdm_router.api.openai.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    VerifyRequest,
+)
 from sdm_router.backends.local_transformers import LOCAL_CAPABILITIES
 from sdm_router.backends.openai_wire import (
     UPSTREAM_CAPABILITIES,
@@ -29,12 +35,6 @@ from sdm_router.core.generation import (
     ToolCallDelta,
     join_tool_calls,
     tool_call_pieces,
-)
-from sdm_router.core.openai_wire import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingsRequest,
-    VerifyRequest,
 )
 
 WEATHER = {

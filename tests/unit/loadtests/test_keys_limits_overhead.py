@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from loadtests.keys_limits_overhead import KEY, auth_env
-from sdm_router.api.auth import KeyRing
+from sdm_router.api.edge.auth import KeyRing
 from sdm_router.config import AuthSettings
 
 

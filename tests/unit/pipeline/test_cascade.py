@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sdm_router.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.core.routing import OnAbstain
-from sdm_router.core.verdict import Action, Reason
+from sdm_router.core.verdict import Action, Reason, Verdict
 from sdm_router.pipeline.cascade import Cascade, answer_candidates
 from sdm_router.pipeline.observer import NullObserver
 from sdm_router.pipeline.plan import RoutePlan, Tier
+from sdm_router.pipeline.policy import CascadePolicy, PolicyThresholds, Progress, Step
 from tests.fakes import FakeBackend, FakeRetriever, FakeVerifier
 from tests.support.plans import route_plan
 
@@ -146,3 +149,30 @@ async def test_tier_limits_cap_the_clients_max_tokens() -> None:
     backend = FakeBackend("a", [GOOD])
     await cascade().run(plan(Tier(backend, max_tokens=10)), REQUEST.with_params(max_tokens=50))
     assert backend.requests[0].params.max_tokens == 10
+
+
+class StraightToTheStrongest(CascadePolicy):
+    """An out-of-distribution answer goes to the last tier at once; anything else as usual.
+    Written as a policy only: the cascade carries out whatever step it returns."""
+
+    def after_verdict(
+        self, verdict: Verdict, thresholds: PolicyThresholds, progress: Progress
+    ) -> Step:
+        if verdict.is_ood and progress.tier < progress.last_tier:
+            return Step.go_to(progress.last_tier, Reason.OOD)
+        return super().after_verdict(verdict, thresholds, progress)
+
+
+async def test_a_policy_can_jump_from_tier_0_to_the_last_tier() -> None:
+    middle = FakeBackend("b", [GOOD])
+    tiers = (Tier(FakeBackend("a", ["An OOD answer."])), Tier(middle))
+    route = dataclasses.replace(
+        plan(*tiers, Tier(FakeBackend("c", [GOOD]))), policy=StraightToTheStrongest()
+    )
+    result = await cascade().run(route, REQUEST)
+    assert [(a.tier, a.action, a.reason) for a in result.attempts] == [
+        (0, Action.ESCALATE, Reason.OOD),
+        (2, Action.ACCEPT, Reason.VERIFIED),
+    ]
+    assert middle.requests == []  # tier 1 was skipped
+    assert result.best is not None and result.best.model == "c"

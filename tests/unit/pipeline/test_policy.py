@@ -5,11 +5,20 @@ from __future__ import annotations
 import pytest
 
 from sdm_router.core.verdict import Action, Estimator, Reason, Verdict
-from sdm_router.pipeline.policy import CascadeOptions, PolicyThresholds, decide, judge, ranking_key
+from sdm_router.pipeline.policy import (
+    CascadePolicy,
+    PolicyThresholds,
+    Progress,
+    Step,
+    judge,
+    ranking_key,
+)
 
 STRICT = PolicyThresholds(accept_alpha=0.95, estimator=Estimator.LOWER)
 CENTROID = PolicyThresholds(accept_alpha=0.95, estimator=Estimator.CENTROID)
-ALL_OPTIONS = CascadeOptions(can_retrieve=True, can_escalate=True, budget_left=3)
+POLICY = CascadePolicy()
+# at tier 0 of a two-tier route, retrieval unused, calls left
+ALL_OPTIONS = Progress(tier=0, tiers=2, can_retrieve=True, budget_left=3)
 
 
 def verdict(
@@ -41,23 +50,38 @@ def test_judge(item: Verdict, thresholds: PolicyThresholds, reason: Reason) -> N
 
 
 def test_accept_wins_over_every_option() -> None:
-    assert decide(verdict(), STRICT, ALL_OPTIONS) == (Action.ACCEPT, Reason.VERIFIED)
+    assert POLICY.after_verdict(verdict(), STRICT, ALL_OPTIONS) == Step.accept()
 
 
-def test_retrieve_first_then_escalate_then_abstain() -> None:
+def test_retrieve_first_then_the_next_tier_then_abstain() -> None:
     bad = verdict(prediction=0)
-    assert decide(bad, STRICT, ALL_OPTIONS)[0] is Action.RETRIEVE
-    no_retrieval = CascadeOptions(can_retrieve=False, can_escalate=True, budget_left=3)
-    assert decide(bad, STRICT, no_retrieval)[0] is Action.ESCALATE
-    nothing = CascadeOptions(can_retrieve=False, can_escalate=False, budget_left=3)
-    assert decide(bad, STRICT, nothing) == (Action.ABSTAIN, Reason.PREDICTED_INCORRECT)
+    assert POLICY.after_verdict(bad, STRICT, ALL_OPTIONS) == Step.retrieve(
+        Reason.PREDICTED_INCORRECT
+    )
+    no_retrieval = Progress(tier=0, tiers=2, can_retrieve=False, budget_left=3)
+    step = POLICY.after_verdict(bad, STRICT, no_retrieval)
+    assert (step.action, step.tier) == (Action.ESCALATE, 1)
+    at_the_last_tier = Progress(tier=1, tiers=2, can_retrieve=False, budget_left=3)
+    assert POLICY.after_verdict(bad, STRICT, at_the_last_tier) == Step.abstain(
+        Reason.PREDICTED_INCORRECT
+    )
 
 
 def test_spent_budget_abstains_with_budget_exhausted() -> None:
-    spent = CascadeOptions(can_retrieve=True, can_escalate=True, budget_left=0)
-    assert decide(verdict(prediction=0), STRICT, spent) == (Action.ABSTAIN, Reason.BUDGET_EXHAUSTED)
+    spent = Progress(tier=0, tiers=2, can_retrieve=True, budget_left=0)
+    assert POLICY.after_verdict(verdict(prediction=0), STRICT, spent) == Step.abstain(
+        Reason.BUDGET_EXHAUSTED
+    )
     # an accepted answer is still accepted on the last call
-    assert decide(verdict(), STRICT, spent)[0] is Action.ACCEPT
+    assert POLICY.after_verdict(verdict(), STRICT, spent).action is Action.ACCEPT
+
+
+def test_a_failed_backend_moves_on_while_tiers_and_calls_are_left() -> None:
+    assert POLICY.after_backend_error(ALL_OPTIONS) == Step.go_to(1, Reason.BACKEND_ERROR)
+    spent = Progress(tier=0, tiers=2, can_retrieve=False, budget_left=0)
+    assert POLICY.after_backend_error(spent) == Step.abstain(Reason.BACKEND_ERROR)
+    last = Progress(tier=1, tiers=2, can_retrieve=False, budget_left=2)
+    assert POLICY.after_backend_error(last) == Step.abstain(Reason.BACKEND_ERROR)
 
 
 def test_ranking_prefers_correct_then_alpha_then_probability() -> None:

@@ -4,6 +4,7 @@ parameters a backend cannot honour (refused, or dropped under ``drop_params``)."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -25,9 +26,12 @@ from sdm_router.pipeline.cascade import (
     check_params,
     tier_request,
 )
+from sdm_router.pipeline.gateway import Gateway
 from sdm_router.pipeline.observer import NullObserver
 from sdm_router.pipeline.plan import RoutePlan, Tier
 from sdm_router.pipeline.policy import ranking_key
+from sdm_router.pipeline.scope import RequestScope
+from sdm_router.pipeline.serving import GenerationServing
 from tests.fakes import FakeBackend, FakeVerifier
 from tests.unit.pipeline.test_cascade import BAD, GOOD, plan
 
@@ -152,8 +156,12 @@ async def test_passthrough_unverified_tool_calls() -> None:
 async def test_a_backend_without_the_capability_is_a_400_naming_the_parameter() -> None:
     local = FakeBackend("local", [GOOD], capabilities=LOCAL)
     route = tools_plan(Tier(FakeBackend("remote", [GOOD])), Tier(local))
+    cascade = Cascade(FakeVerifier(), None, NullObserver())
+    gateway = Gateway({"auto": route}, "auto", cascade, {}, FakeVerifier(), None)
+    serving = GenerationServing(gateway, NullObserver(), log_prompts=False)
+    scope = RequestScope(request_id="req-1", plan=route, deadline=math.inf)
     with pytest.raises(InvalidRequest) as caught:
-        await run(FakeVerifier(), route)
+        await serving.stream(scope, REQUEST, nearest_exemplars=0)
     assert caught.value.param == "tools" and caught.value.code == "unsupported_parameter"
     assert "'local'" in caught.value.message and "drop_params" in caught.value.message
     assert local.requests == []  # refused before any backend was called

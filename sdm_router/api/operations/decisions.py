@@ -5,15 +5,28 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from sdm_router.api.auth import principal_of
 from sdm_router.api.context import context_of
+from sdm_router.api.edge.auth import principal_of
 from sdm_router.core.errors import InvalidRequest, NotFound
-from sdm_router.core.openai_wire import FeedbackRequest
 from sdm_router.storage.store import DecisionStore
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: a label on one answer of a request the gateway served."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    request_id: StrictStr = Field(
+        min_length=1, max_length=128, description="the x-request-id header or the body's id"
+    )
+    label: Literal["correct", "incorrect"]
+    choice: int = Field(0, ge=0, le=127, description="which of the n answers")
+    note: StrictStr | None = Field(None, max_length=4000)
+
 
 router = APIRouter()
 MAX_PAGE = 500

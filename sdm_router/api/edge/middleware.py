@@ -215,11 +215,12 @@ class RequestLogMiddleware:
 
     The line holds method, route template, status, timings (``duration_ms`` to the last byte,
     ``first_byte_ms``), the key name when the auth layer put ``api_key_name`` in the scope
-    state, and whatever the code serving the request added with
-    :func:`sdm_router.observability.logging.annotate_request` (route plan, decision, attempts,
-    retries...). A request that fails before responding is logged as 500 (uvicorn answers 500),
-    one whose client left first as 499; a response cut short carries ``aborted``, a request
-    cancelled by the server (the end of a graceful shutdown) ``cancelled``.
+    state, and whatever the code serving the request added to its scope's ``log_fields``
+    (route plan, decision, attempts) or counted through
+    :func:`sdm_router.observability.logging.count_in_request` (retries). A request that fails
+    before responding is logged as 500 (uvicorn answers 500), one whose client left first as
+    499; a response cut short carries ``aborted``, a request cancelled by the server (the end of
+    a graceful shutdown) ``cancelled``.
     """
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
@@ -233,6 +234,7 @@ class RequestLogMiddleware:
             return
         exchange = _Exchange(receive, send)
         fields: dict[str, Any] = {}
+        scope.setdefault("state", {})["log_fields"] = fields  # the request scope's log_fields
         token = request_fields_var.set(fields)
         try:
             await self.app(scope, exchange.receive, exchange.send)

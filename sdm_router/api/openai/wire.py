@@ -369,18 +369,6 @@ class VerifyRequest(BaseModel):
         return conversation(messages, self.prompt)
 
 
-class FeedbackRequest(BaseModel):
-    """``POST /v1/feedback``: a label on one answer of a request the gateway served."""
-
-    model_config = _REQUEST_CONFIG
-    request_id: StrictStr = Field(
-        min_length=1, max_length=128, description="the x-request-id header or the body's id"
-    )
-    label: Literal["correct", "incorrect"]
-    choice: int = Field(0, ge=0, le=127, description="which of the n answers")
-    note: StrictStr | None = Field(None, max_length=4000)
-
-
 MAX_EMBEDDING_INPUTS = 2048
 
 

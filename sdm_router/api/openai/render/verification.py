@@ -1,16 +1,16 @@
 """The ``verification`` object and the ``x-sdm-*`` headers of a response.
 
 ``verification_of`` and ``usage_out`` are JSON-ready dicts shaped as the ``Verification`` and
-``UsageOut`` models (see ``sdm_router.api.rendering``); ``/v1/verify`` (not a hot path) still
-builds its ``VerdictFields`` model from the same values.
+``UsageOut`` models (see ``sdm_router.api.openai.render.base``); ``/v1/verify`` (not a hot
+path) still builds its ``VerdictFields`` model from the same values.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sdm_router.api.openai.responses import VerdictFields
 from sdm_router.core.generation import Usage
-from sdm_router.core.openai_responses import VerdictFields
 from sdm_router.core.verdict import NearestExemplar, Verdict
 from sdm_router.pipeline.cascade import Attempt
 from sdm_router.pipeline.plan import RoutePlan

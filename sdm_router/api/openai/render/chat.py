@@ -1,11 +1,11 @@
 """``chat.completion`` responses and ``chat.completion.chunk`` events (JSON-ready dicts shaped
-as ``ChatCompletion`` / ``ChatCompletionChunk``; see ``sdm_router.api.rendering``)."""
+as ``ChatCompletion`` / ``ChatCompletionChunk``; see ``sdm_router.api.openai.render.base``)."""
 
 from __future__ import annotations
 
-from sdm_router.api.rendering import ChunkRenderer, JSONObject, RenderContext
-from sdm_router.api.sse import sse
-from sdm_router.api.verification_render import usage_out, verification_of
+from sdm_router.api.openai.render.base import ChunkRenderer, JSONObject, RenderContext
+from sdm_router.api.openai.render.sse import sse
+from sdm_router.api.openai.render.verification import usage_out, verification_of
 from sdm_router.core.generation import Candidate, StreamDelta, TokenLogprob, ToolCallDelta
 from sdm_router.pipeline.serving import Served
 

@@ -1,15 +1,9 @@
-"""Per-key limits: requests per minute, tokens per minute, requests in flight; ``x-ratelimit-*``.
+"""The counters behind per-key limits (``LimitStore``): in process, or in a Redis shared by
+replicas. The policy that reads them is ``key_limits.KeyLimiter``.
 
-Minutes are fixed windows aligned to the clock (``floor(unix time / 60)``), counted in a
-``limits`` storage: ``MemoryStorage`` in process by default, or ``limits.redis_url``'s Redis
-(redis-py's asyncio client), shared by every replica. A request is admitted when the key has
-requests left in this minute (the admission counts one) and tokens left. Tokens are counted
-when the request ends, prompt + completion over every backend call the cascade made, as each
-call reported them: also when the request then fails, times out or its client leaves (a live
-stream left midway counts what the backend reported, else the tokens streamed so far). One
-answer may overdraw the minute; the next request is refused. Requests in flight are counted
-per replica, in process: a concurrency bound protects this replica, and a replica that dies
-cannot leak slots. The gateway-wide bound (``server.max_concurrency``) comes last.
+Minutes are fixed windows aligned to the store's clock (``floor(unix time / 60)``; a test
+passes its own clock), counted in a ``limits`` storage: ``MemoryStorage`` in process by
+default, or ``limits.redis_url``'s Redis (redis-py's asyncio client), shared by every replica.
 
 In Redis, far from a key's limits a replica does not pay a round trip per request
 (``limits.redis_batch``, the accuracy choice docs/security.md describes):
@@ -46,25 +40,19 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.errors import StorageError
 
-from sdm_router.api.auth import Principal, authorize, principal_of
-from sdm_router.api.context import AdmissionGate, context_of
 from sdm_router.config import LimitsSettings
-from sdm_router.core.errors import Overloaded, RateLimited
-from sdm_router.core.generation import StreamDelta, Usage
 from sdm_router.observability.metrics import GatewayMetrics
-from sdm_router.pipeline.cascade import report_usage_to
-from sdm_router.pipeline.serving import Served, StreamEvent, Streaming
 
 if TYPE_CHECKING:
     from redis.asyncio import ConnectionPool
 
+Clock = Callable[[], float]
 logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 # Redis, far from a tpm: a replica's view of a key's shared tokens serves admissions for this
@@ -79,26 +67,17 @@ LEASE_IDLE_SECONDS = 1.0
 _FAILURES = (StorageError, TimeoutError, OSError)
 
 
-def _window(now: float) -> tuple[int, float]:
+def window(now: float) -> tuple[int, float]:
     """This minute's number and the seconds left in it."""
     number = int(now // WINDOW_SECONDS)
     return number, (number + 1) * WINDOW_SECONDS - now
-
-
-def reset_text(seconds: float) -> str:
-    """A duration as OpenAI writes ``x-ratelimit-reset-*``: ``250ms``, ``17s``, ``1m5s``."""
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    whole = math.ceil(seconds)
-    minutes, rest = divmod(whole, 60)
-    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 @dataclasses.dataclass(slots=True)
 class _Requests:
     """A replica's share of one key's minute of requests in Redis."""
 
-    ends: float  # time.time() after which the Redis key is gone
+    ends: float  # the store clock's time after which the Redis key is gone
     total: int = 0  # the shared count after this replica's last increment
     granted: int = 0  # leased requests not used yet
     used_at: float = 0.0  # time.monotonic() of the last lease or use
@@ -119,7 +98,10 @@ class _Tokens:
 class LimitStore:
     """Counters of the current minute: in process, or in Redis with an in-process fallback."""
 
-    def __init__(self, settings: LimitsSettings, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, settings: LimitsSettings, metrics: GatewayMetrics, clock: Clock = time.time
+    ) -> None:
+        self.now = clock  # wall-clock seconds: which minute a count belongs to
         self._metrics = metrics
         self._memory = MemoryStorage()
         self._shared: RedisStorage | None = None
@@ -185,7 +167,7 @@ class LimitStore:
             return count <= limit, count
         state = self._requests.get(key)
         if state is None:
-            state = self._requests[key] = _Requests(ends=time.time() + expiry)
+            state = self._requests[key] = _Requests(ends=self.now() + expiry)
         while self._redis_up():
             if state.granted > 0:
                 state.granted -= 1
@@ -206,7 +188,7 @@ class LimitStore:
 
     async def _lease(self, state: _Requests, key: str, limit: int, size: int) -> None:
         try:
-            value = await self._redis_incr(key, _expiry(state.ends), size)
+            value = await self._redis_incr(key, self._expiry(state.ends), size)
             if value is not None:
                 # of the ``size`` counted, those under the limit are this replica's to admit;
                 # the rest only push the count past it, where every replica refuses anyway
@@ -257,7 +239,7 @@ class LimitStore:
     def _tokens_state(self, key: str, expiry: int) -> _Tokens:
         state = self._tokens.get(key)
         if state is None:
-            state = self._tokens[key] = _Tokens(ends=time.time() + expiry)
+            state = self._tokens[key] = _Tokens(ends=self.now() + expiry)
         return state
 
     async def _read_tokens(self, key: str, state: _Tokens) -> bool:
@@ -273,7 +255,7 @@ class LimitStore:
         amount, state.pending = state.pending, 0
         if amount <= 0:
             return
-        expiry = _expiry(state.ends)
+        expiry = self._expiry(state.ends)
         value = await self._redis_incr(key, expiry, amount)
         if value is None:
             await self._memory.incr(key, expiry, amount)
@@ -298,7 +280,7 @@ class LimitStore:
         """Add the waiting token spends in Redis (which answers the new totals), renew the
         other views admissions read since the last flush, give back idle leases (all with
         ``everything``) and forget the minutes that ended."""
-        now, wall = time.monotonic(), time.time()
+        now, wall = time.monotonic(), self.now()
         for key, tokens in list(self._tokens.items()):
             if tokens.ends <= wall:
                 del self._tokens[key]  # a minute that ended: its spends no longer matter
@@ -313,7 +295,7 @@ class LimitStore:
                 unused, requests.granted = requests.granted, 0
                 # never in process: the memory store did not count them (a failure keeps them
                 # counted in Redis, which can only refuse early)
-                if await self._redis_incr(key, _expiry(requests.ends), -unused) is not None:
+                if await self._redis_incr(key, self._expiry(requests.ends), -unused) is not None:
                     requests.total -= unused
 
     # ------------------------------------------------------------------ Redis calls
@@ -374,6 +356,9 @@ class LimitStore:
         if not task.cancelled() and task.exception() is not None:
             logger.error("limit store: a background count failed", exc_info=task.exception())
 
+    def _expiry(self, ends: float) -> int:
+        return max(1, math.ceil(ends - self.now()))
+
     async def close(self) -> None:
         """Give leases back, add the waiting spends, close the Redis connections."""
         if self._flusher is not None:
@@ -385,239 +370,3 @@ class LimitStore:
             await self.flush(everything=True)
         if self._pool is not None:
             await self._pool.aclose()
-
-
-def _expiry(ends: float) -> int:
-    return max(1, math.ceil(ends - time.time()))
-
-
-class Admission:
-    """One admitted request: its slots (given back once by ``release``), its key's token
-    counter (``settle``) and the ``x-ratelimit-*`` headers of its response.
-
-    Tokens: what the backend calls report (``count_backend_usage``, from the cascade), what a
-    live stream passed on (``_Metered``) and the final usage are all totals of the same
-    request; ``settle`` spends the largest less what it spent before, so nothing is counted
-    twice however often it runs."""
-
-    __slots__ = (
-        "_gate",
-        "_key_slots",
-        "_name",
-        "_released",
-        "_reported",
-        "_spent",
-        "_store",
-        "_streamed",
-        "_tokens_key",
-        "_tpm",
-        "headers",
-    )
-
-    def __init__(
-        self,
-        gate: AdmissionGate,
-        key_slots: dict[str, int] | None,
-        principal: Principal | None,
-        store: LimitStore,
-        tokens_key: str | None,
-        headers: dict[str, str],
-    ) -> None:
-        self._gate = gate
-        self._key_slots = key_slots if principal is not None and principal.in_flight else None
-        self._released = False
-        self._store = store
-        self._tokens_key = tokens_key
-        self._tpm = principal.tpm if principal is not None and principal.tpm else 0
-        self._reported = self._streamed = self._spent = 0
-        self.headers = headers
-        self._name = principal.name if principal is not None else ""
-
-    def release(self) -> None:
-        """Give the slots back (idempotent). Tokens not settled yet (a stream the client
-        left, a request that failed after backend calls) are counted in the background."""
-        if self._released:
-            return
-        self._released = True
-        self._gate.release()
-        if self._key_slots is not None:
-            _leave(self._key_slots, self._name)
-        if self._tokens_key is not None and self._unsettled() > 0:
-            self._store.in_background(self.settle())
-
-    @property
-    def counts_tokens(self) -> bool:
-        """Whether the key has a tokens-per-minute limit."""
-        return self._tokens_key is not None
-
-    def count_backend_usage(self, usage: Usage) -> None:
-        """One backend call's usage, as it returned (``report_usage_to``)."""
-        self._reported += usage.total_tokens
-
-    def count_streamed(self, delta: StreamDelta) -> None:
-        """A live stream's piece went out: its tokens (one if it has no logprobs), or the
-        usage it carries, stand for the stream's tokens until the backend reports them."""
-        if delta.usage is not None:
-            self._streamed = max(self._streamed, delta.usage.total_tokens)
-        elif delta.token_logprobs:
-            self._streamed += len(delta.token_logprobs)
-        elif delta.text or delta.tool_calls:
-            self._streamed += 1
-
-    async def spend(self, usage: Usage) -> None:
-        """Count ``usage`` (tokens not reported by a backend call, e.g. embeddings) now."""
-        self._reported += usage.total_tokens
-        await self.settle()
-
-    async def settle(self, final: Usage | None = None) -> None:
-        """Count the request's tokens not counted yet against its key's minute."""
-        amount = self._unsettled(final)
-        if amount <= 0 or self._tokens_key is None:
-            return
-        self._spent += amount
-        _, left = _window(time.time())
-        await self._store.spend(self._tokens_key, math.ceil(left) + 1, amount, self._tpm)
-
-    def _unsettled(self, final: Usage | None = None) -> int:
-        total = max(self._reported, self._streamed, final.total_tokens if final else 0)
-        return total - self._spent
-
-    async def metered(self, pending: Awaitable[Streaming]) -> Streaming:
-        """The ``Streaming`` of ``pending``, its tokens counted: at once when the answer is
-        decided before the first byte, else when its last event (the ``Served``) goes by,
-        or (by ``release``) when the stream closes before it."""
-        streaming = await pending
-        if self._tokens_key is None:
-            return streaming
-        if streaming.decided is not None:
-            await self.settle(streaming.decided.result.usage)
-            return streaming
-        return dataclasses.replace(streaming, events=_Metered(streaming.events, self))
-
-
-class _Metered:
-    """Stream events passed through unchanged; the pieces count as streamed tokens, the
-    closing ``Served`` settles. ``aclose`` always closes the wrapped events (started or not)."""
-
-    def __init__(self, events: AsyncIterator[StreamEvent], admission: Admission) -> None:
-        self._events = events
-        self._admission = admission
-
-    def __aiter__(self) -> _Metered:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        event = await anext(self._events)
-        if isinstance(event, Served):
-            await self._admission.settle(event.result.usage)
-        else:
-            self._admission.count_streamed(event)
-        return event
-
-    async def aclose(self) -> None:
-        """Close the wrapped events."""
-        await self._events.aclose()  # type: ignore[attr-defined]
-
-
-def _leave(slots: dict[str, int], name: str) -> None:
-    left = slots.get(name, 0) - 1
-    if left > 0:
-        slots[name] = left
-    else:
-        slots.pop(name, None)
-
-
-class KeyLimiter:
-    """Admits requests under their key's limits, then the gateway-wide gate."""
-
-    def __init__(self, store: LimitStore, gate: AdmissionGate, metrics: GatewayMetrics) -> None:
-        self.store = store
-        self.gate = gate
-        self._metrics = metrics
-        self._in_flight: dict[str, int] = {}
-
-    def in_flight(self, name: str) -> int:
-        """Requests of key ``name`` in flight on this replica."""
-        return self._in_flight.get(name, 0)
-
-    async def admit(self, principal: Principal | None) -> Admission:
-        """Take the request's slots or refuse it (``RateLimited`` / ``Overloaded``, 429)."""
-        headers: dict[str, str] = {}
-        tokens_key = None
-        if principal is not None and principal.limited:
-            tokens_key = await self._check_budgets(principal, headers)
-            if principal.in_flight is not None:
-                taken = self._in_flight.get(principal.name, 0)
-                if taken >= principal.in_flight:
-                    self._metrics.rate_limited("in_flight_key")
-                    raise RateLimited(
-                        f"This key has {principal.in_flight} requests in flight, its limit "
-                        "(auth.keys[].limits.in_flight); retry when one finishes.",
-                        retry_after=1,
-                        headers=headers,
-                        code="too_many_requests_in_flight",
-                    )
-                self._in_flight[principal.name] = taken + 1
-        try:
-            self.gate.acquire()
-        except Overloaded:
-            self._metrics.rate_limited("in_flight_global")
-            if principal is not None and principal.in_flight is not None:
-                _leave(self._in_flight, principal.name)
-            raise
-        return Admission(self.gate, self._in_flight, principal, self.store, tokens_key, headers)
-
-    async def _check_budgets(self, principal: Principal, headers: dict[str, str]) -> str | None:
-        """Count the request, check the minute's tokens, fill ``headers``; the tokens key."""
-        if principal.rpm is None and principal.tpm is None:
-            return None
-        number, left = _window(time.time())
-        expiry = math.ceil(left) + 1
-        tokens_key = f"tpm/{principal.name}/{number}" if principal.tpm is not None else None
-        admitted, requests, used = True, 0, 0
-        if principal.rpm is not None:
-            requests_key = f"rpm/{principal.name}/{number}"
-            admitted, requests = await self.store.take(requests_key, principal.rpm, expiry)
-        if tokens_key is not None and principal.tpm is not None:
-            used = await self.store.tokens_used(tokens_key, principal.tpm, expiry)
-        reset = reset_text(left)
-        if principal.rpm is not None:
-            headers["x-ratelimit-limit-requests"] = str(principal.rpm)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, principal.rpm - requests))
-            headers["x-ratelimit-reset-requests"] = reset
-        if principal.tpm is not None:
-            headers["x-ratelimit-limit-tokens"] = str(principal.tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, principal.tpm - used))
-            headers["x-ratelimit-reset-tokens"] = reset
-        if not admitted:
-            self._metrics.rate_limited("rpm")
-            raise RateLimited(
-                f"Rate limit reached for requests per minute (RPM): limit {principal.rpm}. "
-                f"Please try again in {reset}.",
-                retry_after=left,
-                headers=headers,
-                error_type="requests",
-            )
-        if principal.tpm is not None and used >= principal.tpm:
-            self._metrics.rate_limited("tpm")
-            raise RateLimited(
-                f"Rate limit reached for tokens per minute (TPM): limit {principal.tpm}, used "
-                f"{used}. Please try again in {reset}.",
-                retry_after=left,
-                headers=headers,
-                error_type="tokens",
-            )
-        return tokens_key
-
-
-async def admit(request: Request, model: str | None) -> Admission:
-    """Authorize the route or model ``model`` names for the caller's key (403), then admit the
-    request under its limits (429). The backend calls the request then makes report their
-    usage to its admission (``report_usage_to``)."""
-    context = context_of(request)
-    principal = principal_of(request)
-    if principal is not None:
-        authorize(principal, context.gateway.plan_for(model))
-    admission = await context.limiter.admit(principal)
-    report_usage_to(admission.count_backend_usage if admission.counts_tokens else None)
-    return admission

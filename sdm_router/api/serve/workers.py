@@ -7,8 +7,8 @@ wins the race for ``accept()`` on one shared socket (under uvicorn's own supervi
 worker took about 99% of the CPU in a measured run). A worker only starts listening after its
 app's lifespan startup, so no connection waits on a worker that is still loading.
 
-Every worker runs its own ``GatewayServer`` (``sdm_router/api/server.py``), so the SIGTERM drain
-(readiness 503, drain delay, graceful shutdown, lifespan shutdown) happens in each one. The
+Every worker runs its own ``GatewayServer`` (``server.py`` beside this module), so the SIGTERM
+drain (readiness 503, drain delay, graceful shutdown, lifespan shutdown) happens in each one. The
 supervisor (the process ``serve`` was started as) only starts the workers, forwards SIGTERM
 and SIGINT to them, replaces a worker that dies (a crashed worker's live metric files are
 removed first) and exits when all of them have: status 0 when every worker exited with 0.
@@ -39,7 +39,7 @@ from types import FrameType
 
 from fastapi import FastAPI
 
-from sdm_router.api.server import gateway_server
+from sdm_router.api.serve.server import gateway_server
 from sdm_router.config import ServerSettings
 from sdm_router.core.errors import ConfigurationError
 from sdm_router.observability.metrics import (

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from sdm_router.api.auth import may_use, principal_of
 from sdm_router.api.context import context_of
+from sdm_router.api.edge.auth import may_use, principal_of
 
 router = APIRouter()
 

@@ -13,11 +13,11 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sdm_router.api.context import client_left, request_timeout
+from sdm_router.api.edge.disconnect import client_left, request_timeout
 from sdm_router.api.errors import error_body, internal_error_body
-from sdm_router.api.rendering import RenderContext, Renderer
-from sdm_router.api.sse import DONE, PING, sse
-from sdm_router.api.verification_render import verification_of
+from sdm_router.api.openai.render.base import RenderContext, Renderer
+from sdm_router.api.openai.render.sse import DONE, PING, sse
+from sdm_router.api.openai.render.verification import verification_of
 from sdm_router.core.errors import GatewayError
 from sdm_router.pipeline.serving import Served, Streaming
 

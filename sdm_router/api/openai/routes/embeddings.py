@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from sdm_router.api.auth import authorize_name, principal_of
-from sdm_router.api.context import context_of, until_disconnected
-from sdm_router.core.generation import Usage
-from sdm_router.core.openai_responses import EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage
-from sdm_router.core.openai_wire import EmbeddingsRequest
+from sdm_router.api.context import context_of
+from sdm_router.api.edge.disconnect import until_disconnected
+from sdm_router.api.openai.responses import EmbeddingOut, EmbeddingsResponse, EmbeddingsUsage
+from sdm_router.api.openai.wire import EmbeddingsRequest
 
 router = APIRouter()
 
@@ -18,18 +17,19 @@ router = APIRouter()
 async def embeddings(request: Request, body: EmbeddingsRequest) -> Response:
     """Embed ``input`` with the embedding model ``model`` names (404 when none serves it)."""
     context = context_of(request)
-    principal = principal_of(request)
-    authorize_name(principal, body.model, model=True)  # 403 for a model the key may not use
-    admission = await context.limiter.admit(principal)  # 429 over the key's limits
+    admitted = await context.edge.open_embedding(request, body.model)  # 403, 429
+    admission = admitted.admission
     try:
         result = await until_disconnected(
             request,
-            context.embeddings.embed(body.to_request()),
-            timeout=context.server.request_timeout_seconds,
+            context.embeddings.embed(admitted.scope, body.to_request()),
+            timeout=context.edge.request_timeout,
         )
     finally:
-        admission.release()
-    await admission.spend(Usage(prompt_tokens=result.prompt_tokens))
+        try:  # the tokens the backend reported: also if the request failed after them
+            await admission.settle()
+        finally:
+            admission.release()
     reply = EmbeddingsResponse(
         data=[
             EmbeddingOut(index=index, embedding=vector)

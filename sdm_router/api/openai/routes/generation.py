@@ -9,16 +9,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp
 
-from sdm_router.api.chat_render import ChatRenderer
-from sdm_router.api.completion_render import CompletionRenderer
-from sdm_router.api.fast_route import JSONBodyRoute
-from sdm_router.api.generation_handler import respond
-from sdm_router.core.openai_responses import (
+from sdm_router.api.openai.fast_route import JSONBodyRoute
+from sdm_router.api.openai.generation_handler import respond
+from sdm_router.api.openai.render.chat import ChatRenderer
+from sdm_router.api.openai.render.completion import CompletionRenderer
+from sdm_router.api.openai.responses import (
     ChatCompletion,
     ChatCompletionChunk,
     TextCompletion,
 )
-from sdm_router.core.openai_wire import ChatCompletionRequest, CompletionRequest
+from sdm_router.api.openai.wire import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter()
 CHAT, COMPLETION = ChatRenderer(), CompletionRenderer()
@@ -57,7 +57,7 @@ async def completions(request: Request, body: CompletionRequest) -> Response:
 
 def fast_routes(router: ASGIApp) -> list[JSONBodyRoute]:
     """The fast path of both routes, to go ahead of them in ``router``
-    (``sdm_router.api.fast_route``): same handler, no FastAPI machinery per request."""
+    (``sdm_router.api.openai.fast_route``): same handler, no FastAPI machinery per request."""
     return [
         JSONBodyRoute(
             "/v1/chat/completions", ChatCompletionRequest, partial(respond, renderer=CHAT), router

@@ -1,8 +1,8 @@
 """What every renderer of a generation endpoint shares: per-request choices and the protocol.
 
 Renderers build JSON-ready dicts, serialized with orjson (:func:`json_bytes`, and
-``sdm_router.api.sse.sse`` for stream events). They follow the models of
-``sdm_router.core.openai_responses`` (which document the responses in ``/openapi.json``) key for
+``sdm_router.api.openai.render.sse.sse`` for stream events). They follow the models of
+``sdm_router.api.openai.responses`` (which document the responses in ``/openapi.json``) key for
 key and in field order: a non-streamed body carries every field, defaults included (the
 models' ``model_dump_json()``), a stream chunk only the fields it sets (``exclude_unset``). The
 values are ones we computed with the models' types, so building the models per request would
@@ -17,8 +17,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
-from sdm_router.api.sse import sse
-from sdm_router.api.verification_render import usage_out
+from sdm_router.api.openai.render.sse import sse
+from sdm_router.api.openai.render.verification import usage_out
 from sdm_router.core.generation import StreamDelta, Usage
 from sdm_router.pipeline.serving import Served
 

@@ -1,10 +1,10 @@
 """Legacy ``text_completion`` responses and their stream chunks (JSON-ready dicts shaped as
-``TextCompletion``; see ``sdm_router.api.rendering``)."""
+``TextCompletion``; see ``sdm_router.api.openai.render.base``)."""
 
 from __future__ import annotations
 
-from sdm_router.api.rendering import ChunkRenderer, JSONObject, RenderContext
-from sdm_router.api.verification_render import usage_out, verification_of
+from sdm_router.api.openai.render.base import ChunkRenderer, JSONObject, RenderContext
+from sdm_router.api.openai.render.verification import usage_out, verification_of
 from sdm_router.core.generation import StreamDelta, TokenLogprob
 from sdm_router.pipeline.serving import Served
 

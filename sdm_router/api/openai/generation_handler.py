@@ -11,23 +11,16 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from sdm_router.api.context import (
-    ClientDisconnected,
-    client_left,
-    context_of,
-    request_timeout,
-    until_disconnected,
-)
-from sdm_router.api.fast_route import JSONBytesResponse
-from sdm_router.api.limits import admit
-from sdm_router.api.rendering import RenderContext, Renderer, json_bytes
-from sdm_router.api.streaming import SSEResponse, decided_stream, pending_stream
-from sdm_router.api.verification_render import decision_headers
-from sdm_router.backends.resilience import set_request_deadline
+from sdm_router.api.context import context_of
+from sdm_router.api.edge.disconnect import client_left, request_timeout, until_disconnected
+from sdm_router.api.errors import ClientDisconnected
+from sdm_router.api.openai.fast_route import JSONBytesResponse
+from sdm_router.api.openai.render.base import RenderContext, Renderer, json_bytes
+from sdm_router.api.openai.render.streaming import SSEResponse, decided_stream, pending_stream
+from sdm_router.api.openai.render.verification import decision_headers
+from sdm_router.api.openai.wire import ChatCompletionRequest, CompletionRequest
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
-from sdm_router.core.openai_wire import ChatCompletionRequest, CompletionRequest
-from sdm_router.pipeline.cascade import check_params
-from sdm_router.pipeline.serving import RequestMeta, Streaming
+from sdm_router.pipeline.serving import Streaming
 
 DEFAULT_MAX_TOKENS = 256
 WireRequest = ChatCompletionRequest | CompletionRequest
@@ -80,18 +73,14 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
     context = context_of(request)
     generation = to_generation_request(body)
     rendering = render_context(body, renderer, context.max_nearest_exemplars)
-    timeout = context.server.request_timeout_seconds
-    deadline = time.monotonic() + timeout
-    set_request_deadline(deadline)  # backend retries never pause past it
+    timeout = context.edge.request_timeout
     serving, nearest = context.generation, rendering.nearest_exemplars
-    request_id = request.scope.get("state", {}).get("request_id", "unknown")
-    key_name = request.scope.get("state", {}).get("api_key_name")
-    meta = RequestMeta(request_id, rendering.response_id, key_name)
-    admission = await admit(request, body.model)  # 403 for the key, 429 over its limits
+    # 404 for an unknown model, 403 for the key, 429 over its limits
+    admitted = await context.edge.open_route(request, body.model, response_id=rendering.response_id)
+    scope, admission = admitted.scope, admitted.admission
+    deadline, request_id = scope.deadline, scope.request_id
     released_by_stream = False
     try:
-        # a parameter the route's backends cannot honour is a 400 before any byte, streamed or not
-        check_params(context.gateway.plan_for(body.model), generation)
         if body.stream:
             # Verify-then-stream runs the cascade before the first byte. An answer ready within
             # one keep-alive interval goes out as before (errors as HTTP statuses, x-sdm-*
@@ -99,7 +88,7 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
             # a proxy's idle timeout does not cut a long verification.
             interval = context.server.sse_keepalive_seconds
             work = asyncio.ensure_future(
-                admission.metered(serving.stream(body.model, generation, nearest, meta))
+                admission.metered(serving.stream(scope, generation, nearest))
             )
             first_wait = min(interval, timeout) if interval > 0 else timeout
             headers = dict(admission.headers)
@@ -120,7 +109,7 @@ async def respond(request: Request, body: WireRequest, renderer: Renderer) -> Re
             released_by_stream = True  # the stream keeps its admission slot until it closes
             return SSEResponse(chunks, headers, on_close=admission.release)
         served = await until_disconnected(
-            request, serving.complete(body.model, generation, nearest, meta), timeout
+            request, serving.complete(scope, generation, nearest), timeout
         )
     except ClientDisconnected:
         return Response(status_code=499)

@@ -1,0 +1,1 @@
+"""Operator endpoints: health and readiness, decisions and feedback, admin reload."""
