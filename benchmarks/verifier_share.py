@@ -154,7 +154,8 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         for side in sides:  # warm up
             await run_round(side, 4, 2)
-            side.latencies.clear(), side.wall.clear(), side.done.clear(), side.shares.clear()
+            for record in (side.latencies, side.wall, side.done, side.shares):
+                record.clear()
         for concurrency in args.concurrency:
             for round_number in range(args.rounds):
                 order = sides if round_number % 2 == 0 else sides[::-1]  # ABBA

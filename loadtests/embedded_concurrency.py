@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from loadtests.replicas import free_port
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -158,14 +159,6 @@ def report(outcomes: list[Outcome], elapsed: float, concurrency: int) -> None:
     tokens = sum(outcome.completion_tokens for outcome in outcomes)
     errors = sum(outcome.status >= 500 for outcome in outcomes)
     print(f"  completion tokens {tokens} ({tokens / elapsed:.1f} tokens/s); 5xx: {errors}")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_gateway(log: Path, config: Path | None) -> tuple[str, subprocess.Popen[bytes]]:

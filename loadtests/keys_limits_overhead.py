@@ -42,7 +42,7 @@ HIGH = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "in_flight": 100_000}
 
 def auth_env(keys: int) -> str:
     """``SDM_ROUTER_AUTH``: ``keys`` keys, the last one the benchmark's, all with limits."""
-    entries = [
+    entries: list[dict[str, object]] = [
         {"name": f"k{index}", "sha256": hashlib.sha256(f"other-{index}".encode()).hexdigest()}
         for index in range(keys - 1)
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sdm_router.core.generation import (
     Candidate,
+    FinishReason,
     Generation,
     GenerationRequest,
     Param,
@@ -172,7 +173,7 @@ class FakeBackend:
         if self._error is not None:
             raise self._error
         texts = [self._answers[i % len(self._answers)] for i in range(request.params.n)]
-        finish = "tool_calls" if self._tool_calls else "stop"
+        finish: FinishReason = "tool_calls" if self._tool_calls else "stop"
         return Generation(
             model=self._name,
             candidates=tuple(

@@ -60,6 +60,7 @@ def test_the_d_comparison_fails_on_a_real_discrepancy(
     ours = model.score(data["eval"][0])
     cdfs = model.contents.distance_cdfs
     assert_d_matches(ours, ours.d, cdfs)  # equal to itself
+    assert ours.d_settled is not None
     row = int(np.flatnonzero(~ours.d_settled & (ours.d > 0.1))[0])
     perturbed = ours.d.copy()
     perturbed[row] -= 1.0 / max(cdf.size for cdf in cdfs)  # one calibration rank
@@ -89,7 +90,7 @@ def test_near_tie_rows_get_one_d_whatever_path_computed_their_d0(
                 }
             )
         )
-    assert all(result.d_settled.any() for result in results)
+    assert all(result.d_settled is not None and result.d_settled.any() for result in results)
     for result in results[1:]:
         np.testing.assert_array_equal(result.d, results[0].d)
     cdfs = SDMModel.load(reference_model_path, device="cpu").contents.distance_cdfs

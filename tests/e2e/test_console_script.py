@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.openai_extra import extra_fields
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -95,7 +96,7 @@ def test_a_question_gets_a_verified_answer(
             model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}]
         )
     completion = raw.parse()
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert verification["decision"] in {"accept", "abstain"}
     assert verification["attempts"], "the cascade recorded no attempt"
     assert raw.headers["x-sdm-decision"] == verification["decision"]

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
@@ -30,7 +31,9 @@ from tests.support.tcp_proxy import tcp_proxy
 pytestmark = pytest.mark.integration
 __all__ = ["database_url"]  # the fixture, parametrized over both databases
 
-QUESTION = [{"role": "user", "content": "What is six times seven?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is six times seven?"}
+]
 
 
 @pytest.fixture
@@ -148,7 +151,7 @@ def test_streams_are_recorded_too(gateway: str) -> None:
         raw = client.chat.completions.with_raw_response.create(
             model="passthrough",
             messages=QUESTION,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
         request_id = raw.headers["x-request-id"]
         list(raw.parse())
@@ -245,7 +248,7 @@ def test_a_database_outage_costs_no_request_and_no_record(
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(select(decisions.c.request_id)).scalars().all()
+            rows: Sequence[str] = connection.execute(select(decisions.c.request_id)).scalars().all()
     finally:
         engine.dispose()
         for _ in schemas:  # drops the schema

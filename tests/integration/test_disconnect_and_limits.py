@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fakes import FakeVerifier
 from tests.support.fake_upstream import FakeUpstream
@@ -21,7 +22,9 @@ from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "What is six times seven?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is six times seven?"}
+]
 PATIENT = {"connect": 2, "read": 60, "total": 60}
 
 
@@ -154,7 +157,7 @@ def test_overload_is_a_429_not_a_queue(patient_gateway: str) -> None:
     assert _wait_for(lambda: _in_flight(patient_gateway) >= 1)
     sdk = openai.OpenAI(base_url=f"{patient_gateway}/v1", api_key="sekret", max_retries=0)
     with sdk, pytest.raises(openai.RateLimitError) as caught:
-        sdk.chat.completions.create(model="slow", messages=QUESTION)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="slow", messages=QUESTION)
     first.join()
     assert caught.value.response.headers["retry-after"] == "1"
     assert caught.value.code == "overloaded"

@@ -21,6 +21,7 @@ import pytest
 from sdm_router.config import load_settings
 from sdm_router.main import build_app
 from sdm_router.verifier.sdm import SDMModel
+from tests.support.openai_extra import extra_fields
 from tests.support.servers import serve_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,7 +43,7 @@ def ask(client: openai.OpenAI, question: str, **extra: Any) -> tuple[str, dict[s
     completion = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": question}], **extra
     )
-    verification: dict[str, Any] = completion.model_extra["verification"]  # type: ignore[index]
+    verification: dict[str, Any] = extra_fields(completion)["verification"]
     return completion.choices[0].message.content or "", verification
 
 
@@ -84,7 +85,7 @@ def test_stream_with_usage_on_the_embedded_model(embedded_client: openai.OpenAI)
     )
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    assert chunks[-1].model_extra["verification"]["decision"] in {"accept", "abstain"}  # type: ignore[index]
+    assert extra_fields(chunks[-1])["verification"]["decision"] in {"accept", "abstain"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 
@@ -100,7 +101,7 @@ def test_n_choices_on_the_direct_model(embedded_client: openai.OpenAI) -> None:
     )
     assert len(completion.choices) == 2
     assert completion.choices[0].logprobs is not None
-    assert completion.model_extra["verification"]["attempts"][0]["model"] == "smollm2-135m"  # type: ignore[index]
+    assert extra_fields(completion)["verification"]["attempts"][0]["model"] == "smollm2-135m"
 
 
 def test_verify_endpoint_with_the_real_verifier(embedded_client: openai.OpenAI) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,13 +32,13 @@ QUESTIONS = (
 )
 
 
-def chat(question: str, **params: object) -> GenerationRequest:
-    sampling = SamplingParams(**{"max_tokens": 12, "temperature": 0.0, **params})  # type: ignore[arg-type]
+def chat(question: str, **params: Any) -> GenerationRequest:
+    sampling = SamplingParams(**{"max_tokens": 12, "temperature": 0.0, **params})
     return GenerationRequest(messages=(Message("user", question),), prompt=None, params=sampling)
 
 
-def raw(prompt: str, **params: object) -> GenerationRequest:
-    sampling = SamplingParams(**{"max_tokens": 12, "temperature": 0.0, **params})  # type: ignore[arg-type]
+def raw(prompt: str, **params: Any) -> GenerationRequest:
+    sampling = SamplingParams(**{"max_tokens": 12, "temperature": 0.0, **params})
     return GenerationRequest(messages=None, prompt=prompt, params=sampling)
 
 
@@ -191,6 +193,7 @@ async def test_a_client_that_leaves_has_its_row_dropped(
     await backend.start()
     try:
         stream = backend.stream(raw("1, 2, 3, 4, 5,", max_tokens=400))
+        assert isinstance(stream, AsyncGenerator)  # it is closed as a client would
         first = await anext(stream)
         assert first.finish_reason is None
         await stream.aclose()  # the client disconnected

@@ -20,7 +20,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ class Rig:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def _backend(url: str, model: str, timeouts: dict[str, float]) -> dict[str, Any]:
+def _backend(url: str, model: str, timeouts: Mapping[str, float]) -> dict[str, Any]:
     return {
         "type": "openai", "base_url": f"{url}/v1", "model": model, "timeouts": timeouts,
         "retries": RETRIES, "circuit_breaker": BREAKER,

@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 from fastapi.routing import APIRoute
+from openai.types.chat import ChatCompletionMessageParam
 from starlette.routing import Mount, Route
 
 from sdm_router.api.openai.fast_route import JSONBodyRoute
@@ -32,7 +33,9 @@ from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "What is six times seven?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is six times seven?"}
+]
 USER, ADMIN = "sk-user-0123456789", "sk-admin-0123456789"
 REDIS_URL = os.environ.get("SDM_ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LIMIT_HEADERS = (
@@ -215,12 +218,12 @@ def test_a_route_or_model_outside_the_key_is_403(keyed: tuple[str, Any]) -> None
     url, _ = keyed
     with sdk(url, "sk-auto-only") as client:
         with pytest.raises(openai.PermissionDeniedError) as caught:
-            client.chat.completions.create(model="good", messages=QUESTION)  # type: ignore[arg-type]
+            client.chat.completions.create(model="good", messages=QUESTION)
         assert caught.value.status_code == 403
         assert caught.value.code == "model_not_allowed"
         with pytest.raises(openai.PermissionDeniedError):
-            client.chat.completions.create(model="failover", messages=QUESTION)  # type: ignore[arg-type]
-        answer = client.chat.completions.create(model="auto", messages=QUESTION)  # type: ignore[arg-type]
+            client.chat.completions.create(model="failover", messages=QUESTION)
+        answer = client.chat.completions.create(model="auto", messages=QUESTION)
         assert answer.choices[0].message.content
         assert [model.id for model in client.models.list()] == ["auto"]
     verify = httpx.post(
@@ -327,14 +330,14 @@ def test_requests_per_minute(keyed: tuple[str, Any]) -> None:
         for _ in range(3):
             raw = client.chat.completions.with_raw_response.create(
                 model="good",
-                messages=QUESTION,  # type: ignore[arg-type]
+                messages=QUESTION,
             )
             assert raw.http_response.headers["x-ratelimit-limit-requests"] == "3"
             assert raw.http_response.headers["x-ratelimit-reset-requests"].endswith("s")
             remaining.append(raw.http_response.headers["x-ratelimit-remaining-requests"])
         assert remaining == ["2", "1", "0"]
         with pytest.raises(openai.RateLimitError) as caught:
-            client.chat.completions.create(model="good", messages=QUESTION)  # type: ignore[arg-type]
+            client.chat.completions.create(model="good", messages=QUESTION)
     error = caught.value
     assert error.status_code == 429 and error.code == "rate_limit_exceeded"
     assert error.type == "requests"
@@ -375,14 +378,14 @@ def test_streamed_tokens_count_too(keyed: tuple[str, Any], key: str, model: str)
     with sdk(url, key) as client:
         stream = client.chat.completions.create(
             model=model,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             stream=True,
             stream_options={"include_usage": True},
         )
         chunks = list(stream)
         assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 1
         with pytest.raises(openai.RateLimitError) as caught:
-            client.chat.completions.create(model=model, messages=QUESTION)  # type: ignore[arg-type]
+            client.chat.completions.create(model=model, messages=QUESTION)
     assert caught.value.type == "tokens"
 
 
@@ -487,7 +490,7 @@ def test_requests_in_flight_per_key_and_for_the_gateway(keyed: tuple[str, Any]) 
     first = _hold(url, "sk-flight")
     _wait_for(lambda: _in_flight(url) >= 1)
     with sdk(url, "sk-flight") as client, pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(model="good", messages=QUESTION)  # type: ignore[arg-type]
+        client.chat.completions.create(model="good", messages=QUESTION)
     assert caught.value.code == "too_many_requests_in_flight"
     assert caught.value.response.headers["retry-after"] == "1"
     assert rate_limited(url, "in_flight_key") == key_before + 1

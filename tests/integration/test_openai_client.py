@@ -6,14 +6,20 @@ import time
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from sdm_router.config import DEFAULT_ABSTAIN_MESSAGE
 from tests.support.fake_upstream import CONFIDENT, UNSURE, FakeUpstream
+from tests.support.openai_extra import extra_fields
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "What is six times seven?"}]
-HARD = [{"role": "user", "content": "A hard question nobody can answer"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is six times seven?"}
+]
+HARD: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "A hard question nobody can answer"}
+]
 
 
 def test_non_stream_escalates_then_accepts(client: openai.OpenAI) -> None:
@@ -22,7 +28,7 @@ def test_non_stream_escalates_then_accepts(client: openai.OpenAI) -> None:
     assert completion.choices[0].message.content == CONFIDENT
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None and completion.usage.total_tokens > 0
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert verification["decision"] == "accept"
     assert verification["reason"] == "verified"
     assert verification["tier"] == 1
@@ -37,7 +43,7 @@ def test_non_stream_escalates_then_accepts(client: openai.OpenAI) -> None:
 def test_abstains_with_the_configured_message(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model="auto", messages=HARD)
     assert completion.choices[0].message.content == DEFAULT_ABSTAIN_MESSAGE
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert verification["decision"] == "abstain"
     assert verification["reason"] == "predicted_incorrect"
     assert [a["action"] for a in verification["attempts"]] == ["escalate", "abstain"]
@@ -46,7 +52,7 @@ def test_abstains_with_the_configured_message(client: openai.OpenAI) -> None:
 def test_best_effort_abstain_returns_the_rejected_answer(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model="unsure-best-effort", messages=QUESTION)
     assert completion.choices[0].message.content == UNSURE
-    assert completion.model_extra["verification"]["decision"] == "abstain"  # type: ignore[index]
+    assert extra_fields(completion)["verification"]["decision"] == "abstain"
 
 
 def test_error_abstain_is_a_422_with_code_abstained(client: openai.OpenAI) -> None:
@@ -68,7 +74,7 @@ def test_stream_with_include_usage(client: openai.OpenAI) -> None:
     final = chunks[-1]
     assert final.choices == []
     assert final.usage is not None and final.usage.total_tokens > 0
-    assert final.model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(final)["verification"]["decision"] == "accept"
     assert all(c.usage is None for c in chunks[:-1])
     finishes = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
@@ -80,8 +86,8 @@ def test_stream_without_usage_puts_the_verdict_on_the_last_chunk(client: openai.
     chunks = list(client.chat.completions.create(model="auto", messages=HARD, stream=True))
     final = chunks[-1]
     assert final.choices[0].finish_reason == "stop"
-    assert final.model_extra["verification"]["decision"] == "abstain"  # type: ignore[index]
-    assert "usage" not in (chunks[0].model_extra or {}) and chunks[0].usage is None
+    assert extra_fields(final)["verification"]["decision"] == "abstain"
+    assert all(chunk.usage is None for chunk in chunks)  # no usage chunk was asked for
 
 
 def test_n_choices_from_best_of_n(
@@ -97,7 +103,9 @@ def test_logprobs_are_returned_when_asked(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model="good", messages=QUESTION, logprobs=True, top_logprobs=2
     )
-    content = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None
+    content = logprobs.content
     assert content is not None
     assert "".join(item.token for item in content) == CONFIDENT
     assert all(item.logprob <= 0 for item in content)
@@ -128,17 +136,17 @@ def test_legacy_completions(client: openai.OpenAI) -> None:
     completion = client.completions.create(model="auto", prompt="What is six times seven?")
     assert completion.object == "text_completion"
     assert completion.choices[0].text == CONFIDENT
-    assert completion.model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(completion)["verification"]["decision"] == "accept"
 
 
 def test_legacy_completions_stream(client: openai.OpenAI) -> None:
     chunks = list(client.completions.create(model="auto", prompt="What is 6*7?", stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == CONFIDENT
-    assert chunks[-1].model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(chunks[-1])["verification"]["decision"] == "accept"
 
 
 def test_models_lists_routes_and_direct_models(client: openai.OpenAI) -> None:
-    models = {model.id: model.model_extra["kind"] for model in client.models.list()}  # type: ignore[index]
+    models = {model.id: extra_fields(model)["kind"] for model in client.models.list()}
     assert models["auto"] == "route"
     assert models["good"] == "direct"
 
@@ -178,7 +186,7 @@ def test_bad_message_role_names_the_path(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model="auto",
-            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[list-item]
+            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[misc, list-item]
         )
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["param"] == "messages[0].role"
@@ -186,7 +194,7 @@ def test_bad_message_role_names_the_path(client: openai.OpenAI) -> None:
 
 def test_failover_to_the_next_tier_on_upstream_500(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model="failover", messages=QUESTION)
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert verification["decision"] == "accept"
     assert verification["attempts"][0]["reason"] == "backend_error"
     assert verification["attempts"][0]["action"] == "escalate"
@@ -213,7 +221,7 @@ def test_hanging_tier_escalates_after_its_timeout(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
     completion = client.chat.completions.create(model="hang-then-good", messages=QUESTION)
-    assert completion.model_extra["verification"]["tier"] == 1  # type: ignore[index]
+    assert extra_fields(completion)["verification"]["tier"] == 1
     assert "hang" in upstream[1].log.disconnects
 
 
@@ -233,7 +241,7 @@ def test_passthrough_streams_then_reports_the_verdict(client: openai.OpenAI) -> 
         client.chat.completions.create(model="passthrough", messages=QUESTION, stream=True)
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == CONFIDENT
-    assert chunks[-1].model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(chunks[-1])["verification"]["decision"] == "accept"
 
 
 def test_passthrough_cannot_escalate_after_the_first_byte(client: openai.OpenAI) -> None:
@@ -241,7 +249,7 @@ def test_passthrough_cannot_escalate_after_the_first_byte(client: openai.OpenAI)
         client.chat.completions.create(model="passthrough-unsure", messages=QUESTION, stream=True)
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == UNSURE
-    assert chunks[-1].model_extra["verification"]["decision"] == "abstain"  # type: ignore[index]
+    assert extra_fields(chunks[-1])["verification"]["decision"] == "abstain"
 
 
 @pytest.mark.parametrize("model", ["broken-stream", "stream-error"])
@@ -255,7 +263,7 @@ def test_retrieval_regenerates_with_context(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
     completion = client.chat.completions.create(model="retrieving", messages=HARD)
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert [a["action"] for a in verification["attempts"]] == ["retrieve", "accept"]
     assert verification["attempts"][1]["retrieved_context"] is True
     last_user = upstream[1].log.requests[-1]["messages"][-1]["content"]
@@ -264,7 +272,7 @@ def test_retrieval_regenerates_with_context(
 
 def test_budget_exhaustion_abstains(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(model="budget-1", messages=QUESTION)
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert verification["decision"] == "abstain"
     assert verification["reason"] == "budget_exhausted"
 
@@ -280,6 +288,7 @@ def test_each_request_logs_one_structured_line_without_text(
             assert time.monotonic() < deadline, "no request line"
             time.sleep(0.02)
     (record,) = [r for r in caplog.records if r.getMessage() == "request finished"]
-    assert (record.route, record.decision, record.tier) == ("auto", "accept", 1)  # type: ignore[attr-defined]
-    assert record.duration_ms > 0  # type: ignore[attr-defined]
+    fields = vars(record)  # the line's fields are attributes the logger added
+    assert (fields["route"], fields["decision"], fields["tier"]) == ("auto", "accept", 1)
+    assert fields["duration_ms"] > 0
     assert not hasattr(record, "prompt")  # prompt text stays out unless log_prompts is on

@@ -10,6 +10,11 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
 from pydantic import BaseModel
 
 from sdm_router.backends.base import Backend
@@ -23,11 +28,12 @@ from sdm_router.observability.metrics import GatewayMetrics
 from tests.fakes import FakeRetriever, FakeVerifier
 from tests.support.fake_upstream import CONFIDENT, TOOL_CALL_ID, FakeUpstream
 from tests.support.gateway import fake_settings
+from tests.support.openai_extra import extra_fields
 from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
-WEATHER_TOOL: Any = {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -39,7 +45,9 @@ WEATHER_TOOL: Any = {
         },
     },
 }
-ASK: Any = [{"role": "user", "content": "What's the weather like in Paris today?"}]
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What's the weather like in Paris today?"}
+]
 
 
 class LocalLikeBackend(OpenAIHTTPBackend):
@@ -109,7 +117,7 @@ def sent(upstream: tuple[str, FakeUpstream]) -> dict[str, Any]:
 def test_the_tool_calling_example_round_trip(
     sdk: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
-    messages = list(ASK)
+    messages: list[Any] = list(ASK)  # the second turn adds the SDK's own message, dumped
     completion = sdk.chat.completions.create(model="auto", messages=messages, tools=[WEATHER_TOOL])
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -118,7 +126,7 @@ def test_the_tool_calling_example_round_trip(
     assert call.type == "function" and call.id == TOOL_CALL_ID
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"location": "Paris"}
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert (verification["decision"], verification["reason"]) == ("accept", "verified")
     assert sent(upstream)["tools"] == [WEATHER_TOOL]
 
@@ -150,7 +158,10 @@ def test_the_tool_calling_example_round_trip(
 def test_tool_choice_and_parallel_tool_calls_are_forwarded(
     sdk: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
-    other = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+    other: ChatCompletionFunctionToolParam = {
+        "type": "function",
+        "function": {"name": "get_time", "parameters": {}},
+    }
     completion = sdk.chat.completions.create(
         model="good",
         messages=ASK,
@@ -158,7 +169,8 @@ def test_tool_choice_and_parallel_tool_calls_are_forwarded(
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         parallel_tool_calls=False,
     )
-    assert (completion.choices[0].message.tool_calls or [])[0].function.name == "get_weather"
+    call = (completion.choices[0].message.tool_calls or [])[0]
+    assert call.type == "function" and call.function.name == "get_weather"
     body = sent(upstream)
     assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert body["parallel_tool_calls"] is False
@@ -242,7 +254,7 @@ def test_passthrough_streams_tool_call_deltas(
     assert json.loads(arguments) == {"location": "Paris"}
     final = chunks[-1]
     assert final.choices[0].finish_reason == "tool_calls"
-    assert final.model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(final)["verification"]["decision"] == "accept"
     assert sent(upstream)["stream"] is True and sent(upstream)["tools"] == [WEATHER_TOOL]
 
 
@@ -278,8 +290,9 @@ def test_unverified_tool_calls_pass_when_the_route_says_so(sdk: openai.OpenAI) -
         model="unverified-pass", messages=ASK, tools=[WEATHER_TOOL]
     )
     completion = raw.parse()
-    assert (completion.choices[0].message.tool_calls or [])[0].function.name == "get_weather"
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    call = (completion.choices[0].message.tool_calls or [])[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    verification = extra_fields(completion)["verification"]
     assert (verification["decision"], verification["reason"]) == (
         "unverified",
         "tool_calls_unverified",
@@ -289,7 +302,7 @@ def test_unverified_tool_calls_pass_when_the_route_says_so(sdk: openai.OpenAI) -
     assert raw.headers["x-sdm-decision"] == "unverified"
     # a text answer on the same route is verified as usual
     text = sdk.chat.completions.create(model="unverified-pass", messages=ASK)
-    assert text.model_extra["verification"]["decision"] == "accept"  # type: ignore[index]
+    assert extra_fields(text)["verification"]["decision"] == "accept"
 
 
 def test_unverified_tool_calls_abstain_by_default(sdk: openai.OpenAI) -> None:
@@ -298,7 +311,7 @@ def test_unverified_tool_calls_abstain_by_default(sdk: openai.OpenAI) -> None:
     )
     assert completion.choices[0].message.content == DEFAULT_ABSTAIN_MESSAGE
     assert completion.choices[0].message.tool_calls is None
-    verification = completion.model_extra["verification"]  # type: ignore[index]
+    verification = extra_fields(completion)["verification"]
     assert (verification["decision"], verification["reason"]) == (
         "abstain",
         "tool_calls_unverified",
@@ -341,11 +354,15 @@ def test_a_parameter_the_backend_cannot_honour_is_a_400_naming_it(
 
 
 def test_the_history_tool_calls_are_refused_by_message(sdk: openai.OpenAI) -> None:
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    call: ChatCompletionMessageFunctionToolCallParam = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "f", "arguments": "{}"},
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(
             model="local-like",
-            messages=[*ASK, {"role": "assistant", "tool_calls": [call]}],  # type: ignore[list-item]
+            messages=[*ASK, {"role": "assistant", "tool_calls": [call]}],
         )
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["param"] == "messages[1].tool_calls"

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,12 @@ def substitute(expr: str) -> str:
 # --------------------------------------------------------------------------- servers
 
 
+class _MetricsServer(ThreadingHTTPServer):
+    """An HTTP server whose ``render`` gives the /metrics body and its content type."""
+
+    render: Callable[[], tuple[bytes, str]]
+
+
 class _MetricsHandler(BaseHTTPRequestHandler):
     """Serves GET /metrics from ``server.render``."""
 
@@ -88,7 +94,8 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         if self.path != "/metrics":
             self.send_error(404)
             return
-        body, content_type = self.server.render()  # type: ignore[attr-defined]
+        assert isinstance(self.server, _MetricsServer)
+        body, content_type = self.server.render()
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -133,8 +140,8 @@ class FakeVLLM:
 @pytest.fixture
 def fake_vllm() -> Iterator[tuple[FakeVLLM, str]]:
     vllm = FakeVLLM()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
-    server.render = lambda: (generate_latest(vllm.registry), "text/plain; version=0.0.4")  # type: ignore[attr-defined]
+    server = _MetricsServer(("127.0.0.1", 0), _MetricsHandler)
+    server.render = lambda: (generate_latest(vllm.registry), "text/plain; version=0.0.4")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

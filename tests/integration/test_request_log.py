@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fakes import FakeRetriever, FakeVerifier
 from tests.support.fake_upstream import FakeUpstream
@@ -23,7 +24,9 @@ from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "What is six times seven?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is six times seven?"}
+]
 LOGGER = "sdm_router.api.edge.middleware"
 
 
@@ -271,7 +274,7 @@ def test_a_slow_verification_opens_the_stream_and_pings(gateway: str, lines: Lin
 def test_the_openai_client_reads_a_pinged_stream(gateway: str) -> None:
     with openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0) as client:
         chunks = list(client.chat.completions.create(model="slowly", messages=QUESTION,
-                                                     stream=True))  # type: ignore[arg-type]  # fmt: skip
+                                                     stream=True))  # fmt: skip
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "The answer is 42."
 

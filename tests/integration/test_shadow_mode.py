@@ -52,7 +52,7 @@ def _chat(url: str) -> str:
 def _shadowed(url: str, request_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        record = httpx.get(f"{url}/v1/decisions/{request_id}", timeout=10).json()
+        record: dict[str, Any] = httpx.get(f"{url}/v1/decisions/{request_id}", timeout=10).json()
         if record.get("shadow"):
             return record
         time.sleep(0.05)

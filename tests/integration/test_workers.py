@@ -102,7 +102,7 @@ def requests_served(directory: Path, pid: int, scratch: Path) -> float:
     own.mkdir()
     shutil.copy(directory / f"counter_{pid}.db", own)
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(own))  # type: ignore[no-untyped-call]
+    MultiProcessCollector(registry, path=str(own))
     return sum(
         sample.value
         for family in registry.collect()

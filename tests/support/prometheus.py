@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENSURE_SCRIPT = REPO_ROOT / "scripts" / "ensure-prometheus"
@@ -67,14 +68,6 @@ def require_binary(binary: str) -> str:
 def require_prometheus() -> str:
     """Path of the ``prometheus`` binary, or skip the test with the reason."""
     return require_binary("prometheus")
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PromQLError(AssertionError):

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from sdm_router.api.edge.auth import AuthMiddleware, KeyRing, bearer_token, route_path
 from sdm_router.api.edge.key_limits import reset_text
@@ -147,9 +148,13 @@ def test_bearer_token(header: bytes, token: bytes | None) -> None:
     assert bearer_token({"headers": []}) is None
 
 
+async def _unused_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("kind() does not call the app")
+
+
 def test_paths_are_public_only_exactly_and_admin_in_any_spelling() -> None:
     middleware = AuthMiddleware(
-        app=None,  # type: ignore[arg-type]
+        app=_unused_app,
         ring=KeyRing(AuthSettings()),
         public_paths=frozenset({"/healthz", "/readyz"}),
     )
@@ -170,7 +175,7 @@ def test_paths_are_public_only_exactly_and_admin_in_any_spelling() -> None:
     ):
         assert middleware.kind(path) == "admin", path
     docs_public = AuthMiddleware(
-        app=None,  # type: ignore[arg-type]
+        app=_unused_app,
         ring=KeyRing(AuthSettings()),
         public_paths=frozenset({"/docs", "/metrics"}),
     )

@@ -33,6 +33,7 @@ def _app(fast: bool, calls: list[tuple[str, Any]]) -> FastAPI:
     async def handler(request: Request, body: ChatCompletionRequest) -> Response:
         route = request.scope["route"]
         calls.append(("fast" if FALLBACK not in request.scope else "declared", route.path))
+        assert body.model is not None
         return JSONBytesResponse(b'{"model":"%s"}' % body.model.encode(), {"X-Seen": "yes"})
 
     @app.post(PATH)

@@ -336,8 +336,8 @@ async def test_a_redis_reply_slower_than_the_timeout_is_counted_once() -> None:
         assert admission.headers["x-ratelimit-remaining-tokens"] == "50"
         original = storage.incr
 
-        async def applied_then_late(*args: Any) -> int:
-            value = await original(*args)
+        async def applied_then_late(key: str, expiry: int, amount: int = 1) -> int:
+            value = await original(key, expiry, amount)
             await asyncio.sleep(0.2)
             return value
 
@@ -360,3 +360,21 @@ async def test_a_redis_reply_slower_than_the_timeout_is_counted_once() -> None:
     finally:
         await slow.store.close()
         await other.store.close()
+
+
+async def test_the_store_clock_decides_the_minute() -> None:
+    now = [NOW]
+    metrics = GatewayMetrics(CollectorRegistry())
+    store = LimitStore(LimitsSettings(), metrics, lambda: now[0])
+    keys = KeyLimiter(store, AdmissionGate(100), metrics)
+    key = principal("clocked", rpm=1)
+    (await keys.admit(key)).release()
+    with pytest.raises(RateLimited) as caught:
+        await keys.admit(key)
+    assert caught.value.retry_after == pytest.approx(59.0)  # a second into the minute
+    now[0] = NOW + 58.5  # the same minute, half a second left
+    with pytest.raises(RateLimited) as caught:
+        await keys.admit(key)
+    assert caught.value.headers["x-ratelimit-reset-requests"] == "500ms"
+    now[0] = NOW + 59.0  # the next minute: a fresh budget
+    (await keys.admit(key)).release()

@@ -58,12 +58,17 @@ async def _serve_until_start_fails(response: SSEResponse) -> None:
     assert failure.group_contains(OSError, match="the client is gone")
 
 
+async def _still_deciding() -> Streaming:
+    """Stands in for the cascade deciding a stream: it never finishes."""
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
+
+
 async def test_keepalive_stream_whose_start_fails_cancels_the_pending_cascade() -> None:
-    cascade = asyncio.ensure_future(asyncio.sleep(3600))
+    cascade = asyncio.ensure_future(_still_deciding())
     closed: list[bool] = []
     chunks = pending_stream(
-        cascade,  # type: ignore[arg-type]  # stands in for the Streaming being decided
-        1.0, ChatRenderer(), CONTEXT, time.monotonic() + 60, 60, "req-1",
+        cascade, 1.0, ChatRenderer(), CONTEXT, time.monotonic() + 60, 60, "req-1",
     )  # fmt: skip
     await _serve_until_start_fails(SSEResponse(chunks, on_close=lambda: closed.append(True)))
     assert cascade.cancelled()

@@ -22,6 +22,7 @@ from sdm_router.models.causal_lm import (
     resolve_device,
     resolve_dtype,
 )
+from tests.support.tiny_llama import tiny_llama
 
 
 def test_cache_dir_argument_then_environment_then_home(
@@ -90,17 +91,16 @@ def test_cache_folder_is_keyed_by_size_digest_and_library_versions(
 def tiny_causal_lm() -> tuple[Any, Any]:
     """A real (tiny) Llama and fast tokenizer, as a dequantized GGUF would give."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocabulary = {"[UNK]": 0, "a": 1, "b": 2}
     backend = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
-    config = LlamaConfig(
-        vocab_size=3, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval(), tokenizer
+    model = tiny_llama(
+        3, hidden_size=16, intermediate_size=32, layers=1, heads=2, kv_heads=1, positions=32
+    )
+    return model, tokenizer
 
 
 def test_a_stale_or_corrupt_dequantized_cache_is_rebuilt_never_loaded(

@@ -15,6 +15,7 @@ from sdm_router.backends.local_transformers import LocalTransformersBackend
 from sdm_router.core.errors import InvalidRequest, NoHealthyBackend, Overloaded, UpstreamError
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.models.causal_lm import LoadedCausalLM
+from tests.support.tiny_llama import tiny_llama
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .?"
 EOS = len(ALPHABET)  # 29
@@ -43,19 +44,7 @@ class CharTokenizer:
 
 @pytest.fixture(scope="module")
 def tiny_loaded() -> LoadedCausalLM:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(VOCAB, seed=1)
     model.generation_config.eos_token_id = EOS
     return LoadedCausalLM(
         "tiny", model, CharTokenizer(), torch.device("cpu"), Path("tiny"), "0" * 64, "test"

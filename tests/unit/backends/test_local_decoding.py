@@ -12,6 +12,7 @@ from sdm_router.backends.local.decoding import BatchDecoder, left_pad
 from sdm_router.backends.local.rows import RowSpec, RowState
 from sdm_router.backends.local.sampling import make_sampler
 from sdm_router.backends.local.text import TextTracker
+from tests.support.tiny_llama import tiny_llama
 
 VOCAB = 64
 EOS = 63
@@ -19,19 +20,7 @@ EOS = 63
 
 @pytest.fixture(scope="module")
 def tiny_model() -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(VOCAB, positions=128)
 
 
 def decode(ids: Sequence[int]) -> str:

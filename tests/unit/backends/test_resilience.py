@@ -232,6 +232,12 @@ def _state(metrics: GatewayMetrics) -> float | None:
     return metrics.registry.get_sample_value("sdm_router_backend_circuit_state", {"backend": "up"})
 
 
+def _circuit(breaker: CircuitBreaker) -> CircuitState:
+    """``breaker.state`` read afresh: mypy keeps the narrowing of a first
+    ``assert breaker.state is ...`` for every later read of the property."""
+    return breaker.state
+
+
 def _fail(breaker: CircuitBreaker, times: int = 1) -> None:
     for _ in range(times):
         breaker.failed(breaker.admit())
@@ -244,9 +250,9 @@ def test_the_circuit_opens_after_consecutive_failures_only() -> None:
     _fail(breaker, 2)
     breaker.succeeded(breaker.admit())  # a success starts the count again
     _fail(breaker, 2)
-    assert breaker.state is CircuitState.CLOSED
+    assert _circuit(breaker) is CircuitState.CLOSED
     _fail(breaker)
-    assert breaker.state is CircuitState.OPEN
+    assert _circuit(breaker) is CircuitState.OPEN
     assert breaker.is_open
     assert _state(metrics) == 2
     with pytest.raises(BackendUnavailable) as caught:
@@ -261,14 +267,14 @@ def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     breaker = _breaker(clock, metrics)
     _fail(breaker, 3)
     clock.now += 5.0
-    assert breaker.state is CircuitState.HALF_OPEN
+    assert _circuit(breaker) is CircuitState.HALF_OPEN
     probe = breaker.admit()
     assert probe is True
     assert _state(metrics) == 1
     with pytest.raises(BackendUnavailable):
         breaker.admit()  # one probe at a time
     breaker.succeeded(probe)
-    assert breaker.state is CircuitState.CLOSED
+    assert _circuit(breaker) is CircuitState.CLOSED
     assert _state(metrics) == 0
     assert breaker.admit() is False
 
@@ -279,7 +285,7 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     _fail(breaker, 3)
     clock.now += 5.0
     breaker.failed(breaker.admit())
-    assert breaker.state is CircuitState.OPEN
+    assert _circuit(breaker) is CircuitState.OPEN
     assert _state(metrics) == 2
     clock.now += 4.9
     with pytest.raises(BackendUnavailable):
@@ -294,7 +300,7 @@ def test_a_cancelled_probe_passes_the_turn_on() -> None:
     _fail(breaker, 3)
     clock.now += 5.0
     breaker.abandoned(breaker.admit())
-    assert breaker.state is CircuitState.HALF_OPEN
+    assert _circuit(breaker) is CircuitState.HALF_OPEN
     assert breaker.admit() is True
 
 
@@ -306,15 +312,15 @@ def test_a_client_error_says_the_backend_is_well() -> None:
     ]
     for error in errors:
         breaker.record(breaker.admit(), error)
-    assert breaker.state is CircuitState.CLOSED
+    assert _circuit(breaker) is CircuitState.CLOSED
     breaker.record(breaker.admit(), UpstreamError("answered 429", code="upstream_rate_limited"))
-    assert breaker.state is CircuitState.OPEN
+    assert _circuit(breaker) is CircuitState.OPEN
 
 
 def test_a_disabled_breaker_never_opens() -> None:
     breaker = _breaker(Clock(), GatewayMetrics(), enabled=False, failure_threshold=1)
     _fail(breaker, 10)
-    assert breaker.state is CircuitState.CLOSED
+    assert _circuit(breaker) is CircuitState.CLOSED
     assert not breaker.is_open
 
 

@@ -17,20 +17,14 @@ from packaging.version import Version
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from sdm_router.backends.local import kv
+from tests.support.tiny_llama import tiny_llama
 
 LAYERS, HEADS, KV_HEADS, HIDDEN = 2, 4, 2, 32
 
 
 @pytest.fixture(scope="module")
 def tiny_model() -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=64,
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(50, hidden_size=HIDDEN, layers=LAYERS, heads=HEADS, kv_heads=KV_HEADS)
 
 
 def test_the_installed_transformers_is_the_supported_line() -> None:
@@ -50,8 +44,10 @@ def test_a_prefill_returns_a_dynamic_cache_the_surgery_supports(tiny_model: Any)
     assert isinstance(cache, DynamicCache)
     assert len(cache.layers) == LAYERS
     assert all(type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers)
-    assert cache.layers[0].keys.shape == (2, KV_HEADS, 4, HIDDEN // HEADS)
-    assert cache.layers[0].values.shape == (2, KV_HEADS, 4, HIDDEN // HEADS)
+    first = cache.layers[0]
+    assert first.keys is not None and first.values is not None
+    assert first.keys.shape == (2, KV_HEADS, 4, HIDDEN // HEADS)
+    assert first.values.shape == (2, KV_HEADS, 4, HIDDEN // HEADS)
     assert output.logits.shape[1] == 1  # logits_to_keep is honoured
     assert kv.supports_surgery(cache)  # continuous batching stays on
 

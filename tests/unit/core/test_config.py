@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sdm_router.config import EMBEDDED_CONFIG, load_settings
+from sdm_router.config import EMBEDDED_CONFIG, OpenAIBackendSettings, load_settings
 from sdm_router.core.errors import ConfigurationError
 
 VLLM_CONFIG = EMBEDDED_CONFIG.parent / "vllm.yaml"
@@ -25,8 +25,10 @@ def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SDM_ROUTER_BACKENDS__SMALL__BASE_URL", "http://10.0.0.1:8000/v1")
     settings = load_settings(VLLM_CONFIG)
     assert settings.server.port == 9123
-    assert settings.backends["small"].base_url == "http://10.0.0.1:8000/v1"  # type: ignore[union-attr]
-    assert settings.backends["small"].model == "Qwen/Qwen2.5-1.5B-Instruct"  # type: ignore[union-attr]
+    small = settings.backends["small"]
+    assert isinstance(small, OpenAIBackendSettings)
+    assert small.base_url == "http://10.0.0.1:8000/v1"
+    assert small.model == "Qwen/Qwen2.5-1.5B-Instruct"
 
 
 @pytest.mark.parametrize("alpha", ["0.5", "1.0", "1.5", "0.2"])

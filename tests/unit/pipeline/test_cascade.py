@@ -7,32 +7,14 @@ import dataclasses
 import pytest
 
 from sdm_router.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
-from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.core.routing import OnAbstain
 from sdm_router.core.verdict import Action, Reason, Verdict
 from sdm_router.pipeline.cascade import Cascade, answer_candidates
 from sdm_router.pipeline.observer import NullObserver
-from sdm_router.pipeline.plan import RoutePlan, Tier
+from sdm_router.pipeline.plan import Tier
 from sdm_router.pipeline.policy import CascadePolicy, PolicyThresholds, Progress, Step
 from tests.fakes import FakeBackend, FakeRetriever, FakeVerifier
-from tests.support.plans import route_plan
-
-GOOD, BAD = "The answer is 42.", "I am not sure."
-REQUEST = GenerationRequest(
-    messages=(Message("user", "What is 6*7?"),), prompt=None, params=SamplingParams(n=1)
-)
-
-
-def plan(
-    *tiers: Tier,
-    retrieval: bool = False,
-    budget: int = 6,
-    on_abstain: OnAbstain = OnAbstain.MESSAGE,
-) -> RoutePlan:
-    return route_plan(
-        "route", tiers=tiers, retrieval=retrieval, retrieval_top_k=2,
-        max_backend_calls=budget, on_abstain=on_abstain, abstain_message="no",
-    )  # fmt: skip
+from tests.support.plans import BAD, GOOD, REQUEST, plan
 
 
 def cascade(retriever: FakeRetriever | None = None) -> Cascade:

@@ -7,7 +7,7 @@ from sdm_router.pipeline.cascade import Cascade, CascadeResult, tier_request
 from sdm_router.pipeline.observer import NullObserver
 from sdm_router.pipeline.plan import Tier
 from tests.fakes import FakeBackend, FakeVerifier
-from tests.unit.pipeline.test_cascade import GOOD, plan
+from tests.support.plans import GOOD, plan
 
 CLIENT = GenerationRequest(
     messages=(Message("user", "What is 6*7?"),),

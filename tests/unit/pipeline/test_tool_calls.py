@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from sdm_router.pipeline.policy import ranking_key
 from sdm_router.pipeline.scope import RequestScope
 from sdm_router.pipeline.serving import GenerationServing
 from tests.fakes import FakeBackend, FakeVerifier
-from tests.unit.pipeline.test_cascade import BAD, GOOD, plan
+from tests.support.plans import BAD, GOOD, plan
 
 CALL = ToolCall("call_1", "get_weather", '{"location": "Paris"}')
 TOOLS = ({"type": "function", "function": {"name": "get_weather"}},)
@@ -50,8 +51,8 @@ REQUEST = GenerationRequest(
 )
 
 
-def tools_plan(*tiers: Tier, **changes: object) -> RoutePlan:
-    return dataclasses.replace(plan(*tiers), **changes)  # type: ignore[arg-type]
+def tools_plan(*tiers: Tier, **changes: Any) -> RoutePlan:
+    return dataclasses.replace(plan(*tiers), **changes)
 
 
 def run(verifier: FakeVerifier, route: RoutePlan, request: GenerationRequest = REQUEST):
@@ -197,9 +198,7 @@ async def test_drop_params_drops_per_tier(caplog: pytest.LogCaptureFixture) -> N
     (to_remote,) = remote.requests
     assert to_remote.options.tools == TOOLS and to_remote.messages == REQUEST.messages
     (record,) = [r for r in caplog.records if r.getMessage() == "parameters dropped (drop_params)"]
-    assert record.dropped == {  # type: ignore[attr-defined]
-        "local": ["messages[1].tool_calls", "tool_choice", "tools"]
-    }
+    assert vars(record)["dropped"] == {"local": ["messages[1].tool_calls", "tool_choice", "tools"]}
 
 
 def test_tier_request_without_drop_params_changes_nothing() -> None:

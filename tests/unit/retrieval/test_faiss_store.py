@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,13 +50,14 @@ class FakeEncoder:
                 bucket = int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM
                 vectors[row, bucket] += 1.0
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-9)
+        normalized: npt.NDArray[np.float32] = vectors / np.maximum(norms, 1e-9)
+        return normalized
 
 
 def make_store(
-    encoder: FakeEncoder, documents: list[Document] = DOCUMENTS, **options: object
+    encoder: FakeEncoder, documents: list[Document] = DOCUMENTS, **options: Any
 ) -> FaissDocumentStore:
-    return FaissDocumentStore(documents, encoder_factory=lambda: encoder, **options)  # type: ignore[arg-type]
+    return FaissDocumentStore(documents, encoder_factory=lambda: encoder, **options)
 
 
 async def test_implements_the_retriever_protocol_and_finds_the_closest_passage() -> None:

@@ -7,6 +7,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def _probed(records: list[AnswerRecord], seed: int = 0) -> ProbeFeatures:
     return ProbeFeatures(blocks, np.ones(len(records), bool), np.ones(len(records), np.int64), 0, 0)
 
 
-def _options(**changes: object) -> AblationOptions:
+def _options(**changes: Any) -> AblationOptions:
     training = replace(
         DEFAULT_TRAINING, exemplar_dimension=8, epochs=5, learning_rate=3e-2, max_neighbors=64,
         device="cpu", seed=7,
@@ -246,7 +247,7 @@ def _options(**changes: object) -> AblationOptions:
         variants=("gen.last@final", "enc.final@final"), seeds=3, holdout_family="weekdays",
         alphas=(0.90,), training=training,
     )  # fmt: skip
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def test_each_variant_runs_every_seed_on_the_same_splits() -> None:

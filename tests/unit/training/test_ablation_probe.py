@@ -23,6 +23,7 @@ from sdm_router.training.ablation.probe import (
 )
 from sdm_router.training.records import AnswerRecord
 from sdm_router.verifier.encoder import HiddenStateEncoder
+from tests.support.tiny_llama import tiny_llama
 
 CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 .?:\n[]"
 UNK = len(CHARS)
@@ -54,15 +55,10 @@ class ChatCharTokenizer:
 
 @pytest.fixture(scope="module")
 def loaded() -> LoadedCausalLM:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(3)
-    config = LlamaConfig(
-        vocab_size=len(CHARS) + 1, hidden_size=16, intermediate_size=32,
-        num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
-        max_position_embeddings=256,
+    model = tiny_llama(
+        len(CHARS) + 1, hidden_size=16, intermediate_size=32, layers=LAYERS, heads=2,
+        kv_heads=1, positions=256, seed=3,
     )  # fmt: skip
-    model = LlamaForCausalLM(config).eval()
     return LoadedCausalLM(
         "tiny", model, ChatCharTokenizer(), torch.device("cpu"), Path("tiny"), "0" * 64, "test"
     )

@@ -23,7 +23,7 @@ from sdm_router.training.splits import (
 )
 from sdm_router.training.suites import list_families
 from sdm_router.training.suites.registry import get_family, get_suite
-from tests.unit.training.test_verifier_build import build_tiny
+from tests.support.verifier_builds import build_tiny
 
 
 def _record(item_id: str, question: str, variant: str = "greedy", label: int = 1) -> AnswerRecord:

@@ -169,6 +169,7 @@ def test_attach_recovers_the_exemplars_and_refuses_other_data(
     calibration = _mixed("cal", 400, 3)
     attached = attach_calibration_vectors(stripped, _rows(calibration[::-1]))  # any order
     assert attached.contents.calibration_vectors is not None
+    assert model.contents.calibration_vectors is not None
     np.testing.assert_allclose(
         attached.contents.calibration_vectors, model.contents.calibration_vectors, atol=1e-5
     )

@@ -56,7 +56,7 @@ async def test_event_loop_stays_responsive_while_batch_runs() -> None:
 
 
 async def test_submit_after_close_is_refused() -> None:
-    batcher = MicroBatcher(lambda items: items)
+    batcher: MicroBatcher[int, int] = MicroBatcher(lambda items: items)
     with pytest.raises(BatcherClosedError):
         await batcher.submit(1)
     batcher.start()

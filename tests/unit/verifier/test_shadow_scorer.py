@@ -4,12 +4,14 @@ live verdict gets the candidate's verdict on the same row; a full backlog skips 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from sdm_router.core.verdict import Verdict
-from sdm_router.verifier.sdm import SDMModel, TrainingConfig, train_model
+from sdm_router.verifier.sdm import SDMModel, SDMScores, TrainingConfig, train_model
 from sdm_router.verifier.sdm_verifier import ShadowScorer, to_verdicts
 
 
@@ -51,9 +53,13 @@ async def test_a_full_backlog_skips_the_batch_and_never_blocks(candidate: SDMMod
     gate = threading.Event()
     original = candidate.score
 
-    def slow(values: np.ndarray) -> object:
+    def slow(
+        values: Any,
+        nearest_exemplars: int = 0,
+        identity_support_indices: npt.NDArray[np.int64] | None = None,
+    ) -> SDMScores:
         gate.wait(10)
-        return original(values)
+        return original(values, nearest_exemplars, identity_support_indices)
 
     candidate.score = slow  # type: ignore[method-assign]
     try:

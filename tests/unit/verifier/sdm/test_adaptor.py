@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
 
 from sdm_router.verifier.sdm.adaptor import Adaptor, AdaptorWeights
 from sdm_router.verifier.sdm.blas import TORCH_MIN_ROWS, single_threaded_blas

@@ -99,13 +99,13 @@ def test_screened_q_equals_float64_truth_on_near_duplicate_support(tiny_contents
     queries = base[:150] + 0.05 * rng.standard_normal((150, 6)).astype(np.float32)
     query_logits, query_exemplars = screened.transform(queries)
     query_predictions = np.argmax(query_logits, axis=1)
+    screen, subspace = screened._matcher._screen, screened._matcher._subspace
+    assert screen is not None and subspace is not None
     screened_only = match_support(
-        screened._matcher._screen,  # the raw screen, to show near-ties do occur here
-        screened._matcher._subspace.coordinates(query_exemplars),
+        screen,  # the raw screen, to show near-ties do occur here
+        subspace.coordinates(query_exemplars),
         query_predictions, screened._support, 64,
-        tolerance=screened._matcher._screen.rounding_tolerance(
-            screened._matcher._subspace.coordinates(query_exemplars)
-        ),
+        tolerance=screen.rounding_tolerance(subspace.coordinates(query_exemplars)),
     )  # fmt: skip
     assert screened_only.ambiguous.sum() >= 5
     good_for_class = [(labels == predictions) & (predictions == c) for c in (0, 1)]

@@ -253,6 +253,7 @@ def test_embeddings_request_and_reply() -> None:
     assert parsed.vectors == ["AAAA", [0.5, 1.0]] and parsed.prompt_tokens == 2
     with pytest.raises(UpstreamError, match="data"):
         parse_embeddings({"object": "list"})
+    empty: object
     for empty in ([], "", [""], [[]]):
         with pytest.raises(ValidationError) as caught:
             EmbeddingsRequest.model_validate({"model": "e", "input": empty})
