@@ -1,13 +1,41 @@
-"""What the gateway decided for one request, as stored in the decision store, and feedback on it."""
+"""What the gateway decided for one request, as stored in the decision store, and labels on it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from sdm_router.core.generation import Message, TokenLogprob
 
 FeedbackLabel = Literal["correct", "incorrect"]
+
+
+class LabelKind(StrEnum):
+    """Who gives a label: a person (``POST /v1/feedback``), a judge model asked whether the
+    answer is correct, or a judge comparing it with the route's strongest tier's own answer."""
+
+    HUMAN = "human"
+    JUDGE = "judge"
+    REFERENCE = "reference"
+
+
+HUMAN_SOURCE = LabelKind.HUMAN.value
+
+
+def label_source(kind: LabelKind, backend: str | None = None) -> str:
+    """A label's source as stored: ``human``, ``judge:<backend>`` or ``reference:<backend>``
+    (the backend that labelled)."""
+    if kind is LabelKind.HUMAN:
+        return HUMAN_SOURCE
+    if not backend:
+        raise ValueError(f"a {kind.value} label names its backend")
+    return f"{kind.value}:{backend}"
+
+
+def source_kind(source: str) -> LabelKind:
+    """The kind of a stored source (``judge:big`` -> ``JUDGE``); ValueError for anything else."""
+    return LabelKind(source.split(":", 1)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +58,10 @@ class AttemptRecord:
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
     """One request's decision; ``conversation``, ``answer`` and its token logprobs (what the
-    verifier read, so that a labelled record can train a verifier) only with
-    ``storage.keep_text``."""
+    verifier read, so that a labelled record can train a verifier) are stored with
+    ``storage.keep_text``, and always when ``keep_text`` is set on the record (an ``observed``
+    answer, or one sampled for labelling: text a verifier will be built from).
+    ``answer_model`` is the model identity of the backend whose answer was served."""
 
     request_id: str
     response_id: str | None
@@ -48,6 +78,90 @@ class DecisionRecord:
     conversation: tuple[Message, ...] | None = None
     answer: str | None = None
     answer_logprobs: tuple[TokenLogprob, ...] | None = None
+    answer_model: str | None = None
+    keep_text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledAnswer:
+    """A decision's answer (choice 0) with the label that counts for it: a person's when one
+    was given, else the newest machine label (``storage/labels.py``). Region alphas are those
+    of the attempt that decided (None when nothing was verified: observed, unverified).
+    ``conversation``, ``answer`` and ``answer_logprobs`` only where the text was kept and
+    asked for."""
+
+    request_id: str
+    created: float
+    route: str
+    decision: str
+    artifact_id: str
+    label: FeedbackLabel
+    source: str
+    logprob: float | None
+    region_alpha: float | None
+    region_alpha_lower: float | None
+    answer_model: str | None
+    conversation: tuple[Message, ...] | None = None
+    answer: str | None = None
+    answer_logprobs: tuple[TokenLogprob, ...] | None = None
+
+    @property
+    def correct(self) -> bool:
+        """Whether the label says the answer is correct."""
+        return self.label == "correct"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelAgreement:
+    """How a machine label source agrees with people on the answers both labelled:
+    ``counts[(human, machine)]`` over the labels ``correct`` / ``incorrect``."""
+
+    source: str
+    counts: dict[tuple[str, str], int]
+
+    @property
+    def pairs(self) -> int:
+        """Answers labelled by both."""
+        return sum(self.counts.values())
+
+    @property
+    def agreed(self) -> int:
+        """Answers where both gave the same label."""
+        return sum(n for (human, machine), n in self.counts.items() if human == machine)
+
+    @property
+    def rate(self) -> float | None:
+        """The share of shared answers labelled alike (None without any)."""
+        return self.agreed / self.pairs if self.pairs else None
+
+    @property
+    def kappa(self) -> float | None:
+        """Cohen's kappa: agreement beyond what the two label rates give by chance (None
+        without pairs, or when chance agreement is total)."""
+        if not self.pairs:
+            return None
+        chance = 0.0
+        for label in ("correct", "incorrect"):
+            human = sum(n for (h, _), n in self.counts.items() if h == label) / self.pairs
+            machine = sum(n for (_, m), n in self.counts.items() if m == label) / self.pairs
+            chance += human * machine
+        if chance >= 1.0:
+            return None
+        return (self.agreed / self.pairs - chance) / (1.0 - chance)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready figures (``GET /admin/labels/agreement``)."""
+        return {
+            "source": self.source,
+            "pairs": self.pairs,
+            "agreed": self.agreed,
+            "agreement": None if self.rate is None else round(self.rate, 6),
+            "kappa": None if self.kappa is None else round(self.kappa, 6),
+            "confusion": [
+                {"human": human, "machine": machine, "count": n}
+                for (human, machine), n in sorted(self.counts.items())
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True)

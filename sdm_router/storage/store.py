@@ -15,18 +15,35 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from sdm_router.config import StorageSettings
-from sdm_router.core.decisions import DecisionRecord, FeedbackLabel, ShadowRecord
+from sdm_router.core.decisions import (
+    HUMAN_SOURCE,
+    DecisionRecord,
+    FeedbackLabel,
+    LabelAgreement,
+    LabelKind,
+    LabelledAnswer,
+    ShadowRecord,
+)
 from sdm_router.core.errors import StoreUnavailable
 from sdm_router.storage.database import make_engine, migrate
+from sdm_router.storage.labels import (
+    counting_label,
+    effective_labels,
+    feedback_history,
+    label_agreement,
+    labelled_answer,
+    labelled_answers_query,
+    write_label_retrying,
+)
 from sdm_router.storage.tables import attempts, decisions, feedback, shadow_decisions
 
 logger = logging.getLogger(__name__)
@@ -286,7 +303,7 @@ class DecisionStore:
         if pending is not None:
             return {**_decision_json(_decision_row(pending, self._settings.keep_text)),
                     "attempts": [asdict(a) for a in pending.attempts], "shadow": [],
-                    "feedback": []}  # fmt: skip
+                    "feedback": [], "label": None}  # fmt: skip
         return await self._run(lambda: self._read_decision(identifier))
 
     def _read_decision(self, identifier: str) -> dict[str, Any] | None:
@@ -317,14 +334,8 @@ class DecisionStore:
                     .order_by(shadow_decisions.c.created)
                 )
             ]
-            record["feedback"] = [
-                {key: f._asdict()[key] for key in ("choice", "label", "note", "created", "current")}
-                for f in connection.execute(
-                    select(feedback)
-                    .where(feedback.c.request_id == request_id)
-                    .order_by(feedback.c.id)
-                )
-            ]
+            record["feedback"] = feedback_history(connection, request_id)
+            record["label"] = counting_label(connection, request_id)
         return record
 
     async def decisions(
@@ -357,13 +368,14 @@ class DecisionStore:
                 query = query.where(decisions.c.created < until)
             if decision is not None:
                 query = query.where(decisions.c.decision == decision)
-            if label is not None:
-                labelled = select(feedback.c.request_id).where(feedback.c.current)
+            if label is not None:  # the label that counts (a person's over a machine's)
+                counting = effective_labels()
+                labelled = select(counting.c.request_id)
                 if label == "unlabeled":
                     query = query.where(decisions.c.request_id.not_in(labelled))
                 else:
                     query = query.where(
-                        decisions.c.request_id.in_(labelled.where(feedback.c.label == label))
+                        decisions.c.request_id.in_(labelled.where(counting.c.label == label))
                     )
             if cursor is not None:
                 created, request_id = cursor
@@ -419,13 +431,30 @@ class DecisionStore:
         ]
 
     async def label(
-        self, identifier: str, label: FeedbackLabel, choice: int, note: str | None
+        self,
+        identifier: str,
+        label: FeedbackLabel,
+        choice: int,
+        note: str | None,
+        *,
+        source: str = HUMAN_SOURCE,
+        logprob: float | None = None,
     ) -> tuple[str, bool] | None:
-        """Record a label; None for an unknown request. Returns (request id, changed): the
-        same label twice changes nothing, a new one replaces the current and keeps history."""
+        """Record ``source``'s label (``human``, ``judge:<backend>``, ``reference:<backend>``)
+        on an answer; None for an unknown request. Returns (request id, changed): the same label
+        from the same source twice changes nothing, a new one replaces that source's current
+        label and keeps history. A record still queued is waited for (up to 10 s)."""
         if self._resolve_pending(identifier) is not None:
             await asyncio.to_thread(self._wait_written, identifier, 10.0)
-        return await self._run(lambda: self._label(identifier, label, choice, note))
+        return await self._run(
+            lambda: write_label_retrying(
+                self._connect, identifier, label, choice, note, source, logprob
+            )
+        )
+
+    def _connect(self) -> Any:
+        assert self._engine is not None
+        return self._engine.begin()
 
     def _wait_written(self, identifier: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -439,44 +468,47 @@ class DecisionStore:
     def _resolve_pending_locked(self, identifier: str) -> bool:
         return self._aliases.get(identifier, identifier) in self._pending
 
-    def _label(
-        self, identifier: str, label: str, choice: int, note: str | None
-    ) -> tuple[str, bool] | None:
-        assert self._engine is not None
-        for _ in range(3):  # a concurrent label for the same choice wins the unique index
-            try:
-                with self._engine.begin() as connection:
-                    found = connection.execute(
-                        select(decisions.c.request_id).where(
-                            (decisions.c.request_id == identifier)
-                            | (decisions.c.response_id == identifier)
-                        )
-                    ).first()
-                    if found is None:
-                        return None
-                    request_id = str(found[0])
-                    mine = (feedback.c.request_id == request_id) & (feedback.c.choice == choice)
-                    current = connection.execute(
-                        select(feedback.c.label, feedback.c.note).where(mine & feedback.c.current)
-                    ).first()
-                    if current is not None and (current[0], current[1]) == (label, note):
-                        return request_id, False
-                    connection.execute(
-                        update(feedback).where(mine & feedback.c.current).values(current=False)
-                    )
-                    connection.execute(
-                        feedback.insert().values(
-                            request_id=request_id, choice=choice, label=label, note=note,
-                            created=time.time(), current=True,
-                        )
-                    )  # fmt: skip
-                    return request_id, True
-            except IntegrityError:
-                continue
-        raise StoreUnavailable("the label kept conflicting with concurrent labels; retry")
+    async def labelled(
+        self,
+        *,
+        route: str | None = None,
+        artifact_id: str | None = None,
+        decision: Collection[str] | None = None,
+        since: float | None = None,
+        kinds: Collection[LabelKind] | None = None,
+        with_text: bool = False,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[LabelledAnswer]:
+        """Labelled answers (choice 0) with the label that counts (a person's over a
+        machine's; ``kinds`` limits which labels are considered), filtered by route, deciding
+        artifact, decision values and time; oldest first unless ``newest_first``; with the
+        kept text (and only answers that kept it) when ``with_text``."""
+        query = labelled_answers_query(
+            route=route, artifact_id=artifact_id, decision=decision, since=since, kinds=kinds,
+            with_text=with_text, newest_first=newest_first, limit=limit,
+        )  # fmt: skip
+
+        def read() -> list[LabelledAnswer]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return [labelled_answer(row) for row in connection.execute(query)]
+
+        return await self._run(read)
+
+    async def agreement(self, since: float | None = None) -> list[LabelAgreement]:
+        """Per machine label source, its agreement with people's labels on shared answers."""
+
+        def read() -> list[LabelAgreement]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return label_agreement(connection, since)
+
+        return await self._run(read)
 
 
 def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
+    keep_text = keep_text or record.keep_text  # observed, or sampled for labelling
     conversation = None
     if keep_text and record.conversation is not None:
         conversation = json.dumps(
@@ -499,6 +531,7 @@ def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
         "answer_logprobs": json.dumps([[t.token, t.logprob] for t in record.answer_logprobs])
         if keep_text and record.answer_logprobs is not None
         else None,
+        "answer_model": record.answer_model,
     }
 
 

@@ -35,6 +35,8 @@ decisions = Table(
     Column("conversation", Text, nullable=True),  # JSON [{role, content}], keep_text only
     Column("answer", Text, nullable=True),  # keep_text only
     Column("answer_logprobs", Text, nullable=True),  # JSON [[token, logprob], ...], keep_text only
+    # the model identity (config: a backend's model_identity) whose answer was served
+    Column("answer_model", String(200), nullable=True),
 )
 
 attempts = Table(
@@ -94,13 +96,18 @@ feedback = Table(
     Column("note", Text, nullable=True),
     Column("created", Float, nullable=False),
     Column("current", Boolean, nullable=False),
+    # who labelled: human | judge:<backend> | reference:<backend> (core.decisions.LabelSource)
+    Column("source", String(200), nullable=False, server_default="human", index=True),
+    Column("logprob", Float, nullable=True),  # the judge's logprob of its verdict word
 )
 
-# At most one current label per (request, choice); older labels stay as history.
+# At most one current label per (request, choice, source); older labels stay as history. Which
+# source's label counts is decided on reading (storage/labels.py: a person's wins).
 Index(
-    "feedback_current_label",
+    "feedback_current_label_by_source",
     feedback.c.request_id,
     feedback.c.choice,
+    feedback.c.source,
     unique=True,
     sqlite_where=text("current"),
     postgresql_where=text("current"),

@@ -84,7 +84,9 @@ def _data_import(args: argparse.Namespace) -> int:
             print(f"sdm-router: {error}", file=sys.stderr)
             return 2
         try:
-            records = list(labelled_decisions(settings.storage, args.route, args.since))
+            records = list(
+                labelled_decisions(settings.storage, args.route, args.since, args.sources)
+            )
         except (ConfigurationError, SQLAlchemyError) as error:
             print(
                 f"sdm-router: --from-store: cannot read the decision store: {error}",
@@ -480,8 +482,24 @@ def _register_import(data_commands: Any) -> None:
     importing.add_argument(
         "--since", type=float, default=None, help="only decisions since (epoch seconds)"
     )
+    importing.add_argument(
+        "--sources", type=_label_kinds, default=None,
+        help="--from-store: which labels count, comma-separated kinds of human, judge, "
+        "reference (default: all; a person's label overrides a machine's either way)",
+    )  # fmt: skip
     importing.add_argument("--overwrite", action="store_true")
     importing.set_defaults(func=_data_import)
+
+
+def _label_kinds(value: str) -> Any:
+    """``--sources`` as a set of ``LabelKind`` (an unknown kind is a usage error)."""
+    from sdm_router.core.decisions import LabelKind
+
+    try:
+        return frozenset(LabelKind(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError:
+        known = ", ".join(kind.value for kind in LabelKind)
+        raise argparse.ArgumentTypeError(f"give kinds among {known}, got {value!r}") from None
 
 
 def _register_holdouts(vbuild: Any) -> None:

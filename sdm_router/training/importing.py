@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -27,12 +27,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import select
 
 from sdm_router.config import StorageSettings
+from sdm_router.core.decisions import LabelKind
 from sdm_router.core.generation import Message, TokenLogprob, conversation
 from sdm_router.storage.database import make_engine
-from sdm_router.storage.tables import decisions, feedback
+from sdm_router.storage.labels import labelled_answer, labelled_answers_query
 from sdm_router.training.records import AnswerRecord, RecordError
 
 IMPORTED_FAMILY = "imported"
@@ -154,55 +154,38 @@ def read_import_file(path: Path) -> list[AnswerRecord]:
 
 
 def labelled_decisions(
-    settings: StorageSettings, route: str | None = None, since: float | None = None
+    settings: StorageSettings,
+    route: str | None = None,
+    since: float | None = None,
+    kinds: Collection[LabelKind] | None = None,
 ) -> Iterator[AnswerRecord]:
-    """The decisions in the store that carry a current label on their answer (choice 0) and
-    their text (``storage.keep_text``), oldest first, as labelled answer records."""
+    """The decisions in the store whose answer (choice 0) carries a current label and whose
+    text was kept, oldest first, as labelled answer records. The label is the one that counts
+    (``storage/labels.py``): a person's over a judge's; ``kinds`` limits which sources are
+    considered (``--sources human`` exports people's labels only). ``model`` is the answer's
+    model identity, so that an artifact built from the rows records what it was calibrated
+    on."""
     engine = make_engine(settings.sqlalchemy_url())
-    query = (
-        select(
-            decisions.c.request_id,
-            decisions.c.route,
-            decisions.c.conversation,
-            decisions.c.answer,
-            decisions.c.answer_logprobs,
-            feedback.c.label,
-        )
-        .join(feedback, feedback.c.request_id == decisions.c.request_id)
-        .where(feedback.c.current & (feedback.c.choice == 0))
-        .where(decisions.c.conversation.is_not(None) & decisions.c.answer.is_not(None))
-        .order_by(decisions.c.created)
-    )
-    if route is not None:
-        query = query.where(decisions.c.route == route)
-    if since is not None:
-        query = query.where(decisions.c.created >= since)
+    query = labelled_answers_query(route=route, since=since, kinds=kinds, with_text=True)
     try:
         with engine.connect() as connection:
             for row in connection.execute(query):
-                turns = tuple(
-                    Message(role=turn["role"], content=turn["content"])
-                    for turn in json.loads(row.conversation)
-                )
-                logprobs = None
-                if row.answer_logprobs is not None:
-                    pairs = json.loads(row.answer_logprobs)
-                    logprobs = tuple(TokenLogprob(str(t), float(lp)) for t, lp in pairs)
-                label = 1 if row.label == "correct" else 0
+                answer = labelled_answer(row)
+                turns = answer.conversation or ()
                 yield AnswerRecord(
-                    id=row.request_id,
-                    item_id=row.request_id,
+                    id=answer.request_id,
+                    item_id=answer.request_id,
                     group_id=conversation_group(turns),
-                    family=row.route,
+                    family=answer.route,
                     variant="store",
                     question=turns[-1].content if turns else "",
                     messages=turns,
-                    response=row.answer,
-                    token_logprobs=logprobs,
-                    label=label,
-                    check=row.label,
+                    response=answer.answer or "",
+                    token_logprobs=answer.answer_logprobs,
+                    label=1 if answer.correct else 0,
+                    check=answer.label,
                     answer="",
-                    model="",
+                    model=answer.answer_model or "",
                 )
     finally:
         engine.dispose()

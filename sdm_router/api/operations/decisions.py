@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from sdm_router.api.context import context_of
 from sdm_router.api.edge.auth import principal_of
+from sdm_router.core.decisions import HUMAN_SOURCE
 from sdm_router.core.errors import InvalidRequest, NotFound
 from sdm_router.storage.store import DecisionStore
 
@@ -66,8 +67,9 @@ async def _owned_decision(request: Request, identifier: str) -> dict[str, Any]:
 
 @router.post("/v1/feedback")
 async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, Any]:
-    """Label one answer; the same label again changes nothing, a new one replaces it. A user
-    key labels only its own requests."""
+    """Label one answer as a person (source ``human``: it overrides a judge's label); the same
+    label again changes nothing, a new one replaces it. A user key labels only its own
+    requests."""
     store = _store(request)
     if _owner(request) is not None:
         await _owned_decision(request, body.request_id)
@@ -80,6 +82,7 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
         "request_id": request_id,
         "choice": body.choice,
         "label": body.label,
+        "source": HUMAN_SOURCE,
         "changed": changed,
     }
 
