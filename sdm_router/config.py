@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.routing import OnAbstain, OnUnverified, StreamMode
+from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
 from sdm_router.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -146,6 +146,12 @@ class OpenAIBackendSettings(_Section):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @property
+    def model_identity(self) -> str:
+        """Which model answers: the upstream's model name (what an artifact records it was
+        calibrated on, ``metadata.sdmRouter.calibratedOn``)."""
+        return self.model
+
 
 class LocalBackendSettings(_Section):
     """A causal LM run in-process on torch: ``source: embedded`` is the packaged SmolLM2-135M."""
@@ -160,6 +166,12 @@ class LocalBackendSettings(_Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch threads (default: one per CPU)")
     cache_dir: Path | None = None
+
+    @property
+    def model_identity(self) -> str:
+        """Which model answers: ``local:<source>`` (``local:embedded`` is the packaged
+        SmolLM2-135M-Instruct)."""
+        return f"local:{self.source}"
 
 
 BackendSettings = Annotated[
@@ -204,6 +216,12 @@ class RouteSettings(_Section):
     drop_params: bool = Field(
         False, description="drop request parameters a tier's backend cannot honour (else 400)"
     )
+    on_breach: OnBreach = Field(
+        OnBreach.ALERT,
+        description="when the live guarantee reads breached: alert | tighten (raise the "
+        "effective accept_alpha step by step until the bound holds) | rollback (the "
+        "autopilot's; without it, observe mode)",
+    )
 
     @field_validator("accept_alpha")
     @classmethod
@@ -224,7 +242,11 @@ class VerifierSettings(_Section):
     """The SDM verifier: artifact, encoder, and the batching worker that owns the device."""
 
     type: Literal["sdm"] = "sdm"
-    artifact: Path
+    artifact: Path | None = Field(
+        None,
+        description="the .sdmkitmodel to verify with; none: every route starts in observe mode "
+        "(answers served unverified and recorded, decision observed) until one is loaded",
+    )
     encoder_backend: str | None = Field(
         None, description="a local backend whose weights the encoder shares"
     )
@@ -252,7 +274,67 @@ class VerifierSettings(_Section):
     def _one_encoder(self) -> VerifierSettings:
         if (self.encoder_backend is None) == (self.encoder_model is None):
             raise ValueError("set exactly one of encoder_backend and encoder_model")
+        if self.shadow is not None and self.artifact is None:
+            raise ValueError("shadow: a candidate is compared with the live artifact; set artifact")
         return self
+
+
+LabelledDecision = Literal["accept", "abstain", "observed", "unverified"]
+DEFAULT_LABELLED_DECISIONS: tuple[LabelledDecision, ...] = ("accept", "abstain", "observed")
+
+
+class LabelingSettings(_Section):
+    """Labels without a person: a judge model labels a sample of the recorded answers off the
+    request path (docs/labeling.md)."""
+
+    judge: str = Field(description="the configured backend that judges answers")
+    kind: Literal["judge", "reference"] = Field(
+        "judge",
+        description="judge: the judge decides whether the answer is correct; reference: the "
+        "route's strongest tier answers too, and the judge compares the two",
+    )
+    sample_rate: float = Field(0.1, ge=0, le=1, description="the share of decisions labelled")
+    calls_per_minute: int = Field(
+        60, ge=1, description="the judge's budget (reference answers count as calls too)"
+    )
+    decisions: list[LabelledDecision] = Field(
+        default_factory=lambda: list(DEFAULT_LABELLED_DECISIONS),
+        description="which decisions are sampled",
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="answers waiting for the judge; a full queue drops (counted)"
+    )
+    concurrency: int = Field(4, ge=1, le=64, description="judge calls in flight at once")
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="tries per answer when the judge fails (then dropped)"
+    )
+    max_tokens: int = Field(
+        24, ge=1, le=512, description="the judge's reply: the verdict word and a short reason"
+    )
+
+
+class GuaranteeSettings(_Section):
+    """The live guarantee: labelled accepted answers against each route's accept_alpha
+    (core/guarantee.py, docs/guarantee.md)."""
+
+    confidence: float = Field(
+        0.90, gt=0.5, lt=1, description="of the one-sided lower bound (holding)"
+    )
+    breach_confidence: float = Field(
+        0.99, gt=0.5, lt=1, description="of the one-sided upper bound (breached)"
+    )
+    margin: float = Field(
+        0.03, ge=0, lt=0.5, description="holding: the lower bound >= accept_alpha - margin"
+    )
+    window: int = Field(
+        500, ge=1, description="the newest labelled accepted answers of a route that count"
+    )
+    refresh_seconds: float = Field(
+        15.0, gt=0, description="how often the guarantee is read, published and acted on"
+    )
+    tighten_step: float = Field(
+        0.01, gt=0, le=0.1, description="on_breach: tighten raises accept_alpha by this"
+    )
 
 
 class RetrievalSettings(_Section):
@@ -481,6 +563,13 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    labeling: LabelingSettings | None = Field(
+        None, description="a judge labels a sample of the answers (off when absent)"
+    )
+    guarantee: GuaranteeSettings = Field(
+        default_factory=GuaranteeSettings,
+        description="the live guarantee: labelled accepted answers against accept_alpha",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -523,6 +612,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"verifier.encoder_backend: {encoder_backend!r} is not a local backend"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _labeling_resolves(self) -> Settings:
+        if self.labeling is None:
+            return self
+        if self.labeling.judge not in self.backends:
+            raise ValueError(
+                f"labeling.judge: unknown backend {self.labeling.judge!r} "
+                f"(known: {sorted(self.backends)})"
+            )
+        if not self.storage.enabled:
+            raise ValueError("labeling: labels go to the decision store (storage.enabled)")
         return self
 
     @model_validator(mode="after")

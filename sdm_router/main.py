@@ -20,7 +20,10 @@ from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.pipeline.cascade import Cascade
 from sdm_router.pipeline.embeddings import EmbeddingsServing, EmbeddingTarget
 from sdm_router.pipeline.gateway import Gateway
+from sdm_router.pipeline.guarantee import GuaranteeMonitor
+from sdm_router.pipeline.labeling import Labeler
 from sdm_router.pipeline.plan import build_plans
+from sdm_router.pipeline.routes import RouteTable
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.corpus import make_retriever
 from sdm_router.storage.store import DecisionStore
@@ -79,14 +82,23 @@ def build_app(
         retriever = make_retriever(settings.retrieval)
     cascade = Cascade(verifier, retriever, metrics)
     store = DecisionStore(settings.storage, metrics) if settings.storage.enabled else None
+    routes = RouteTable(build_plans(settings, backends))
+    labeler = guarantee = None
+    if store is not None:
+        guarantee = GuaranteeMonitor(settings.guarantee, routes, store, metrics)
+        if settings.labeling is not None:
+            judge = backends[settings.labeling.judge]
+            labeler = Labeler(settings.labeling, judge, store, metrics)
     gateway = Gateway(
-        build_plans(settings, backends),
+        routes,
         settings.default_route,
         cascade,
         backends,
         verifier,
         retriever,
         decision_log=store,
+        labeler=labeler,
+        guarantee=guarantee,
     )
     return create_app(
         gateway,

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from sdm_router.core.decisions import FeedbackLabel, LabelAgreement, LabelledAnswer
 from sdm_router.core.generation import (
     Candidate,
     FinishReason,
@@ -37,10 +38,16 @@ class FakeVerifier:
         # Shadow mode: with ``shadow_id`` set, the candidate accepts exactly what the live
         # verdict rejects (so tests see disagreement), judged on the same verdicts.
         self.shadow_id: str | None = None
+        # what the artifact records it was calibrated on (None: covers every model); an
+        # artifact_id of "none" plays a verifier with no artifact loaded
+        self.calibrated_on: frozenset[str] | None = None
 
     @property
     def info(self) -> VerifierInfo:
-        return VerifierInfo(artifact_id=self.artifact_id, device="cpu", description="fake")
+        return VerifierInfo(
+            artifact_id=self.artifact_id, device="cpu", description="fake",
+            calibrated_on=self.calibrated_on,
+        )  # fmt: skip
 
     @contextmanager
     def pinned(self) -> Iterator[str]:
@@ -194,3 +201,75 @@ class FakeBackend:
         yield StreamDelta(
             index=0, text="", finish_reason=candidate.finish_reason, usage=generation.usage
         )
+
+
+class FakeLabelSink:
+    """Records the labels it is given (the decision store's ``label``); requests named in
+    ``unknown`` are not found."""
+
+    def __init__(self, unknown: Sequence[str] = ()) -> None:
+        self.labels: list[tuple[str, str, str, float | None, str | None]] = []
+        self._unknown = set(unknown)
+
+    async def label(
+        self,
+        identifier: str,
+        label: FeedbackLabel,
+        choice: int,
+        note: str | None,
+        *,
+        source: str,
+        logprob: float | None,
+    ) -> tuple[str, bool] | None:
+        if identifier in self._unknown:
+            return None
+        self.labels.append((identifier, label, source, logprob, note))
+        return identifier, True
+
+
+class FakeLabelingObserver:
+    """Counts labelling events and labels (``GatewayMetrics``' labelling side)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.given: list[tuple[str, str]] = []
+        self.depth = 0
+
+    def labeling_event(self, event: str) -> None:
+        self.events.append(event)
+
+    def labeling_queue(self, depth: int) -> None:
+        self.depth = depth
+
+    def label_given(self, kind: str, label: str) -> None:
+        self.given.append((kind, label))
+
+
+class FakeLabelReader:
+    """Serves labelled answers from a list (the decision store's reads), filtered like it."""
+
+    def __init__(self, answers: Sequence[LabelledAnswer] = ()) -> None:
+        self.answers = list(answers)
+        self.agreements: list[LabelAgreement] = []
+
+    async def labelled(
+        self,
+        *,
+        route: str | None = None,
+        artifact_id: str | None = None,
+        decision: Collection[str] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[LabelledAnswer]:
+        kept = [
+            answer
+            for answer in self.answers
+            if (route is None or answer.route == route)
+            and (artifact_id is None or answer.artifact_id == artifact_id)
+            and (decision is None or answer.decision in decision)
+        ]
+        kept.sort(key=lambda answer: answer.created, reverse=newest_first)
+        return kept if limit is None else kept[:limit]
+
+    async def agreement(self) -> list[LabelAgreement]:
+        return list(self.agreements)

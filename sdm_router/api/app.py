@@ -25,7 +25,7 @@ from sdm_router.api.edge.middleware import (
 from sdm_router.api.edge.scope import RequestEdge
 from sdm_router.api.errors import install_error_handlers
 from sdm_router.api.openai.routes import embeddings, generation, models, verify
-from sdm_router.api.operations import admin, decisions, health
+from sdm_router.api.operations import admin, decisions, guarantee, health
 from sdm_router.config import AuthSettings, LimitsSettings, ObservabilitySettings, ServerSettings
 from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.pipeline.embeddings import EmbeddingsServing
@@ -133,6 +133,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(decisions.router)
     app.include_router(admin.router)
+    app.include_router(guarantee.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     # keys before bodies: a request without a valid key is refused before its body is read

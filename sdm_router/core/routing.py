@@ -26,3 +26,14 @@ class OnUnverified(StrEnum):
 
     PASS = "pass"
     ABSTAIN = "abstain"
+
+
+class OnBreach(StrEnum):
+    """What a route does when its live guarantee reads ``breached``: alert only (the status,
+    its gauge and the alert rule), tighten its effective accept_alpha step by step until the
+    bound holds again, or roll its artifact back (the autopilot's rollback; without one the
+    route goes to observe mode)."""
+
+    ALERT = "alert"
+    TIGHTEN = "tighten"
+    ROLLBACK = "rollback"

@@ -16,12 +16,15 @@ class Action(StrEnum):
     RETRIEVE = "retrieve"
     ABSTAIN = "abstain"
     UNVERIFIED = "unverified"  # returned without a verdict (a route's on_unverified: pass)
+    OBSERVED = "observed"  # observe mode: no artifact covers the route; served and recorded
 
 
 # A request's outcome as counted (``sdm_router_requests_total{outcome}``): the final action, or
 # this when the request failed before the cascade decided.
 ERROR_OUTCOME = "error"
-FINAL_ACTIONS: frozenset[Action] = frozenset({Action.ACCEPT, Action.ABSTAIN, Action.UNVERIFIED})
+FINAL_ACTIONS: frozenset[Action] = frozenset(
+    {Action.ACCEPT, Action.ABSTAIN, Action.UNVERIFIED, Action.OBSERVED}
+)
 
 
 class Reason(StrEnum):
@@ -35,6 +38,11 @@ class Reason(StrEnum):
     BACKEND_ERROR = "backend_error"
     BUDGET_EXHAUSTED = "budget_exhausted"
     TOOL_CALLS_UNVERIFIED = "tool_calls_unverified"  # the route has verify_tool_calls: false
+    # observe mode, why: no artifact is loaded; the live artifact was calibrated on other models
+    # than the route's tiers serve; the route's artifact was taken back (a breached guarantee)
+    NO_ARTIFACT = "no_artifact"
+    UNCALIBRATED_MODEL = "uncalibrated_model"
+    ROLLED_BACK = "rolled_back"
 
 
 class Estimator(StrEnum):
@@ -86,10 +94,23 @@ class Verdict:
         return self.region_alpha_lower if estimator is Estimator.LOWER else self.region_alpha
 
 
+NO_ARTIFACT_ID = "none"  # the artifact id while none is loaded (observe mode)
+
+
 @dataclass(frozen=True, slots=True)
 class VerifierInfo:
-    """Identity and placement of a loaded verifier, for /readyz and metrics."""
+    """Identity and placement of a loaded verifier, for /readyz and metrics.
+
+    ``calibrated_on``: the model identities the live artifact was calibrated on
+    (``metadata.sdmRouter.calibratedOn``); None when it records none (an artifact built before
+    the record existed: taken to cover every model)."""
 
     artifact_id: str
     device: str
     description: str
+    calibrated_on: frozenset[str] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether an artifact is loaded (else every route observes)."""
+        return self.artifact_id != NO_ARTIFACT_ID

@@ -33,6 +33,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from sdm_router.core.verdict import ERROR_OUTCOME, FINAL_ACTIONS, Action, Reason
+from sdm_router.observability.closed_labels import check, check_name
+from sdm_router.observability.label_metrics import LabelMetrics
 from sdm_router.observability.logging import count_in_request
 
 __all__ = [
@@ -140,20 +142,9 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def _check(value: str, allowed: frozenset[str], label: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{label}={value!r} is not one of {sorted(allowed)}")
-    return value
-
-
-def _check_name(value: str, label: str) -> str:
-    if not value:
-        raise ValueError(f"{label} must be a non-empty string")
-    return value
-
-
-class GatewayMetrics:
-    """Every Prometheus metric of the gateway, defined once.
+class GatewayMetrics(LabelMetrics):
+    """Every Prometheus metric of the gateway, defined once (those of labelling and the live
+    guarantee in ``label_metrics.py``).
 
     Construct one per process (or one per test, each with its own registry).
     """
@@ -173,14 +164,15 @@ class GatewayMetrics:
 
         self._requests = Counter(
             "sdm_router_requests",
-            "Requests finished, by route and final outcome (accept|abstain|unverified|error).",
+            "Requests finished, by route and final outcome "
+            "(accept|abstain|unverified|observed|error).",
             ["route", "outcome"],
             registry=registry,
         )
         self._decisions = Counter(
             "sdm_router_decisions",
             "Policy decisions, one per attempt: action "
-            "(accept|escalate|retrieve|abstain|unverified) and reason.",
+            "(accept|escalate|retrieve|abstain|unverified|observed) and reason.",
             ["route", "tier", "model", "action", "reason"],
             registry=registry,
         )
@@ -283,6 +275,7 @@ class GatewayMetrics:
             ["backend", "reason"],
             registry=registry,
         )
+        self._define_label_metrics(registry)
         self._circuit_state = Gauge(
             "sdm_router_backend_circuit_state",
             "Circuit breaker state per backend: 0 closed, 1 half-open (a probe decides), 2 open "
@@ -298,7 +291,7 @@ class GatewayMetrics:
         Optional; call once per route at start-up so outcome ratios read 0 rather than
         "no data" before the first abstention or error.
         """
-        _check_name(route, "route")
+        check_name(route, "route")
         for outcome in sorted(OUTCOMES):
             self._requests.labels(route=route, outcome=outcome)
         self._request_seconds.labels(route=route)
@@ -307,8 +300,8 @@ class GatewayMetrics:
         """Count one finished request and observe its end-to-end latency."""
         children = self._children.get(("request", route, outcome))
         if children is None:
-            _check_name(route, "route")
-            _check(outcome, OUTCOMES, "outcome")
+            check_name(route, "route")
+            check(outcome, OUTCOMES, "outcome")
             children = self._children[("request", route, outcome)] = (
                 self._requests.labels(route=route, outcome=outcome),
                 self._request_seconds.labels(route=route),
@@ -320,7 +313,7 @@ class GatewayMetrics:
         """Count one HTTP response and observe its duration under its status class."""
         children = self._children.get(("http", route, status))
         if children is None:
-            _check_name(route, "route")
+            check_name(route, "route")
             if not 100 <= status <= 599:
                 raise ValueError(f"status must be an HTTP status code, got {status}")
             children = self._children[("http", route, status)] = (
@@ -343,10 +336,10 @@ class GatewayMetrics:
         key = ("attempt", route, tier, model, action, reason)
         decision = self._children.get(key)
         if decision is None:
-            _check_name(route, "route")
-            _check_name(model, "model")
-            _check(action, ACTIONS, "action")
-            _check(reason, REASONS, "reason")
+            check_name(route, "route")
+            check_name(model, "model")
+            check(action, ACTIONS, "action")
+            check(reason, REASONS, "reason")
             if tier < 0:
                 raise ValueError(f"tier must be >= 0, got {tier}")
             decision = self._children[key] = self._decisions.labels(
@@ -366,14 +359,14 @@ class GatewayMetrics:
         """Observe the latency of one pipeline stage."""
         child = self._children.get(("stage", stage))
         if child is None:
-            _check(stage, STAGES, "stage")
+            check(stage, STAGES, "stage")
             child = self._children[("stage", stage)] = self._stage_seconds.labels(stage=stage)
         child.observe(seconds)
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:
         """Time the enclosed block as ``stage`` (observed even when it raises)."""
-        _check(stage, STAGES, "stage")
+        check(stage, STAGES, "stage")
         start = time.perf_counter()
         try:
             yield
@@ -382,8 +375,8 @@ class GatewayMetrics:
 
     def backend_error(self, backend: str, error_type: str) -> None:
         """Count one backend error."""
-        _check_name(backend, "backend")
-        _check(error_type, ERROR_TYPES, "error_type")
+        check_name(backend, "backend")
+        check(error_type, ERROR_TYPES, "error_type")
         self._backend_errors.labels(backend=backend, error_type=error_type).inc()
 
     def verifier_batch(self, size: int) -> None:
@@ -394,12 +387,12 @@ class GatewayMetrics:
 
     def store_event(self, event: str, count: int = 1) -> None:
         """Count ``count`` decision records that met ``event``."""
-        _check(event, STORE_EVENTS, "event")
+        check(event, STORE_EVENTS, "event")
         self._store_events.labels(event=event).inc(count)
 
     def rate_limited(self, reason: str) -> None:
         """Count one request refused with 429 for ``reason``."""
-        _check(reason, RATE_LIMIT_REASONS, "reason")
+        check(reason, RATE_LIMIT_REASONS, "reason")
         self._rate_limited.labels(reason=reason).inc()
 
     def rate_limit_store_error(self) -> None:
@@ -412,7 +405,7 @@ class GatewayMetrics:
 
     def set_verifier_info(self, artifact_id: str, device: str) -> None:
         """Publish the loaded verifier artifact and device; replaces a previous one."""
-        labels = (_check_name(artifact_id, "artifact_id"), _check_name(device, "device"))
+        labels = (check_name(artifact_id, "artifact_id"), check_name(device, "device"))
         previous = self._verifier_labels
         if previous is not None and previous != labels:
             # In multiprocess mode the old value lives on in the mmap file: zero it first.
@@ -425,9 +418,9 @@ class GatewayMetrics:
         """Observe the token usage of one backend call (token_type input|output)."""
         child = self._children.get(("tokens", route, model, token_type))
         if child is None:
-            _check_name(route, "route")
-            _check_name(model, "model")
-            _check(token_type, TOKEN_TYPES, "token_type")
+            check_name(route, "route")
+            check_name(model, "model")
+            check(token_type, TOKEN_TYPES, "token_type")
             child = self._token_usage.labels(route=route, model=model, token_type=token_type)
             self._children[("tokens", route, model, token_type)] = child
         if count < 0:
@@ -436,15 +429,15 @@ class GatewayMetrics:
 
     def backend_retry(self, backend: str, reason: str) -> None:
         """Count one retry of an upstream call (reason connection|rate_limited|server_error)."""
-        _check_name(backend, "backend")
-        _check(reason, RETRY_REASONS, "reason")
+        check_name(backend, "backend")
+        check(reason, RETRY_REASONS, "reason")
         self._backend_retries.labels(backend=backend, reason=reason).inc()
         count_in_request("retries")  # the request's log line says how often it was retried
 
     def backend_circuit_state(self, backend: str, state: str) -> None:
         """Publish a backend's circuit state (closed|half_open|open); declares its retry series
         the first time, so rates read 0 before the first retry."""
-        _check_name(backend, "backend")
+        check_name(backend, "backend")
         value = CIRCUIT_STATES.get(state)
         if value is None:
             raise ValueError(f"state={state!r} is not one of {sorted(CIRCUIT_STATES)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sdm_router.backends.base import Backend
@@ -28,10 +29,10 @@ from sdm_router.core.generation import (
     join_tool_calls,
 )
 from sdm_router.core.routing import OnAbstain
-from sdm_router.core.verdict import Action, Reason, Verdict, VerificationInput
+from sdm_router.core.verdict import NO_ARTIFACT_ID, Action, Reason, Verdict, VerificationInput
 from sdm_router.pipeline.observer import PipelineObserver
 from sdm_router.pipeline.plan import RoutePlan, Tier
-from sdm_router.pipeline.policy import Progress, Step, final_action, judge, ranking_key, unverified
+from sdm_router.pipeline.policy import Progress, Step, final_action, judge, ranking_key, unjudged
 from sdm_router.pipeline.scope import UsageSink
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.context import format_context
@@ -75,7 +76,7 @@ class CascadeResult:
     choices: list[ScoredCandidate]
     attempts: list[Attempt]
     usage: Usage = field(default_factory=Usage)
-    artifact_id: str = ""  # the verifier artifact that judged every attempt
+    artifact_id: str = ""  # the verifier artifact that judged every attempt ("none": observed)
 
     @property
     def best(self) -> ScoredCandidate | None:
@@ -198,11 +199,16 @@ class Cascade:
         """Execute ``plan`` for ``request`` until an answer is accepted or the route abstains.
         One verifier artifact judges the whole request, even if another is loaded meanwhile.
         Each backend call's usage goes to ``usage_sink`` as it returns. Parameters were
-        checked before (``check_params``)."""
+        checked before (``check_params``). In observe mode nothing is verified (and no
+        artifact pinned): tier 0's answer is served as ``observed``."""
         _log_dropped(plan, request)
-        with self._verifier.pinned() as artifact:
+        with self._pinned(plan) as artifact:
             state = _State(request, request.params.n, artifact, usage_sink)
             return await self._run(plan, state, nearest_exemplars)
+
+    def _pinned(self, plan: RoutePlan) -> AbstractContextManager[str]:
+        """The artifact the request is judged by, held for the request; none in observe mode."""
+        return nullcontext(NO_ARTIFACT_ID) if plan.observing else self._verifier.pinned()
 
     async def _run(self, plan: RoutePlan, state: _State, nearest_exemplars: int) -> CascadeResult:
         while True:
@@ -218,10 +224,10 @@ class Cascade:
                     return outcome
                 continue
             top = scored[0]
-            if top.verdict is None:  # not verified: final, by the route's on_unverified
-                action, reason = unverified(plan.on_unverified)
+            if top.verdict is None:  # not verified: observed, or by the route's on_unverified
+                action, reason = unjudged(plan.observing, plan.on_unverified)
                 self._record(plan, state, top, action, reason, started)
-                chosen = scored if action is Action.UNVERIFIED else state.best
+                chosen = state.best if action is Action.ABSTAIN else scored
                 return self._finish(plan, state, action, reason, chosen)
             step = plan.policy.after_verdict(
                 top.verdict, plan.thresholds, self._progress(plan, state)
@@ -288,8 +294,8 @@ class Cascade:
             "".join(pieces), finish, tuple(logprobs) or None, join_tool_calls(calls)
         )
         verdict: Verdict | None = None
-        if candidate.tool_calls and not plan.verify_tool_calls:
-            action, reason = unverified(plan.on_unverified)
+        if plan.observing or (candidate.tool_calls and not plan.verify_tool_calls):
+            action, reason = unjudged(plan.observing, plan.on_unverified)
         else:
             item = VerificationInput(
                 streamed.text_conversation, candidate.verification_text, candidate.token_logprobs
@@ -329,7 +335,10 @@ class Cascade:
         if not generation.candidates:
             raise NoHealthyBackend(f"backend {backend.name!r} returned no choices")
         messages = request.text_conversation
-        judged = [plan.verify_tool_calls or not c.tool_calls for c in generation.candidates]
+        judged = [
+            not plan.observing and (plan.verify_tool_calls or not c.tool_calls)
+            for c in generation.candidates
+        ]
         items = [
             VerificationInput(messages, candidate.verification_text, candidate.token_logprobs)
             for candidate, judge_it in zip(generation.candidates, judged, strict=True)
@@ -360,7 +369,9 @@ class Cascade:
         self._observer.tokens(plan.name, model, "output", usage.completion_tokens)
 
     def _tier_request(self, plan: RoutePlan, tier: Tier, state: _State) -> GenerationRequest:
-        return tier_request(plan, tier, state.request, max(tier.n, state.choices_wanted))
+        # best-of-n needs a verifier to choose: observe mode asks for what the client wants
+        n = state.choices_wanted if plan.observing else max(tier.n, state.choices_wanted)
+        return tier_request(plan, tier, state.request, n)
 
     async def _retrieve(self, plan: RoutePlan, state: _State) -> bool:
         """Fetch context once; True when the same tier should regenerate with it."""
@@ -459,9 +470,9 @@ def answer_candidates(plan: RoutePlan, result: CascadeResult, n: int) -> list[Ca
     """The candidates to send back, after the route's ``on_abstain`` policy.
 
     Raises ``Abstained`` when the policy is ``error``. An ``unverified`` answer (the route's
-    ``on_unverified: pass``) is returned as generated.
+    ``on_unverified: pass``) and an ``observed`` one (observe mode) are returned as generated.
     """
-    if result.decision in (Action.ACCEPT, Action.UNVERIFIED):
+    if result.decision in (Action.ACCEPT, Action.UNVERIFIED, Action.OBSERVED):
         return [item.candidate for item in result.choices]
     if plan.on_abstain is OnAbstain.ERROR:
         raise Abstained(

@@ -6,13 +6,17 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sdm_router.backends.base import Backend
 from sdm_router.core.decisions import DecisionLog
 from sdm_router.core.errors import ModelNotFound
 from sdm_router.core.verdict import VerifierInfo
 from sdm_router.pipeline.cascade import Cascade
+from sdm_router.pipeline.guarantee import GuaranteeMonitor
+from sdm_router.pipeline.labeling import Labeler
 from sdm_router.pipeline.plan import RoutePlan
+from sdm_router.pipeline.routes import RouteTable
 from sdm_router.pipeline.shadow import ShadowRecorder
 from sdm_router.retrieval.base import Retriever
 from sdm_router.verifier.protocol import Verifier
@@ -25,23 +29,30 @@ class Readiness:
     ready: bool
     draining: bool
     components: dict[str, dict[str, str]] = field(default_factory=dict)
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # each route's live state
 
 
 class Gateway:
-    """Resolves ``model`` to a plan and owns start/stop of backends, verifier and retriever."""
+    """Resolves ``model`` to a live plan and owns start/stop of backends, verifier, retriever,
+    the decision log, the labeller and the guarantee monitor. After every verifier load it
+    re-evaluates which routes the live artifact covers (``RouteTable.refresh``)."""
 
     def __init__(
         self,
-        plans: Mapping[str, RoutePlan],
+        plans: Mapping[str, RoutePlan] | RouteTable,
         default_route: str,
         cascade: Cascade,
         backends: Mapping[str, Backend],
         verifier: Verifier,
         retriever: Retriever | None,
         decision_log: DecisionLog | None = None,
+        labeler: Labeler | None = None,
+        guarantee: GuaranteeMonitor | None = None,
     ) -> None:
-        self.plans = dict(plans)
+        self.routes = plans if isinstance(plans, RouteTable) else RouteTable(plans)
         self.decision_log = decision_log
+        self.labeler = labeler
+        self.guarantee = guarantee
         self.default_route = default_route
         self.cascade = cascade
         self._backends = dict(backends)
@@ -54,13 +65,18 @@ class Gateway:
     def plan_for(self, model: str | None) -> RoutePlan:
         """The plan a request's ``model`` names; ``None`` means the default route."""
         name = model or self.default_route
-        plan = self.plans.get(name)
+        plan = self.routes.get(name)
         if plan is None:
             raise ModelNotFound(
-                f"The model {name!r} does not exist. Available: {', '.join(sorted(self.plans))}",
+                f"The model {name!r} does not exist. Available: {', '.join(sorted(self.routes))}",
                 param="model",
             )
         return plan
+
+    @property
+    def plans(self) -> dict[str, RoutePlan]:
+        """Every live plan by name (routes and direct models)."""
+        return dict(self.routes.items())
 
     async def start(self) -> None:
         """Load every component; the verifier last since it may share a backend's weights."""
@@ -68,13 +84,22 @@ class Gateway:
         if self._retriever is not None:
             await self._retriever.start()
         await self._verifier.start()
+        self.routes.refresh(self._verifier.info)
         if self.decision_log is not None:
             await self.decision_log.start()
+        if self.labeler is not None:
+            await self.labeler.start()
+        if self.guarantee is not None:
+            await self.guarantee.start()
         self._started = True
 
     async def close(self) -> None:
         """Stop everything that was started, verifier first."""
         self._started = False
+        if self.guarantee is not None:
+            await self.guarantee.close()
+        if self.labeler is not None:
+            await self.labeler.close()
         if self.shadow is not None:
             await self.shadow.drain()
         if self.decision_log is not None:
@@ -90,8 +115,12 @@ class Gateway:
         return self._verifier.info.artifact_id
 
     async def reload_verifier(self, artifact: Path | None = None) -> VerifierInfo:
-        """Swap in another verifier artifact (``ReloadRefused`` keeps the current one)."""
-        return await self._verifier.reload(artifact)
+        """Swap in another verifier artifact (``ReloadRefused`` keeps the current one), then
+        re-evaluate which routes it covers: a route that observed may verify from the next
+        request on, one whose models it was not calibrated on observes."""
+        info = await self._verifier.reload(artifact)
+        self.routes.refresh(info)
+        return info
 
     def begin_draining(self) -> None:
         """Report not-ready so load balancers stop sending traffic (shutdown)."""
@@ -117,8 +146,15 @@ class Gateway:
             components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
         if self.decision_log is not None and self._started:
             components["decision_store"] = {"status": self.decision_log.status}
+        if self.labeler is not None and self._started:
+            components["labeling"] = self.labeler.status
         return Readiness(
             ready=self._started and not self._draining,
             draining=self._draining,
             components=components,
+            routes={
+                name: self.routes.state(name)
+                for name, plan in self.routes.items()
+                if not plan.direct
+            },
         )

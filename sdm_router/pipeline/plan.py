@@ -7,20 +7,23 @@ from dataclasses import dataclass
 
 from sdm_router.backends.base import Backend
 from sdm_router.config import Settings
-from sdm_router.core.routing import OnAbstain, OnUnverified, StreamMode
-from sdm_router.core.verdict import Estimator
+from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
+from sdm_router.core.verdict import Estimator, Reason
 from sdm_router.pipeline.policy import DEFAULT_POLICY, Policy, PolicyThresholds, policy_for
 
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """One rung: a backend and the sampling it uses there."""
+    """One rung: a backend and the sampling it uses there. ``model`` is the identity of the
+    model the backend serves (config: ``model_identity``): what an artifact must have been
+    calibrated on to judge this tier's answers ("" when unknown)."""
 
     backend: Backend
     n: int = 1
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,16 @@ class RoutePlan:
     on_unverified: OnUnverified = OnUnverified.ABSTAIN  # an answer left unjudged: pass | abstain
     drop_params: bool = False  # drop what a tier's backend cannot honour instead of a 400
     policy: Policy = DEFAULT_POLICY  # chooses the next step after each attempt
+    # observe mode, and why (no_artifact | uncalibrated_model | rolled_back): tier 0's answer is
+    # served unverified and recorded as ``observed``. Set by the route table (routes.py), never
+    # by configuration; None: the route verifies.
+    observing: Reason | None = None
+    on_breach: OnBreach = OnBreach.ALERT
+
+    @property
+    def models(self) -> frozenset[str]:
+        """The model identities the plan's tiers serve."""
+        return frozenset(tier.model for tier in self.tiers)
 
 
 def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -> RoutePlan:
@@ -56,6 +69,7 @@ def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -
                 temperature=tier.temperature,
                 top_p=tier.top_p,
                 max_tokens=tier.max_tokens,
+                model=settings.backends[tier.backend].model_identity,
             )
             for tier in route.tiers
         ),
@@ -71,6 +85,7 @@ def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -
         on_unverified=route.on_unverified,
         drop_params=route.drop_params,
         policy=policy_for(route),
+        on_breach=route.on_breach,
     )
 
 
@@ -80,7 +95,7 @@ def build_plans(settings: Settings, backends: Mapping[str, Backend]) -> dict[str
     for name, backend in backends.items():
         plans[name] = RoutePlan(
             name=name,
-            tiers=(Tier(backend=backend),),
+            tiers=(Tier(backend=backend, model=settings.backends[name].model_identity),),
             thresholds=PolicyThresholds(settings.verifier.direct_accept_alpha, Estimator.LOWER),
             retrieval=False,
             retrieval_top_k=0,

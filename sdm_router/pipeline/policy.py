@@ -104,6 +104,15 @@ def unverified(on_unverified: OnUnverified) -> tuple[Action, Reason]:
     return action, Reason.TOOL_CALLS_UNVERIFIED
 
 
+def unjudged(observing: Reason | None, on_unverified: OnUnverified) -> tuple[Action, Reason]:
+    """The decision on an answer the cascade did not verify: in observe mode (``observing``,
+    why the route observes) it is served as ``observed``; otherwise it is a tool call the
+    route does not verify, decided by ``on_unverified`` (``unverified``)."""
+    if observing is not None:
+        return Action.OBSERVED, observing
+    return unverified(on_unverified)
+
+
 class CascadePolicy:
     """The default policy. Accept a verified answer. Otherwise retrieve (once per request)
     when a retriever is available, else go to the next tier, else abstain. A spent budget

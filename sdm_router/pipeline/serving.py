@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sdm_router.core.decisions import AttemptRecord, DecisionRecord
+from sdm_router.core.errors import InvalidRequest
 from sdm_router.core.generation import (
     Candidate,
     GenerationRequest,
@@ -46,9 +47,9 @@ class Served:
 
     @property
     def model(self) -> str:
-        """The model a response names: the accepting model, else the route."""
+        """The model a response names: the accepting (or observed) model, else the route."""
         best = self.result.best
-        if self.result.decision is Action.ACCEPT and best is not None:
+        if self.result.decision in (Action.ACCEPT, Action.OBSERVED) and best is not None:
             return best.model
         return self.plan.name
 
@@ -192,7 +193,14 @@ class GenerationServing:
         self._observer.request_finished(plan.name, outcome, seconds)
         log = self._gateway.decision_log
         if log is not None and result is not None:
-            log.submit(self._record(scope, plan, request, result))
+            record = self._record(scope, plan, request, result)
+            labeler = self._gateway.labeler
+            sampled = labeler is not None and labeler.wants(record)
+            if sampled or result.decision is Action.OBSERVED:
+                record = replace(record, keep_text=True)  # text to label, and to build from
+            log.submit(record)
+            if labeler is not None and sampled:
+                labeler.submit(record, plan)
             if self._gateway.shadow is not None:
                 self._gateway.shadow.observe(plan, result, scope.request_id)
         fields: dict[str, Any] = {
@@ -236,6 +244,7 @@ class GenerationServing:
             conversation=request.text_conversation,
             answer=best.candidate.verification_text if best else None,
             answer_logprobs=best.candidate.token_logprobs if best else None,
+            answer_model=(plan.tiers[best.tier].model or None) if best else None,
         )
 
 
@@ -288,6 +297,13 @@ class VerificationServing:
     ) -> Judged:
         """The verdict on ``response`` as the answer to ``messages`` under the scope's plan."""
         plan = scope.route
+        if plan.observing is not None:
+            raise InvalidRequest(
+                f"The route {plan.name!r} is in observe mode ({plan.observing.value}): no "
+                "verifier artifact covers it, so there is no verdict to give.",
+                param="model",
+                code="route_observing",
+            )
         (verdict,) = await self._gateway.cascade.verify(
             [VerificationInput(tuple(messages), response)], nearest_exemplars
         )

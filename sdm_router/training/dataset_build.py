@@ -159,7 +159,7 @@ class DatasetBuilder:
                     label=int(result.correct),
                     check=str(result.outcome),
                     answer=job.item.answer,
-                    model=job.tier.backend.name,
+                    model=job.tier.model or job.tier.backend.name,
                 )
             )
         return records

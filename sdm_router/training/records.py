@@ -136,3 +136,19 @@ def iter_ids(path: Path) -> Iterator[str]:
                 yield str(json.loads(line)["id"])
             except (ValueError, KeyError):
                 continue  # a torn last line from an interrupted run is skipped and redone
+
+
+def calibrated_on(
+    records: Iterable[AnswerRecord], before: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """An artifact's ``calibratedOn`` record: each model identity its support and calibration
+    rows came from (``AnswerRecord.model``), with how many rows, added to ``before`` (a parent
+    artifact's record). The gateway verifies a route with the artifact only when every model
+    the route's tiers serve is listed (rows without a model are not counted)."""
+    counts: dict[str, int] = {}
+    for entry in before:
+        counts[str(entry["model"])] = counts.get(str(entry["model"]), 0) + int(entry.get("rows", 0))
+    for record in records:
+        if record.model:
+            counts[record.model] = counts.get(record.model, 0) + 1
+    return [{"model": model, "rows": rows} for model, rows in sorted(counts.items())]

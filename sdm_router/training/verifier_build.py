@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from sdm_router.training.featurize import encode_records
-from sdm_router.training.records import ROWS_FILE, AnswerRecord, read_records, write_records
+from sdm_router.training.records import (
+    ROWS_FILE,
+    AnswerRecord,
+    calibrated_on,
+    read_records,
+    write_records,
+)
 from sdm_router.training.splits import (
     DEFAULT_HOLDOUT_PHRASINGS,
     EmptyDataMix,
@@ -122,7 +128,7 @@ def build_verifier(
     # Keep the grouped split: calibration facts never appear in the support.
     config = replace(options.training, shuffle=False, class_names=CLASS_NAMES)
     held_out = holdout_families(options.holdout_family)
-    metadata = {
+    metadata: dict[str, dict[str, Any]] = {
         "sdmRouter": {
             "encoder": encoder.identity,
             "featureComposition": FEATURE_COMPOSITION,
@@ -144,6 +150,12 @@ def build_verifier(
             "encodeSeconds": round(encoded - started, 1),
         }
     }
+    # calibratedOn: the models whose answers the verifier learnt and was calibrated on; the
+    # gateway judges a route with it only when it lists every tier's model (rows that name no
+    # model leave it out, and the artifact is taken to cover every model)
+    models = calibrated_on([*splits.train, *splits.calibration])
+    if models:
+        metadata["sdmRouter"]["calibratedOn"] = models
     rejected: list[dict[str, Any]] = []
     for attempt in range(options.attempts):
         # Each attempt trains a fresh block of `shuffles` seeds; stop at the first whose

@@ -22,7 +22,7 @@ import numpy as np
 
 from sdm_router.core.verdict import Estimator
 from sdm_router.training.featurize import encode_records
-from sdm_router.training.records import AnswerRecord, read_records
+from sdm_router.training.records import AnswerRecord, calibrated_on, read_records
 from sdm_router.training.report.metrics import AdmissionStats, admission_stats, admitted_at
 from sdm_router.training.splits import keep_covered
 from sdm_router.training.verifier_build import CLASS_NAMES, DEFAULT_TRAINING, SPLITS_DIR
@@ -241,10 +241,17 @@ def _lineage(
     }
 
 
-def _with_lineage(model: SDMModel, lineage: dict[str, Any]) -> SDMModel:
+def _with_lineage(
+    model: SDMModel, lineage: dict[str, Any], added: Sequence[AnswerRecord]
+) -> SDMModel:
+    """The updated artifact with its lineage, and its ``calibratedOn`` record grown by the
+    models of the ``added`` support and calibration rows."""
     metadata = dict(model.contents.metadata or {})
     router = dict(metadata.get("sdmRouter", {}))
     router["lineage"] = lineage
+    models = calibrated_on(added, router.get("calibratedOn") or ())
+    if models:
+        router["calibratedOn"] = models
     metadata["sdmRouter"] = router
     return SDMModel(replace(model.contents, metadata=metadata), device=model.device)
 
@@ -314,7 +321,8 @@ def update_verifier(
     comparison = HeldOutComparison(
         int(labels.size), before, after, refusal_bar(before, options.alpha)
     )
-    updated = _with_lineage(updated, _lineage(parent, parts, options, comparison))
+    added = [*parts["support"], *parts["calibration"]]
+    updated = _with_lineage(updated, _lineage(parent, parts, options, comparison), added)
     written = comparison.passes or options.force
     if written:
         updated.save(options.out, overwrite=options.overwrite)

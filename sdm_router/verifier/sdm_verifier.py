@@ -18,7 +18,13 @@ import numpy.typing as npt
 
 from sdm_router.config import VerifierSettings
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.verdict import NearestExemplar, Verdict, VerificationInput, VerifierInfo
+from sdm_router.core.verdict import (
+    NO_ARTIFACT_ID,
+    NearestExemplar,
+    Verdict,
+    VerificationInput,
+    VerifierInfo,
+)
 from sdm_router.verifier.batching import MicroBatcher
 from sdm_router.verifier.encoder import HiddenStateEncoder, SharedModel
 from sdm_router.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
@@ -46,6 +52,19 @@ def recorded_encoder(model: SDMModel) -> EncoderRecipe:
     metadata = model.contents.metadata or {}
     identity = metadata.get("sdmRouter", {}).get("encoder")
     return EncoderRecipe.from_identity(identity if isinstance(identity, dict) else None)
+
+
+def calibrated_on(model: SDMModel) -> frozenset[str] | None:
+    """The model identities the artifact was calibrated on (``metadata.sdmRouter.calibratedOn``,
+    a list of ``{"model", "rows"}``); None when it records none (it covers every model)."""
+    metadata = model.contents.metadata or {}
+    recorded = metadata.get("sdmRouter", {}).get("calibratedOn")
+    models = frozenset(
+        str(entry["model"])
+        for entry in (recorded if isinstance(recorded, list) else ())
+        if isinstance(entry, dict) and entry.get("model")
+    )
+    return models or None
 
 
 def load_recorded_encoder(
@@ -132,28 +151,36 @@ class SDMVerifier:
 
     @property
     def info(self) -> VerifierInfo:
-        """Artifact id and device (after ``start``)."""
+        """Artifact id, device and what it was calibrated on (after ``start``); with no
+        artifact loaded the id is ``none`` (every route observes)."""
         if self._current is None or self._encoder is None:
-            return VerifierInfo("not-loaded", "none", "not loaded")
+            return VerifierInfo(NO_ARTIFACT_ID, "none", "no artifact loaded")
         model = self._models[self._current]
         description = (
             f"SDM over {self._encoder.identity['model']} hidden states, "
             f"{model.support_size} support rows"
         )
-        return VerifierInfo(model.artifact_id, self._encoder.device, description)
+        return VerifierInfo(
+            model.artifact_id, self._encoder.device, description, calibrated_on(model)
+        )
 
     async def start(self) -> None:
-        """Load the artifact and encoder, check they belong together, start the worker."""
+        """Load the artifact and encoder, check they belong together, start the worker. With
+        no ``verifier.artifact`` nothing is loaded: the encoder loads with the first artifact
+        (``reload``), whose metadata says which layer and pooling it reads."""
         artifact = self._settings.artifact
-        try:
-            model = await asyncio.to_thread(SDMModel.load, artifact, device=self._settings.device)
-        except ArtifactError as error:
-            raise ConfigurationError(f"cannot load the verifier artifact: {error}") from error
-        self._encoder = await asyncio.to_thread(self._load_encoder, model)
-        check_compatible(model, self._encoder, artifact)
-        self._install(model)
-        if self._settings.shadow is not None:
-            self._shadow = await self._load_shadow(self._settings.shadow, self._encoder)
+        if artifact is not None:
+            try:
+                model = await asyncio.to_thread(
+                    SDMModel.load, artifact, device=self._settings.device
+                )
+            except ArtifactError as error:
+                raise ConfigurationError(f"cannot load the verifier artifact: {error}") from error
+            self._encoder = await asyncio.to_thread(self._load_encoder, model, artifact)
+            check_compatible(model, self._encoder, artifact)
+            self._install(model)
+            if self._settings.shadow is not None:
+                self._shadow = await self._load_shadow(self._settings.shadow, self._encoder)
         self._batcher = MicroBatcher(
             self._verify_batch,
             max_batch_size=self._settings.max_batch_size,
@@ -182,7 +209,7 @@ class SDMVerifier:
         skipped that batch); each verdict can be asked once."""
         return None if self._shadow is None else await self._shadow.verdict_for(verdict)
 
-    def _load_encoder(self, model: SDMModel) -> HiddenStateEncoder:
+    def _load_encoder(self, model: SDMModel, artifact: Path) -> HiddenStateEncoder:
         # The artifact says which layer and pooling it was trained on; the fingerprint check then
         # covers the rest (model weights, template).
         try:
@@ -196,9 +223,7 @@ class SDMVerifier:
                 model, self._settings.encoder_model, device=self._settings.device
             )
         except ValueError as error:
-            raise ConfigurationError(
-                f"verifier artifact {self._settings.artifact}: {error}"
-            ) from error
+            raise ConfigurationError(f"verifier artifact {artifact}: {error}") from error
 
     def _install(self, model: SDMModel) -> None:
         """Make ``model`` current; the previous one stays while requests pin it."""
@@ -208,20 +233,26 @@ class SDMVerifier:
             self._models.pop(previous, None)
 
     async def reload(self, artifact: Path | None = None) -> VerifierInfo:
-        """Load, validate and swap in ``artifact`` (default: the configured path)."""
+        """Load, validate and swap in ``artifact`` (default: the configured path). The first
+        artifact of a verifier started without one also loads the encoder it records."""
         path = artifact or self._settings.artifact
-        if self._encoder is None:
+        if self._batcher is None:
             raise ReloadRefused("the verifier is not started")
-        encoder = self._encoder
+        if path is None:
+            raise ReloadRefused("no artifact given and verifier.artifact names none")
         async with self._reloading:
             try:
                 model = await asyncio.to_thread(SDMModel.load, path, device=self._settings.device)
             except ArtifactError as error:
                 raise ReloadRefused(f"cannot load {path}: {error}") from error
             try:
+                encoder = self._encoder
+                if encoder is None:  # the first artifact: its recipe says which encoder
+                    encoder = await asyncio.to_thread(self._load_encoder, model, path)
                 check_compatible(model, encoder, path)
             except ConfigurationError as error:
                 raise ReloadRefused(str(error)) from error
+            self._encoder = encoder
             self._install(model)
         return self.info
 

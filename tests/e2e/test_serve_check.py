@@ -35,6 +35,7 @@ def test_the_embedded_default_checks_ready(tmp_path: Path) -> None:
 
 def test_a_corrupt_artifact_is_refused_with_its_reason(tmp_path: Path) -> None:
     shipped = load_settings(None).verifier.artifact
+    assert shipped is not None
     corrupt = tmp_path / "corrupt.sdmkitmodel"
     shutil.copytree(shipped, corrupt)
     with (corrupt / "support.f32").open("r+b") as vectors:

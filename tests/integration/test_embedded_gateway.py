@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def embedded_client() -> Iterator[openai.OpenAI]:
     settings = load_settings()
-    if not settings.verifier.artifact.exists():
+    if settings.verifier.artifact is None or not settings.verifier.artifact.exists():
         pytest.fail(f"the shipped verifier artifact is missing: {settings.verifier.artifact}")
     with (
         serve_in_thread(build_app(settings)) as url,
@@ -185,6 +185,7 @@ def test_a_reload_under_load_fails_no_request_and_each_decision_names_its_artifa
 ) -> None:
     """Chats in flight finish on the artifact they started with; later ones use the new one."""
     shipped = load_settings().verifier.artifact
+    assert shipped is not None
     original = SDMModel.load(shipped, device="cpu")
     renamed = SDMModel(replace(original.contents, model_id="reloaded-copy"), device="cpu")
     copy = renamed.save(tmp_path / "copy.sdmkitmodel")

@@ -222,17 +222,17 @@ class FakeUpstream:
                     "code": status,
                 }
             }
-            await _send_json(send, status, error)
+            await send_json(send, status, error)
             return
         if model == "broken-json":
             await _send_raw(send, 200, b"{not json", b"application/json")
             return
-        await _send_json(send, 200, completion_body(model, payload))
+        await send_json(send, 200, completion_body(model, payload))
 
     async def _embeddings(self, model: str, payload: dict[str, Any], send: Send) -> None:
         if model == "fail-400":
             error = {"error": {"message": "scripted failure 400", "type": "invalid_request_error"}}
-            await _send_json(send, 400, error)
+            await send_json(send, 400, error)
             return
         inputs = payload["input"]
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
@@ -252,7 +252,7 @@ class FakeUpstream:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        await _send_json(send, 200, reply)
+        await send_json(send, 200, reply)
 
     async def _stream(
         self, model: str, payload: dict[str, Any], receive: Receive, send: Send
@@ -403,7 +403,8 @@ async def _event(send: Send, data: dict[str, Any]) -> None:
     )
 
 
-async def _send_json(send: Send, status: int, data: dict[str, Any]) -> None:
+async def send_json(send: Send, status: int, data: dict[str, Any]) -> None:
+    """Answer with ``data`` as JSON."""
     await _send_raw(send, status, json.dumps(data).encode(), b"application/json")
 
 

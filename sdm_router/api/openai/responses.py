@@ -90,7 +90,7 @@ class AttemptOut(_Response):
 class VerdictFields(_Response):
     """What the verifier said about the answer and what the policy decided."""
 
-    decision: Literal["accept", "abstain", "unverified"]
+    decision: Literal["accept", "abstain", "unverified", "observed"]
     reason: str
     route: str
     estimator: str

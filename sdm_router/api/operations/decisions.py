@@ -33,7 +33,8 @@ router = APIRouter()
 MAX_PAGE = 500
 
 
-def _store(request: Request) -> DecisionStore:
+def store_of(request: Request) -> DecisionStore:
+    """The decision store (404 ``store_off`` when storage is disabled)."""
     store = context_of(request).store
     if store is None:
         raise NotFound("The decision store is off (storage.enabled: false).", code="store_off")
@@ -58,7 +59,7 @@ def _owner(request: Request) -> str | None:
 async def _owned_decision(request: Request, identifier: str) -> dict[str, Any]:
     """The record, if it exists and the caller may see it (404 alike otherwise: a user key
     learns nothing of other keys' requests)."""
-    record = await _store(request).decision(identifier)  # StoreUnavailable: a 503
+    record = await store_of(request).decision(identifier)  # StoreUnavailable: a 503
     owner = _owner(request)
     if record is None or (owner is not None and record.get("key_name") != owner):
         raise _not_found(identifier)
@@ -70,13 +71,15 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
     """Label one answer as a person (source ``human``: it overrides a judge's label); the same
     label again changes nothing, a new one replaces it. A user key labels only its own
     requests."""
-    store = _store(request)
+    store = store_of(request)
     if _owner(request) is not None:
         await _owned_decision(request, body.request_id)
     outcome = await store.label(body.request_id, body.label, body.choice, body.note)
     if outcome is None:
         raise _not_found(body.request_id)
     request_id, changed = outcome
+    if changed:
+        context_of(request).metrics.label_given(HUMAN_SOURCE, body.label)
     return {
         "object": "feedback",
         "request_id": request_id,
@@ -94,7 +97,7 @@ async def get_decision(request: Request, identifier: str) -> dict[str, Any]:
     return {"object": "decision", **await _owned_decision(request, identifier)}
 
 
-def _instant(value: str | None, param: str) -> float | None:
+def instant(value: str | None, param: str) -> float | None:
     """Seconds since the epoch from epoch seconds or an ISO 8601 time."""
     if value is None:
         return None
@@ -132,14 +135,14 @@ async def list_decisions(
     since: str | None = None,
     until: str | None = None,
     label: str | None = Query(None, pattern="^(correct|incorrect|unlabeled)$"),
-    decision: str | None = Query(None, pattern="^(accept|abstain|unverified)$"),
+    decision: str | None = Query(None, pattern="^(accept|abstain|unverified|observed)$"),
     limit: int = Query(50, ge=1, le=MAX_PAGE),
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Recorded decisions, newest first, in pages of ``limit``; ``next_cursor`` continues. A
     user key lists only its own requests."""
-    page, following = await _store(request).decisions(
-        route=route, since=_instant(since, "since"), until=_instant(until, "until"),
+    page, following = await store_of(request).decisions(
+        route=route, since=instant(since, "since"), until=instant(until, "until"),
         decision=decision, label=label, key_name=_owner(request), limit=limit,
         cursor=_decode_cursor(cursor),
     )  # fmt: skip

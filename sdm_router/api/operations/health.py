@@ -25,6 +25,7 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "ready" if readiness.ready else ("draining" if readiness.draining else "loading"),
         "components": readiness.components,
+        "routes": readiness.routes,
     }
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 

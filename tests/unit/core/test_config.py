@@ -15,7 +15,7 @@ VLLM_CONFIG = EMBEDDED_CONFIG.parent / "vllm.yaml"
 def test_shipped_configs_load() -> None:
     embedded = load_settings()
     assert embedded.routes["auto"].tiers[1].n == 4
-    assert embedded.verifier.artifact.is_absolute()
+    assert embedded.verifier.artifact is not None and embedded.verifier.artifact.is_absolute()
     vllm = load_settings(VLLM_CONFIG)
     assert [tier.backend for tier in vllm.routes["auto"].tiers] == ["small", "large"]
 

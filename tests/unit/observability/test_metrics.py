@@ -47,13 +47,14 @@ def value(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 
 
 def test_closed_sets_match_the_brief() -> None:
-    assert {"accept", "abstain", "unverified", "error"} == OUTCOMES
-    assert {"accept", "escalate", "retrieve", "abstain", "unverified"} == ACTIONS
+    assert {"accept", "abstain", "unverified", "observed", "error"} == OUTCOMES
+    assert {"accept", "escalate", "retrieve", "abstain", "unverified", "observed"} == ACTIONS
     assert {"generate", "encode", "score", "verify", "retrieve"} == STAGES
     assert {"input", "output"} == TOKEN_TYPES
     assert {"verified", "below_alpha", "no_region", "ood", "predicted_incorrect"} <= REASONS
     assert {"backend_error", "budget_exhausted"} <= REASONS and "retrieval_used" not in REASONS
     assert "tool_calls_unverified" in REASONS
+    assert {"no_artifact", "uncalibrated_model", "rolled_back"} <= REASONS  # observe mode
     assert {"timeout", "connection", "rate_limited", "server_error"} <= ERROR_TYPES
 
 
