@@ -13,8 +13,11 @@ from sdm_router.retrieval.base import Retriever
 from tests.fakes import FakeVerifier
 
 
-def fake_settings(upstream_url: str, **changes: Any) -> Settings:
-    """A config whose backends are behaviours of the fake upstream at ``upstream_url``."""
+def fake_settings(
+    upstream_url: str, *, extra_backends: dict[str, Any] | None = None, **changes: Any
+) -> Settings:
+    """A config whose backends are behaviours of the fake upstream at ``upstream_url`` (plus
+    ``extra_backends``, e.g. a judge)."""
     timeouts = {"connect": 2, "read": 2, "total": 3}
 
     def backend(model: str) -> dict[str, Any]:
@@ -64,6 +67,7 @@ def fake_settings(upstream_url: str, **changes: Any) -> Settings:
             },
         },
     }
+    data["backends"].update(extra_backends or {})
     data.update(changes)
     return Settings(**data)
 
@@ -74,12 +78,13 @@ def fake_app(
     verifier: FakeVerifier | None = None,
     retriever: Retriever | None = None,
     metrics: GatewayMetrics | None = None,
+    extra_backends: dict[str, Any] | None = None,
     **changes: Any,
 ) -> FastAPI:
     """The real gateway app over the fake upstream, with a fake verifier and retriever."""
     from tests.fakes import FakeRetriever
 
-    settings = fake_settings(upstream_url, **changes)
+    settings = fake_settings(upstream_url, extra_backends=extra_backends, **changes)
     return build_app(
         settings,
         verifier=verifier or FakeVerifier(),
