@@ -5,6 +5,7 @@ config."""
 
 from __future__ import annotations
 
+import math
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -60,7 +61,7 @@ class LabelMetrics:
         self._agreement = Gauge(
             "sdm_router_label_agreement",
             "Share of the answers both a person and a machine source labelled where they "
-            "agree, by machine source (judge:<backend>|reference:<backend>).",
+            "agree, by machine source (judge:<backend>|reference:<backend>); NaN before any.",
             ["source"],
             registry=registry,
             multiprocess_mode="livemax",
@@ -83,7 +84,7 @@ class LabelMetrics:
             for name, help_text in (
                 ("labelled", "Labelled accepted answers the route's live guarantee counts."),
                 ("correct", "Of those, how many are labelled correct."),
-                ("precision", "Their share labelled correct (-1 without labels)."),
+                ("precision", "Their share labelled correct (NaN without labels)."),
                 ("lower_bound", "One-sided Clopper-Pearson lower bound on the precision."),
                 ("accept_alpha", "The route's effective accept_alpha (tightened or not)."),
                 ("observing", "1 while the route is in observe mode (answers unverified)."),
@@ -114,9 +115,9 @@ class LabelMetrics:
         self._labels.labels(kind=kind, label=label).inc()
 
     def label_agreement(self, source: str, rate: float | None, pairs: int) -> None:
-        """Publish a machine source's agreement with people (-1 without shared answers)."""
+        """Publish a machine source's agreement with people (NaN without shared answers)."""
         check_name(source, "source")
-        self._agreement.labels(source=source).set(-1.0 if rate is None else rate)
+        self._agreement.labels(source=source).set(math.nan if rate is None else rate)
         self._agreement_pairs.labels(source=source).set(pairs)
 
     def route_guarantee(
@@ -128,7 +129,7 @@ class LabelMetrics:
         values = {
             "labelled": guarantee.labelled,
             "correct": guarantee.correct,
-            "precision": -1.0 if precision is None else precision,
+            "precision": math.nan if precision is None else precision,
             "lower_bound": guarantee.lower,
             "accept_alpha": accept_alpha,
             "observing": 1.0 if observing else 0.0,

@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from sdm_router.core.guarantee import assess
 from sdm_router.observability.metrics import GatewayMetrics
 from tests.support.prometheus import require_binary
 
@@ -69,6 +70,10 @@ def exported_sample_names() -> set[str]:
     metrics.verifier_batch(2)
     metrics.set_verifier_info("a", "cpu")
     metrics.tokens("r", "m", "input", 3)
+    metrics.labeling_event("labelled")
+    metrics.labeling_queue(1)
+    metrics.label_agreement("judge:j", 0.9, 10)
+    metrics.route_guarantee("r", assess(28, 28, 0.95), observing=False, accept_alpha=0.95)
     body, _ = metrics.render()
     return {
         sample.name
@@ -121,6 +126,12 @@ def test_shows_what_the_brief_asks_for(dashboard: dict[str, Any]) -> None:
         "Stage latency",
         "Backend errors",
         "Verifier batch size",
+        "Observed rate",
+        "Guarantee status",
+        "Guarantee: precision and lower bound against accept_alpha",
+        "Labelled accepted answers",
+        "Labelling",
+        "Judge-human agreement",
     ):
         assert wanted in titles
     assert any(title.startswith("vLLM") for title in titles)

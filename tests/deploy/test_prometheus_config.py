@@ -52,3 +52,13 @@ def test_scrape_jobs_point_at_the_compose_services() -> None:
     )["datasources"][0]
     assert datasource["jsonData"]["timeInterval"] == config["global"]["scrape_interval"]
     assert datasource["url"] == "http://prometheus:9090"
+
+
+def test_an_alert_fires_on_a_breached_guarantee() -> None:
+    """The rule the live guarantee needs (its firing is tested in sdm-router.rules.test.yml)."""
+    groups = yaml.safe_load((DEPLOY / "alerts/sdm-router.rules.yml").read_text())["groups"]
+    rules = {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    breached = rules["SdmRouterGuaranteeBreached"]
+    assert 'sdm_router_guarantee_status{status="breached"}' in breached["expr"]
+    assert "by (route)" in breached["expr"]
+    assert breached["labels"]["severity"] == "critical"
