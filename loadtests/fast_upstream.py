@@ -38,13 +38,13 @@ def _dumps(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def completion_bytes(created: int) -> bytes:
+def completion_bytes(created: int, answer: str = ANSWER) -> bytes:
     """The non-streamed ``chat.completion`` body."""
-    tokens = _tokens(ANSWER)
+    tokens = _tokens(answer)
     usage = {"prompt_tokens": 7, "completion_tokens": len(tokens), "total_tokens": 7 + len(tokens)}
     choice = {
         "index": 0,
-        "message": {"role": "assistant", "content": ANSWER},
+        "message": {"role": "assistant", "content": answer},
         "logprobs": _logprobs(tokens),
         "finish_reason": "stop",
     }
@@ -89,11 +89,12 @@ def stream_events(created: int) -> list[bytes]:
 
 
 class FastUpstream:
-    """The ASGI app; every response body is rendered once, at construction."""
+    """The ASGI app; every response body is rendered once, at construction. ``answer`` is what
+    every non-streamed completion says."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: str = ANSWER) -> None:
         created = int(time.time())
-        self.completion = completion_bytes(created)
+        self.completion = completion_bytes(created, answer)
         self.events = stream_events(created)
         self.models = _dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
         self._json_start = self._start(b"application/json", len(self.completion))
@@ -134,3 +135,8 @@ class FastUpstream:
 def create_app() -> FastUpstream:
     """Factory for ``uvicorn --factory``."""
     return FastUpstream()
+
+
+def create_judge() -> FastUpstream:
+    """Factory for ``uvicorn --factory``: a judge that finds every answer correct."""
+    return FastUpstream("correct. The answer is 42.")

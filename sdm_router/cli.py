@@ -62,7 +62,11 @@ def _check(app: FastAPI) -> int:
     async def start_and_stop() -> dict[str, object]:
         async with app.router.lifespan_context(app):
             readiness = app.state.context.gateway.readiness()
-            return {"ready": readiness.ready, "components": readiness.components}
+            return {
+                "ready": readiness.ready,
+                "components": readiness.components,
+                "routes": readiness.routes,
+            }
 
     try:
         report = asyncio.run(start_and_stop())

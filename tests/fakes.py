@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sdm_router.core.decisions import FeedbackLabel, LabelAgreement, LabelledAnswer
+from sdm_router.core.decisions import LabelAgreement, LabelledAnswer, LabelWrite
 from sdm_router.core.generation import (
     Candidate,
     FinishReason,
@@ -204,27 +204,13 @@ class FakeBackend:
 
 
 class FakeLabelSink:
-    """Records the labels it is given (the decision store's ``label``); requests named in
-    ``unknown`` are not found."""
+    """Records the labels it is given (the decision store's ``submit_label``)."""
 
-    def __init__(self, unknown: Sequence[str] = ()) -> None:
+    def __init__(self) -> None:
         self.labels: list[tuple[str, str, str, float | None, str | None]] = []
-        self._unknown = set(unknown)
 
-    async def label(
-        self,
-        identifier: str,
-        label: FeedbackLabel,
-        choice: int,
-        note: str | None,
-        *,
-        source: str,
-        logprob: float | None,
-    ) -> tuple[str, bool] | None:
-        if identifier in self._unknown:
-            return None
-        self.labels.append((identifier, label, source, logprob, note))
-        return identifier, True
+    def submit_label(self, label: LabelWrite) -> None:
+        self.labels.append((label.request_id, label.label, label.source, label.logprob, label.note))
 
 
 class FakeLabelingObserver:

@@ -83,6 +83,19 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelWrite:
+    """A machine label to record on a request's answer (``DecisionLog.submit_label``): the
+    label, which answer, the reply as its note, its source and the judge's logprob."""
+
+    request_id: str
+    label: FeedbackLabel
+    source: str
+    choice: int = 0
+    note: str | None = None
+    logprob: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LabelledAnswer:
     """A decision's answer (choice 0) with the label that counts for it: a person's when one
     was given, else the newest machine label (``storage/labels.py``). Region alphas are those
@@ -199,3 +212,6 @@ class DecisionLog(Protocol):
 
     def submit_shadow(self, record: ShadowRecord) -> None:
         """Queue a shadow verdict for writing, like ``submit``."""
+
+    def submit_label(self, label: LabelWrite) -> None:
+        """Queue a machine label for writing, like ``submit`` (after the decision it labels)."""

@@ -15,13 +15,12 @@ from sdm_router.observability.closed_labels import check, check_name
 
 LabelingEvent = Literal[
     "sampled",  # an answer was queued for the judge
-    "labelled",  # the judge's label was recorded
+    "labelled",  # the judge's label went to the decision store's writer
     "unusable",  # the judge's reply began with neither correct nor incorrect: no label
     "judge_error",  # a judge (or reference) call failed; retried up to labeling.max_attempts
     "dropped_full",  # the labelling queue was full: the answer is not labelled
     "dropped_failed",  # every attempt failed (a judge outage)
     "dropped_shutdown",  # still queued when the gateway stopped
-    "store_error",  # the label could not be written (store unreachable, record lost)
 ]
 LabelKindName = Literal["human", "judge", "reference"]
 FeedbackLabelName = Literal["correct", "incorrect"]
@@ -40,7 +39,8 @@ class LabelMetrics:
         self._labeling_events = Counter(
             "sdm_router_labeling_events",
             "What happened to answers sampled for the judge: sampled, labelled, unusable, "
-            "judge_error, dropped_full, dropped_failed, dropped_shutdown, store_error.",
+            "judge_error, dropped_full, dropped_failed, dropped_shutdown (written labels: "
+            "sdm_router_decision_store_records_total).",
             ["event"],
             registry=registry,
         )

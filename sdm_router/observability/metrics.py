@@ -83,6 +83,7 @@ StoreEvent = Literal[
     "dropped_shutdown",  # still queued when the gateway stopped
     "write_error",  # a batch write failed (it is retried)
     "expired",  # removed by storage.retention_days
+    "label_orphaned",  # a judge's label whose decision is not in the store (it was dropped)
 ]
 
 RateLimitReason = Literal[
@@ -226,8 +227,9 @@ class GatewayMetrics(LabelMetrics):
         )
         self._store_events = Counter(
             "sdm_router_decision_store_records",
-            "What happened to decision records: written, dropped_full, dropped_shutdown, "
-            "write_error (a failed batch write, retried), expired.",
+            "What happened to decision records (and queued labels): written, dropped_full, "
+            "dropped_shutdown, write_error (a failed batch write, retried), expired, "
+            "label_orphaned.",
             ["event"],
             registry=registry,
         )

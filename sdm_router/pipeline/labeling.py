@@ -7,9 +7,10 @@ record is then kept whatever ``storage.keep_text`` says) and hands the sampled o
 ``submit``, which never blocks: a bounded queue, a full one drops (counted). Worker tasks take
 answers from it within the judge's budget (``calls_per_minute``), ask the judge (the rubric in
 ``rubric.py``; for ``kind: reference`` the route's strongest tier answers first), retry a
-failed judge call with backoff up to ``max_attempts`` and write the label to the decision store
-with its source (``judge:<backend>`` or ``reference:<backend>``, the judge's backend) and the
-judge's logprob. A judge outage costs no request: it only fills the queue.
+failed judge call with backoff up to ``max_attempts`` and hand the label to the decision store's
+writer (written with its next batch, after the decision) with its source (``judge:<backend>``
+or ``reference:<backend>``, the judge's backend) and the judge's logprob. A judge outage costs
+no request: it only fills the queue.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Protocol
 
 from sdm_router.backends.base import Backend
 from sdm_router.config import LabelingSettings
-from sdm_router.core.decisions import DecisionRecord, FeedbackLabel, LabelKind, label_source
-from sdm_router.core.errors import GatewayError, StoreUnavailable, UpstreamError
+from sdm_router.core.decisions import DecisionRecord, LabelKind, LabelWrite, label_source
+from sdm_router.core.errors import GatewayError, UpstreamError
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.pipeline.plan import RoutePlan
 from sdm_router.pipeline.rubric import JudgeReply, judge_messages, read_reply
@@ -40,17 +41,8 @@ REFERENCE_MAX_TOKENS = 256
 class LabelSink(Protocol):
     """Where labels go (``storage.DecisionStore``)."""
 
-    async def label(
-        self,
-        identifier: str,
-        label: FeedbackLabel,
-        choice: int,
-        note: str | None,
-        *,
-        source: str,
-        logprob: float | None,
-    ) -> tuple[str, bool] | None:
-        """Record a label on a request's answer; None when the request is unknown."""
+    def submit_label(self, label: LabelWrite) -> None:
+        """Queue a label for writing after the decision it labels; never blocks."""
 
 
 class LabelingObserver(Protocol):
@@ -58,7 +50,7 @@ class LabelingObserver(Protocol):
 
     def labeling_event(self, event: str) -> None:
         """``sampled``, ``labelled``, ``unusable``, ``judge_error``, ``dropped_full``,
-        ``dropped_failed``, ``dropped_shutdown`` or ``store_error``."""
+        ``dropped_failed`` or ``dropped_shutdown``."""
 
     def labeling_queue(self, depth: int) -> None:
         """Answers waiting for the judge."""
@@ -202,17 +194,15 @@ class Labeler:
             self._observer.labeling_event("unusable")
             logger.info("the judge's reply is unusable", extra={"reply": reply.text[:200]})
             return
-        try:
-            written = await self._sink.label(
-                job.request_id, reply.label, 0, reply.text[:4000],
-                source=self._source_for(job), logprob=reply.logprob,
-            )  # fmt: skip
-        except StoreUnavailable:
-            self._observer.labeling_event("store_error")
-            return
-        if written is None:
-            self._observer.labeling_event("store_error")  # the record never reached the store
-            return
+        self._sink.submit_label(
+            LabelWrite(
+                job.request_id,
+                reply.label,
+                self._source_for(job),
+                note=reply.text[:4000],
+                logprob=reply.logprob,
+            )
+        )  # written with the store's next batch, after the decision (queued before)
         self._observer.labeling_event("labelled")
         self._observer.label_given(self._kind_for(job).value, reply.label)
 

@@ -31,6 +31,7 @@ from sdm_router.core.decisions import (
     LabelAgreement,
     LabelKind,
     LabelledAnswer,
+    LabelWrite,
     ShadowRecord,
 )
 from sdm_router.core.errors import StoreUnavailable
@@ -42,13 +43,14 @@ from sdm_router.storage.labels import (
     label_agreement,
     labelled_answer,
     labelled_answers_query,
+    write_label,
     write_label_retrying,
 )
 from sdm_router.storage.tables import attempts, decisions, feedback, shadow_decisions
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-Queued = DecisionRecord | ShadowRecord
+Queued = DecisionRecord | ShadowRecord | LabelWrite
 LOG_INTERVAL_S = 60.0
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 RETENTION_EVERY_S = 3600.0
@@ -59,7 +61,8 @@ class StoreObserver(Protocol):
     """Counts what happens to records (``GatewayMetrics`` implements it)."""
 
     def store_event(self, event: str, count: int = 1) -> None:
-        """``written``, ``dropped_full``, ``dropped_shutdown``, ``write_error`` or ``expired``."""
+        """``written``, ``dropped_full``, ``dropped_shutdown``, ``write_error``, ``expired`` or
+        ``label_orphaned``."""
 
 
 class _Stop:
@@ -122,8 +125,17 @@ class DecisionStore:
 
     def submit_shadow(self, record: ShadowRecord) -> None:
         """Queue a shadow verdict; never blocks (a full queue drops it, counted)."""
+        self._enqueue(record)
+
+    def submit_label(self, label: LabelWrite) -> None:
+        """Queue a machine label (the judge's); never blocks. It is written with the writer's
+        next batch, after the decision it labels (queued before it), one transaction for the
+        batch; a label whose decision never reached the store is dropped (``label_orphaned``)."""
+        self._enqueue(label)
+
+    def _enqueue(self, item: ShadowRecord | LabelWrite) -> None:
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait(item)
         except queue.Full:
             self._observer.store_event("dropped_full")
             self._log_drop("the decision store queue is full")
@@ -227,6 +239,7 @@ class DecisionStore:
         keep_text = self._settings.keep_text
         records = [item for item in batch if isinstance(item, DecisionRecord)]
         shadows = [asdict(item) for item in batch if isinstance(item, ShadowRecord)]
+        labels = [item for item in batch if isinstance(item, LabelWrite)]
         rows = [_decision_row(record, keep_text) for record in records]
         attempt_rows = [
             {"request_id": record.request_id, "position": position, **asdict(attempt)}
@@ -240,6 +253,13 @@ class DecisionStore:
                 connection.execute(self._insert_ignoring_duplicates(shadow_decisions), shadows)
             if attempt_rows:
                 connection.execute(self._insert_ignoring_duplicates(attempts), attempt_rows)
+            orphans = sum(
+                write_label(connection, item.request_id, item.label, item.choice, item.note,
+                            item.source, item.logprob) is None
+                for item in labels
+            )  # fmt: skip
+        if orphans:
+            self._observer.store_event("label_orphaned", orphans)
 
     def _insert_ignoring_duplicates(self, table: Any) -> Any:
         assert self._engine is not None

@@ -215,6 +215,9 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         target_alpha=args.target_alpha,
         attempts=args.attempts,
         overwrite=args.overwrite,
+        calibrated_on=None
+        if args.calibrated_on is None
+        else tuple(part.strip() for part in args.calibrated_on.split(",") if part.strip()),
     )
 
 
@@ -594,6 +597,11 @@ def register(commands: Any) -> None:
         default=_build_option_default("attempts"),
         help="training attempts at most",
     )
+    vbuild.add_argument(
+        "--calibrated-on", default=None,
+        help="model identities (comma-separated; e.g. local:embedded, or the upstream's model "
+        "name) the artifact records it was calibrated on, instead of the rows' model field",
+    )  # fmt: skip
     vbuild.add_argument("--device", default=DEFAULT_TRAINING.device)
     vbuild.add_argument("--overwrite", action="store_true")
     vbuild.set_defaults(func=_verifier_build)

@@ -60,6 +60,9 @@ class VerifierBuildOptions:
     whose training answers are correct (``splits.covered_families``; 0 keeps every family);
     the test, shift and phrasing splits keep every family, so the report shows what the
     verifier does on the families it left out.
+    ``calibrated_on``: the model identities to record as what the artifact was calibrated on,
+    instead of the rows' ``model`` (rows that name a backend, as older ``data build`` rows do,
+    or nothing); None records the rows' own.
     """
 
     data: Path
@@ -73,6 +76,7 @@ class VerifierBuildOptions:
     attempts: int = 1
     overwrite: bool = False
     show_progress: bool = True
+    calibrated_on: tuple[str, ...] | None = None
 
 
 def write_splits(splits: Splits, folder: Path) -> dict[str, int]:
@@ -153,7 +157,10 @@ def build_verifier(
     # calibratedOn: the models whose answers the verifier learnt and was calibrated on; the
     # gateway judges a route with it only when it lists every tier's model (rows that name no
     # model leave it out, and the artifact is taken to cover every model)
-    models = calibrated_on([*splits.train, *splits.calibration])
+    learnt = [*splits.train, *splits.calibration]
+    models = calibrated_on(learnt)
+    if options.calibrated_on is not None:
+        models = [{"model": model, "rows": len(learnt)} for model in options.calibrated_on]
     if models:
         metadata["sdmRouter"]["calibratedOn"] = models
     rejected: list[dict[str, Any]] = []

@@ -5,6 +5,7 @@ counts, judge–human agreement, the migration of labels given before sources ex
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,13 @@ from alembic.config import Config
 from sqlalchemy import Engine, inspect, text
 
 from sdm_router.config import StorageSettings
-from sdm_router.core.decisions import AttemptRecord, DecisionRecord, FeedbackLabel, LabelKind
+from sdm_router.core.decisions import (
+    AttemptRecord,
+    DecisionRecord,
+    FeedbackLabel,
+    LabelKind,
+    LabelWrite,
+)
 from sdm_router.core.generation import Message, TokenLogprob
 from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.storage.database import make_engine, migrate
@@ -190,3 +197,24 @@ def test_labels_given_before_sources_existed_become_human_and_the_migration_reve
             assert count == 1  # nothing cascaded away
     finally:
         engine.dispose()
+
+
+async def test_queued_machine_labels_are_written_after_their_decision(database_url: str) -> None:
+    metrics = GatewayMetrics()
+    store = DecisionStore(settings(database_url), metrics)
+    await store.start()
+    try:
+        store.submit(record("q1", keep_text=True))
+        store.submit_label(LabelWrite("q1", "incorrect", JUDGE, note="incorrect.", logprob=-0.3))
+        store.submit_label(LabelWrite("never-recorded", "correct", JUDGE))
+        deadline = time.monotonic() + 10
+        while not await store.labelled() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        (answer,) = await store.labelled()
+        assert (answer.request_id, answer.label, answer.source, answer.logprob) == (
+            "q1", "incorrect", JUDGE, -0.3,
+        )  # fmt: skip
+    finally:
+        await store.close()
+    body = metrics.render()[0].decode()
+    assert 'sdm_router_decision_store_records_total{event="label_orphaned"} 1.0' in body

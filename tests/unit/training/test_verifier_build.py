@@ -104,3 +104,23 @@ def test_a_data_mix_no_family_reaches_is_refused_before_encoding(tmp_path: Path)
     with pytest.raises(EmptyDataMix, match="lower --min-family-accuracy"):
         build_tiny(tmp_path, _records(40), min_family_accuracy=1.0)
     assert not (tmp_path / "data" / "cache").exists()
+
+
+def test_the_artifact_records_the_models_it_was_calibrated_on(tmp_path: Path) -> None:
+    records = [
+        replace(record, model="org/small" if index % 3 else "")
+        for index, record in enumerate(_records(120))
+    ]
+    model, data = build_tiny(tmp_path, records)
+    recorded = (model.contents.metadata or {})["sdmRouter"]["calibratedOn"]
+    splits = json.loads((data / "build-summary.json").read_text())["splits"]
+    assert [entry["model"] for entry in recorded] == ["org/small"]  # rows naming none: left out
+    assert 0 < recorded[0]["rows"] < splits["train"] + splits["calibration"]
+    named, _ = build_tiny(
+        tmp_path, records, out=tmp_path / "named.sdmkitmodel", calibrated_on=("local:embedded",)
+    )
+    assert (named.contents.metadata or {})["sdmRouter"]["calibratedOn"] == [
+        {"model": "local:embedded", "rows": splits["train"] + splits["calibration"]}
+    ]
+    unnamed, _ = build_tiny(tmp_path, _records(120), out=tmp_path / "unnamed.sdmkitmodel")
+    assert "calibratedOn" not in (unnamed.contents.metadata or {})["sdmRouter"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -194,7 +195,7 @@ def test_rows_in_a_new_region_raise_admission_there(
     parent: tuple[SDMModel, Path], tmp_path: Path
 ) -> None:
     model, _ = parent
-    new = _far_region("new", 1, 400, 11)
+    new = [replace(row, model="cluster-model") for row in _far_region("new", 1, 400, 11)]
     outcome = update_verifier(model, new, ClusterEncoder(), _options(tmp_path))  # type: ignore[arg-type]
     comparison = outcome.comparison
     assert comparison.rows == outcome.counts["held_out"] > 40
@@ -208,6 +209,11 @@ def test_rows_in_a_new_region_raise_admission_there(
     assert written.support_size == model.support_size + outcome.counts["support"]
     assert len(written.contents.calibration_rows or []) == 400 + outcome.counts["calibration"]
     lineage = (written.contents.metadata or {})["sdmRouter"]["lineage"]
+    # the rows' model joins what the artifact records it was calibrated on
+    added = outcome.counts["support"] + outcome.counts["calibration"]
+    assert (written.contents.metadata or {})["sdmRouter"]["calibratedOn"] == [
+        {"model": "cluster-model", "rows": added}
+    ]
     assert lineage["parentArtifactId"] == model.artifact_id
     assert lineage["mode"] == "recalibrate"
     assert lineage["rule"]["heldOut"] == 0.2
