@@ -172,7 +172,8 @@ def print_table(args: argparse.Namespace, sides: list[Side]) -> None:
     print(
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {platform.python_version()}; artifact "
-        f"{Path(load_settings(args.config).verifier.artifact or 'none').name}; batched = max_batch_size "
+        f"{Path(load_settings(args.config).verifier.artifact or 'none').name}; batched = "
+        f"max_batch_size "
         f"{args.max_batch_size}, max_wait_ms {args.max_wait_ms}; unbatched = 1, 0"
     )
     header = (
