@@ -31,26 +31,33 @@ from sdm_router.core.generation import Message, TokenLogprob
 from sdm_router.storage.tables import attempts, decisions, feedback
 
 
-def _of_kinds(kinds: Collection[LabelKind] | None) -> Any:
-    """A filter on ``feedback.source`` keeping the given kinds (None: every kind)."""
+def _of_kinds(table: Any, kinds: Collection[LabelKind] | None) -> Any:
+    """A filter on ``table.source`` (``feedback`` or an alias) keeping the given kinds (None:
+    every kind)."""
     if kinds is None:
         return True
     clauses = [
-        feedback.c.source == HUMAN_SOURCE
+        table.c.source == HUMAN_SOURCE
         if kind is LabelKind.HUMAN
-        else feedback.c.source.like(f"{kind.value}:%")
+        else table.c.source.like(f"{kind.value}:%")
         for kind in kinds
     ]
     return or_(*clauses) if clauses else False
 
 
+def _counting_first(table: Any) -> tuple[Any, Any]:
+    """The order of an answer's current labels in which the first counts: a person's, else the
+    newest. The rule's one home (both queries below order by it)."""
+    return case((table.c.source == HUMAN_SOURCE, 0), else_=1), table.c.id.desc()
+
+
 def effective_labels(kinds: Collection[LabelKind] | None = None) -> Subquery:
-    """One row per labelled answer (request_id, choice): the current label that counts (a
-    person's, else the newest machine one), with its source, logprob and time; only labels of
-    ``kinds`` are considered."""
+    """One row per labelled answer (request_id, choice): the current label that counts, with
+    its source, logprob and time; only labels of ``kinds`` are considered. Ranks every current
+    label: for listings; ``counting_label_id`` serves a query over a few decisions."""
     rank = func.row_number().over(
         partition_by=(feedback.c.request_id, feedback.c.choice),
-        order_by=(case((feedback.c.source == HUMAN_SOURCE, 0), else_=1), feedback.c.id.desc()),
+        order_by=_counting_first(feedback),
     )
     ranked = (
         select(
@@ -62,10 +69,30 @@ def effective_labels(kinds: Collection[LabelKind] | None = None) -> Subquery:
             feedback.c.created,
             rank.label("rank"),
         )
-        .where(feedback.c.current & _of_kinds(kinds))
+        .where(feedback.c.current & _of_kinds(feedback, kinds))
         .subquery("ranked")
     )
     return select(ranked).where(ranked.c.rank == 1).subquery("effective")
+
+
+def counting_label_id(kinds: Collection[LabelKind] | None = None, choice: int = 0) -> Any:
+    """The id of the label that counts for a decision's answer ``choice``, correlated with
+    ``decisions`` (one index lookup per decision: the guarantee and the export read the newest
+    decisions of a route, never every label)."""
+    candidate = feedback.alias("candidate")
+    return (
+        select(candidate.c.id)
+        .where(
+            (candidate.c.request_id == decisions.c.request_id)
+            & (candidate.c.choice == choice)
+            & candidate.c.current
+            & _of_kinds(candidate, kinds)
+        )
+        .order_by(*_counting_first(candidate))
+        .limit(1)
+        .correlate(decisions)
+        .scalar_subquery()
+    )
 
 
 def write_label(
@@ -144,17 +171,17 @@ def labelled_answers_query(
     limit: int | None = None,
 ) -> Select[Any]:
     """The labelled answers (choice 0) of decisions, filtered, with the label that counts."""
-    label = effective_labels(kinds)
     columns = [
         decisions.c.request_id, decisions.c.created, decisions.c.route, decisions.c.decision,
-        decisions.c.artifact_id, decisions.c.answer_model, label.c.label, label.c.source,
-        label.c.logprob, attempts.c.region_alpha, attempts.c.region_alpha_lower,
+        decisions.c.artifact_id, decisions.c.answer_model, feedback.c.label, feedback.c.source,
+        feedback.c.logprob, attempts.c.region_alpha, attempts.c.region_alpha_lower,
     ]  # fmt: skip
     if with_text:
         columns += [decisions.c.conversation, decisions.c.answer, decisions.c.answer_logprobs]
     query = (
         select(*columns)
-        .join(label, (label.c.request_id == decisions.c.request_id) & (label.c.choice == 0))
+        .select_from(decisions)
+        .join(feedback, feedback.c.id == counting_label_id(kinds))
         .outerjoin(
             attempts,
             (attempts.c.request_id == decisions.c.request_id)
@@ -237,11 +264,11 @@ def label_agreement(connection: Connection, since: float | None = None) -> list[
 
 def counting_label(connection: Connection, request_id: str) -> dict[str, Any] | None:
     """The label that counts for a request's answer (choice 0): ``{label, source}``, or None."""
-    label = effective_labels()
     row = connection.execute(
-        select(label.c.label, label.c.source).where(
-            (label.c.request_id == request_id) & (label.c.choice == 0)
-        )
+        select(feedback.c.label, feedback.c.source)
+        .select_from(decisions)
+        .join(feedback, feedback.c.id == counting_label_id())
+        .where(decisions.c.request_id == request_id)
     ).first()
     return None if row is None else {"label": row.label, "source": row.source}
 
