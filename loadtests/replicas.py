@@ -334,7 +334,8 @@ def nginx_binary() -> str | None:
 
 
 def nginx_config(prefix: Path, port: int, replica_ports: Sequence[int]) -> str:
-    """nginx.conf for a non-daemon nginx whose every path lies under ``prefix``."""
+    """nginx.conf for a non-daemon nginx whose every path lies under ``prefix``, with the edge
+    limits of ``deploy/nginx/limits.conf``."""
     servers = "\n".join(
         f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;" for p in replica_ports
     )
@@ -345,6 +346,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
+    include {ROOT}/deploy/nginx/limits.conf;
     log_format replicas "{LOG_FORMAT}";
     access_log {prefix}/access.log replicas;
     client_body_temp_path {prefix}/client_body;

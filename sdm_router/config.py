@@ -68,6 +68,31 @@ class ServerSettings(_Section):
         "timeout of the load balancer in front (60 s for most), so the gateway never closes "
         "a connection the balancer is about to reuse",
     )
+    max_header_bytes: int = Field(
+        32768,
+        ge=1024,
+        description="the request line and headers of one request, in bytes (431 past it, an "
+        "unfinished head included, so a client cannot hold more)",
+    )
+    max_header_count: int = Field(100, ge=8, description="headers of one request (431 past it)")
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a request's head must arrive whole this long after its first byte (or "
+        "after the connection opened): then 408 (closed without a word when nothing came)",
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a request's body must arrive whole this long after its head: then 408 "
+        "(or the connection closed, once a response has started)",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open client connections per worker process; one more is closed as it is "
+        "accepted, before any byte is read",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -264,6 +289,19 @@ class VerifierSettings(_Section):
     shadow_queue: int = Field(
         64, ge=1, description="verifier batches the shadow may lag behind before it skips one"
     )
+    artifact_roots: list[Path] | None = Field(
+        None,
+        description="folders whose artifacts `POST /admin/verifier/reload` may name (symlinks "
+        "resolved; any other path is refused alike, existing or not); default: the folder "
+        "holding `artifact`",
+    )
+
+    def reload_roots(self) -> tuple[Path, ...]:
+        """The folders an admin reload may name an artifact in (``artifact_roots``, else the
+        folder holding ``artifact``)."""
+        if self.artifact_roots is not None:
+            return tuple(self.artifact_roots)
+        return (self.artifact.parent,)
 
     @field_validator("direct_accept_alpha")
     @classmethod
@@ -651,6 +689,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             value = verifier.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 verifier[key] = str((base / value).resolve())
+        roots = verifier.get("artifact_roots")
+        if isinstance(roots, list):
+            verifier["artifact_roots"] = [
+                str((base / root).resolve())
+                if isinstance(root, str) and not Path(root).is_absolute()
+                else root
+                for root in roots
+            ]
     retrieval = data.get("retrieval")
     if isinstance(retrieval, dict):
         for key in ("corpus", "embedding_model"):

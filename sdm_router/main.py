@@ -110,4 +110,5 @@ def build_app(
         auth=settings.auth,
         limits=settings.limits,
         embedding_models=build_embeddings(settings, backends),
+        artifact_roots=settings.verifier.reload_roots(),
     )

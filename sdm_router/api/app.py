@@ -6,8 +6,9 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -19,10 +20,12 @@ from sdm_router.api.edge.limit_store import LimitStore
 from sdm_router.api.edge.middleware import (
     BodyLimitMiddleware,
     CloseWhenDrainingMiddleware,
+    InternalErrorMiddleware,
     RequestIdMiddleware,
     RequestLogMiddleware,
 )
 from sdm_router.api.edge.scope import RequestEdge
+from sdm_router.api.edge.text import ValidTextMiddleware
 from sdm_router.api.errors import install_error_handlers
 from sdm_router.api.openai.routes import embeddings, generation, models, verify
 from sdm_router.api.operations import admin, decisions, guarantee, health
@@ -74,6 +77,7 @@ def create_app(
     auth: AuthSettings | None = None,
     limits: LimitsSettings | None = None,
     embedding_models: EmbeddingsServing | None = None,
+    artifact_roots: Sequence[Path] = (),
 ) -> FastAPI:
     """Build the app. The gateway's components load in the lifespan, before readiness."""
     auth = auth or AuthSettings()
@@ -108,7 +112,11 @@ def create_app(
         description="OpenAI-compatible gateway whose answers are verified by a calibrated SDM "
         "estimator before they are returned.",
         lifespan=lifespan,
+        # no 307 to the slash-less path: Starlette builds its URL from the Host header, which
+        # the client chooses; a trailing slash is a 404 in the envelope (docs/security.md)
+        redirect_slashes=False,
     )
+    embeddings_serving = embedding_models or EmbeddingsServing()
     app.state.context = ApiContext(
         gateway=gateway,
         generation=GenerationServing(gateway, metrics, observability.log_prompts),
@@ -118,16 +126,18 @@ def create_app(
         observability=observability,
         gate=gate,
         limiter=limiter,
-        edge=RequestEdge(gateway, limiter, server.request_timeout_seconds),
+        edge=RequestEdge(gateway, limiter, server.request_timeout_seconds, embeddings_serving),
         max_nearest_exemplars=max_nearest_exemplars,
         store=store,
-        embeddings=embedding_models or EmbeddingsServing(),
+        embeddings=embeddings_serving,
+        artifact_roots=tuple(artifact_roots),
     )
     install_error_handlers(app)
     # keys are checked by AuthMiddleware (deny by default, sdm_router/api/edge/auth.py)
     app.include_router(generation.router)
     # first in the router: the hot routes' fast path (the routes above document and back it)
-    app.router.routes[0:0] = generation.fast_routes(app.router)
+    fast_routes = generation.fast_routes(app.router)
+    app.router.routes[0:0] = fast_routes
     app.include_router(verify.router)
     app.include_router(embeddings.router)
     app.include_router(models.router)
@@ -135,12 +145,17 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(guarantee.router)
     app.include_router(health.router)
+    # every body's text is valid Unicode, or a 400 (the fast path checks its own requests)
+    app.add_middleware(
+        ValidTextMiddleware, skip=lambda scope: any(route.takes(scope) for route in fast_routes)
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     # keys before bodies: a request without a valid key is refused before its body is read
     app.add_middleware(
         AuthMiddleware, ring=KeyRing(auth), public_paths=frozenset(auth.public_paths)
     )
-    # the last added runs first: request id, then the one log line (413s included)
+    app.add_middleware(InternalErrorMiddleware)  # a 500 in the envelope, logged once
+    # the last added runs first: request id, then the one log line (413s and 500s included)
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     app.add_middleware(CloseWhenDrainingMiddleware, draining=lambda: gateway.draining)
     app.add_middleware(RequestIdMiddleware)

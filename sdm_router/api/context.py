@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import Request
 
@@ -33,6 +34,7 @@ class ApiContext:
     max_nearest_exemplars: int
     store: DecisionStore | None = None
     embeddings: EmbeddingsServing = field(default_factory=EmbeddingsServing)
+    artifact_roots: tuple[Path, ...] = ()  # where an admin reload may name an artifact
 
 
 def context_of(request: Request) -> ApiContext:

@@ -5,7 +5,7 @@ This is the only module that maps gateway errors to HTTP status codes.
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +17,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sdm_router.core import errors
-
-logger = logging.getLogger(__name__)
 
 
 class ClientDisconnected(Exception):
@@ -42,8 +40,21 @@ class EnvelopeResponse(JSONResponse):
     """A JSON error body encoded with orjson (429s under overload are a hot path too)."""
 
     def render(self, content: Any) -> bytes:
-        """The body as compact JSON."""
-        return orjson.dumps(content)
+        """The body as compact JSON; text orjson cannot encode (a lone surrogate echoed from
+        somewhere) is written with JSON escapes instead of failing the response."""
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return json.dumps(content, separators=(",", ":")).encode()
+
+
+# The string ``code`` of the errors the framework raises itself (OpenAI's codes are strings).
+HTTP_ERROR_CODES: dict[int, str] = {
+    400: "invalid_body",  # a body FastAPI could not parse (nested too deeply, not UTF-8, ...)
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
 
 
 def status_of(error: errors.GatewayError) -> int:
@@ -142,7 +153,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        body = envelope(str(exc.detail), kind, None, exc.status_code)
+        code = HTTP_ERROR_CODES.get(exc.status_code, "invalid_request")
+        body = envelope(str(exc.detail), kind, None, code)
         return EnvelopeResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_client_gone(request: Request, exc: Exception) -> Response:
@@ -151,13 +163,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ClientDisconnected)
         return Response(status_code=499)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request.scope.get("state", {}).get("request_id", "unknown")
-        logger.exception("unhandled error", extra={"request_id": request_id})
-        return EnvelopeResponse(internal_error_body(request_id), status_code=500)
-
     app.add_exception_handler(errors.GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(ClientDisconnected, on_client_gone)
-    app.add_exception_handler(Exception, on_unexpected)
+    # Any other exception: api/edge/middleware.InternalErrorMiddleware (a 500, logged once).

@@ -21,6 +21,7 @@ from sdm_router.backends.local.sampling import make_sampler
 from sdm_router.backends.local.text import TextTracker
 from sdm_router.backends.local.worker import BatchingWorker
 from sdm_router.core.errors import (
+    ContextLengthExceeded,
     GatewayError,
     InvalidRequest,
     NoHealthyBackend,
@@ -240,7 +241,7 @@ class LocalTransformersBackend:
         prompt_ids = await asyncio.to_thread(encode_prompt, loaded, request)
         room = self._context - len(prompt_ids)
         if room < 1:
-            raise InvalidRequest(
+            raise ContextLengthExceeded(
                 f"the prompt has {len(prompt_ids)} tokens; {self._name} takes {self._context}",
                 param="messages" if request.messages is not None else "prompt",
             )

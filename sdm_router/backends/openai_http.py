@@ -41,6 +41,7 @@ from sdm_router.backends.resilience import (
 from sdm_router.config import OpenAIBackendSettings
 from sdm_router.core.embeddings import EmbeddingRequest, Embeddings
 from sdm_router.core.errors import (
+    ContextLengthExceeded,
     GatewayError,
     InvalidRequest,
     NoHealthyBackend,
@@ -94,15 +95,20 @@ def _env_proxy(url: str) -> str | None:
 def _status_error(status: int, body: bytes, backend: str) -> GatewayError:
     """An upstream HTTP error status as a gateway error, keeping the upstream's message."""
     message = body[:500].decode("utf-8", "replace")
+    code = None
     try:
         parsed = orjson.loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             message = str(parsed["error"].get("message", message))
+            code = parsed["error"].get("code")
     except orjson.JSONDecodeError:
         pass
     text = f"backend {backend!r} answered {status}: {message}"
     if status in (400, 422):
-        return InvalidRequest(text)
+        # vLLM writes its status as the code (an integer) and says "maximum context length"
+        if code == "context_length_exceeded" or "maximum context length" in message:
+            return ContextLengthExceeded(text)
+        return InvalidRequest(text, code=code if isinstance(code, str) and code else None)
     if status == 503:
         return NoHealthyBackend(text)
     if status == 429:

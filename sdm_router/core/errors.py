@@ -24,6 +24,13 @@ class InvalidRequest(GatewayError):
     """The request is malformed or names an out-of-range value (400)."""
 
     error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt does not fit the model's context window (400)."""
+
+    default_code = "context_length_exceeded"
 
 
 class Unauthorized(GatewayError):

@@ -42,6 +42,7 @@ __all__ = [
     "ALPHA_BUCKETS",
     "BATCH_SIZE_BUCKETS",
     "CIRCUIT_STATES",
+    "CONNECTION_CLOSE_REASONS",
     "ERROR_TYPES",
     "OUTCOMES",
     "RATE_LIMIT_REASONS",
@@ -53,6 +54,7 @@ __all__ = [
     "TOKEN_BUCKETS",
     "TOKEN_TYPES",
     "CircuitStateName",
+    "ConnectionCloseReason",
     "ErrorType",
     "GatewayMetrics",
     "RateLimitReason",
@@ -99,8 +101,17 @@ RetryReason = Literal[
     "server_error",  # the upstream answered 5xx
 ]
 CircuitStateName = Literal["closed", "half_open", "open"]
+ConnectionCloseReason = Literal[
+    "idle",  # nothing arrived within server.header_timeout_seconds of connecting
+    "header_timeout",  # a head began and was not whole within server.header_timeout_seconds
+    "body_timeout",  # a body was not whole within server.body_timeout_seconds
+    "headers_too_large",  # past server.max_header_bytes (431)
+    "too_many_headers",  # past server.max_header_count (431)
+    "connection_cap",  # past server.max_connections, closed as it was accepted
+]
 
 RATE_LIMIT_REASONS: Final[frozenset[str]] = frozenset(get_args(RateLimitReason))
+CONNECTION_CLOSE_REASONS: Final[frozenset[str]] = frozenset(get_args(ConnectionCloseReason))
 RETRY_REASONS: Final[frozenset[str]] = frozenset(get_args(RetryReason))
 # the sdm_router_backend_circuit_state gauge's value per state
 CIRCUIT_STATES: Final[dict[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
@@ -256,6 +267,15 @@ class GatewayMetrics(LabelMetrics):
         )
         for limit_reason in sorted(RATE_LIMIT_REASONS):
             self._rate_limited.labels(reason=limit_reason)
+        self._connections_closed = Counter(
+            "sdm_router_http_connections_closed",
+            "Client connections the gateway closed at its edge limits, by reason (idle|"
+            "header_timeout|body_timeout|headers_too_large|too_many_headers|connection_cap).",
+            ["reason"],
+            registry=registry,
+        )
+        for close_reason in sorted(CONNECTION_CLOSE_REASONS):
+            self._connections_closed.labels(reason=close_reason)
         self._limit_store_errors = Counter(
             "sdm_router_rate_limit_store_errors",
             "Failed calls to the shared limit store (limits.redis_url); while it fails, limits "
@@ -396,6 +416,11 @@ class GatewayMetrics(LabelMetrics):
         """Count one request refused with 429 for ``reason``."""
         check(reason, RATE_LIMIT_REASONS, "reason")
         self._rate_limited.labels(reason=reason).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        """Count one client connection closed at an edge limit for ``reason``."""
+        _check(reason, CONNECTION_CLOSE_REASONS, "reason")
+        self._connections_closed.labels(reason=reason).inc()
 
     def rate_limit_store_error(self) -> None:
         """Count one failed call to the shared limit store."""

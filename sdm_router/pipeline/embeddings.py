@@ -3,7 +3,7 @@ maps the client's ``model`` to. Nothing is verified: an embedding is not an answ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from sdm_router.backends.base import Embedder
@@ -32,17 +32,19 @@ class EmbeddingsServing:
         """The model names clients may embed with."""
         return sorted(self._targets)
 
-    def check(self, model: str) -> None:
-        """Refuse (404 ``model_not_found``) a model no embedding backend serves."""
-        if model not in self._targets:
-            offered = (
-                f"Embedding models: {', '.join(self.models)}."
-                if self._targets
-                else "No embedding model is configured (the `embeddings` section)."
-            )
-            raise ModelNotFound(
-                f"The model {model!r} does not serve embeddings. {offered}", param="model"
-            )
+    def check(self, model: str, offered: Callable[[str], bool] | None = None) -> None:
+        """Refuse (404 ``model_not_found``) a model no embedding backend serves, listing the
+        embedding models ``offered`` accepts (all by default: the caller's key may use them)."""
+        if model in self._targets:
+            return
+        names = [name for name in self.models if offered is None or offered(name)]
+        if names:
+            hint = f" Embedding models: {', '.join(names)}."
+        elif not self._targets:
+            hint = " No embedding model is configured (the `embeddings` section)."
+        else:
+            hint = ""
+        raise ModelNotFound(f"The model {model!r} does not serve embeddings.{hint}", param="model")
 
     async def embed(self, scope: RequestScope, request: EmbeddingRequest) -> Embeddings:
         """Embed with the backend ``request.model`` names (404 ``model_not_found`` otherwise),

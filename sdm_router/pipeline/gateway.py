@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,15 +62,18 @@ class Gateway:
         self._started = False
         self._draining = False
 
-    def plan_for(self, model: str | None) -> RoutePlan:
-        """The plan a request's ``model`` names; ``None`` means the default route."""
+    def plan_for(
+        self, model: str | None, offered: Callable[[RoutePlan], bool] | None = None
+    ) -> RoutePlan:
+        """The plan a request's ``model`` names; ``None`` means the default route. The 404 for
+        an unknown name lists the plans ``offered`` accepts (all by default): those the
+        caller's key may use, so that it names nothing the key's ``/v1/models`` hides."""
         name = model or self.default_route
         plan = self.routes.get(name)
         if plan is None:
-            raise ModelNotFound(
-                f"The model {name!r} does not exist. Available: {', '.join(sorted(self.routes))}",
-                param="model",
-            )
+            names = sorted(n for n, p in self.routes.items() if offered is None or offered(p))
+            available = f" Available: {', '.join(names)}" if names else ""
+            raise ModelNotFound(f"The model {name!r} does not exist.{available}", param="model")
         return plan
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ from sdm_router.verifier.features import FEATURE_COMPOSITION, compose_features, 
 from sdm_router.verifier.protocol import ReloadRefused
 from sdm_router.verifier.recipe import EncoderRecipe
 from sdm_router.verifier.sdm import ArtifactError, SDMModel, SDMScores
+
+logger = logging.getLogger(__name__)
 
 CORRECT_CLASS = 1
 F32Array = npt.NDArray[np.float32]
@@ -243,15 +246,19 @@ class SDMVerifier:
         async with self._reloading:
             try:
                 model = await asyncio.to_thread(SDMModel.load, path, device=self._settings.device)
-            except ArtifactError as error:
-                raise ReloadRefused(f"cannot load {path}: {error}") from error
-            try:
                 encoder = self._encoder
                 if encoder is None:  # the first artifact: its recipe says which encoder
                     encoder = await asyncio.to_thread(self._load_encoder, model, path)
                 check_compatible(model, encoder, path)
+            except ArtifactError as error:
+                raise ReloadRefused(f"cannot load {path}: {error}") from error
             except ConfigurationError as error:
                 raise ReloadRefused(str(error)) from error
+            except Exception as error:  # a refusal, never a failed request: the old one serves
+                logger.exception("verifier artifact %s could not be loaded", path)
+                raise ReloadRefused(
+                    f"cannot load {path}: {type(error).__name__} (the log has the details)"
+                ) from error
             self._encoder = encoder
             self._install(model)
         return self.info

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STARTUP_SECONDS = 600  # a fresh machine dequantizes the GGUF once (~25 s on 2 cores)
 STATE: list[Path] = []  # the served gateway's state folder (its decision store)
+ARTIFACTS: list[Path] = []  # its verifier.artifact_roots (admin reloads name artifacts there)
 
 
 def _console_script() -> str:
@@ -44,10 +45,13 @@ def served(
     log_path = tmp_path_factory.mktemp("e2e") / "server.log"
     state = tmp_path_factory.mktemp("state")
     STATE[:] = [state]
+    ARTIFACTS[:] = [tmp_path_factory.mktemp("artifacts")]
     env = {
         **os.environ,
         "SDM_ROUTER_SERVER__GRACEFUL_SHUTDOWN_SECONDS": "5",
         "SDM_ROUTER_STATE_DIR": str(state),
+        # where POST /admin/verifier/reload may name an artifact
+        "SDM_ROUTER_VERIFIER__ARTIFACT_ROOTS": json.dumps([str(ARTIFACTS[0])]),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -172,7 +176,7 @@ def test_own_verifier_from_labelled_traffic_then_reload(
         )
         assert reply.status_code == 200, reply.text
     env = {**os.environ, "SDM_ROUTER_STATE_DIR": str(STATE[0]), "HF_HUB_OFFLINE": "1"}
-    rows, updated = tmp_path / "rows", tmp_path / "updated.sdmkitmodel"
+    rows, updated = tmp_path / "rows", ARTIFACTS[0] / "updated.sdmkitmodel"
     imported = subprocess.run(
         [_console_script(), "data", "import", "--from-store", "--output", str(rows)],
         capture_output=True, text=True, timeout=300, env=env, check=False,

@@ -132,7 +132,7 @@ def test_health_endpoints_need_no_key(patient_gateway: str) -> None:
     assert httpx.get(f"{patient_gateway}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{patient_gateway}/readyz")
     assert ready.status_code == 200
-    assert ready.json()["components"]["verifier"]["device"] == "cpu"
+    assert ready.json() == {"status": "ready"}  # the state only: details need an admin key
 
 
 def _in_flight(gateway: str) -> float:

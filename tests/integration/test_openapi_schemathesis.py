@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 
+from sdm_router.config import ServerSettings
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_app
 from tests.support.keys import bearer, key_entry
-from tests.support.servers import serve_in_thread
+from tests.support.servers import serve_gateway_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,7 +49,7 @@ def schemathesis_gateway(
         retrieval=None,
         **with_auth,
     )
-    with serve_in_thread(app) as gateway:
+    with serve_gateway_in_thread(app, ServerSettings()) as gateway:  # as `sdm-router serve`
         yield gateway, bearer(ADMIN_KEY) if keyed else {}
 
 
@@ -81,6 +82,9 @@ def test_no_input_causes_a_server_error(
     assert len(operations) >= 6
     for operation in operations:
         _check_operation(operation, headers)
+    chat = {"model": "auto", "messages": [{"role": "user", "content": "What is 6 x 7?"}]}
+    served = httpx.post(f"{gateway}/v1/chat/completions", json=chat, headers=headers, timeout=30)
+    assert served.status_code == 200, served.text  # still serving after every generated case
 
 
 def test_openapi_documents_the_endpoints(

@@ -43,7 +43,11 @@ def fake_settings(
                 "stream-error",
             )
         },
-        "verifier": {"artifact": "/nonexistent/fake.sdmkitmodel", "encoder_model": "/nonexistent"},
+        "verifier": {
+            "artifact": "/nonexistent/fake.sdmkitmodel",
+            "encoder_model": "/nonexistent",
+            "artifact_roots": ["/models"],  # where admin reloads may name an artifact
+        },
         "retrieval": {"corpus": "embedded-facts"},
         "routes": {
             "auto": {

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from sdm_router.api.serve.server import gateway_server
 from sdm_router.config import ServerSettings
 
 
@@ -33,7 +35,22 @@ def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False,
         timeout_keep_alive=math.ceil(ServerSettings().keep_alive_seconds),
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    with running(uvicorn.Server(config), port) as url:
+        yield url
+
+
+@contextmanager
+def serve_gateway_in_thread(app: FastAPI, settings: ServerSettings) -> Iterator[str]:
+    """Serve a gateway app as ``sdm-router serve`` does (``gateway_server``: its edge limits,
+    keep-alive and drain) until the block ends; yields the base URL."""
+    port = free_port()
+    with running(gateway_server(app, "127.0.0.1", port, settings), port) as url:
+        yield url
+
+
+@contextmanager
+def running(server: uvicorn.Server, port: int) -> Iterator[str]:
+    """Run ``server`` (listening on ``port``) in a thread until the block ends."""
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 120

@@ -30,6 +30,7 @@ from sdm_router.pipeline.plan import RoutePlan
 PathKind = Literal["public", "user", "admin"]
 STATE_KEY = "api_key"
 STATE_KEY_NAME = "api_key_name"
+STATE_OPERATOR = "operator"  # the caller may read operator details: auth is off, or an admin key
 # operator surfaces: need an admin key unless listed in auth.public_paths
 OPERATOR_PATHS = frozenset(
     {"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -138,15 +139,21 @@ class AuthMiddleware:
         return "user"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.ring.enabled:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not self.ring.enabled:
+            scope.setdefault("state", {})[STATE_OPERATOR] = True
             await self.app(scope, receive, send)
             return
         kind = self.kind(route_path(scope))
-        if kind == "public":
-            await self.app(scope, receive, send)
-            return
         token = bearer_token(scope)
         principal = self.ring.find(token) if token is not None else None
+        if kind == "public":  # open to all; an admin key presented here sees details
+            if principal is not None and principal.admin:
+                scope.setdefault("state", {})[STATE_OPERATOR] = True
+            await self.app(scope, receive, send)
+            return
         refusal = self._refusal(kind, token, principal)
         if refusal is not None:
             if scope["type"] == "websocket":
@@ -158,6 +165,7 @@ class AuthMiddleware:
             state = scope.setdefault("state", {})
             state[STATE_KEY] = principal
             state[STATE_KEY_NAME] = principal.name
+            state[STATE_OPERATOR] = principal.admin
         await self.app(scope, receive, send)
 
     def _refusal(
@@ -181,6 +189,12 @@ def principal_of(request: Request) -> Principal | None:
     """The caller's key, or None when the request came without one (auth off or open path)."""
     principal: Principal | None = request.scope.get("state", {}).get(STATE_KEY)
     return principal
+
+
+def is_operator(request: Request) -> bool:
+    """Whether the caller may read operator details (``/readyz`` components): no key is
+    configured at all, or it presented an admin key (on a public path too)."""
+    return bool(request.scope.get("state", {}).get(STATE_OPERATOR, False))
 
 
 def authorize(principal: Principal | None, plan: RoutePlan) -> None:

@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sdm_router.api.errors import envelope
+from sdm_router.api.edge.body import replaying
+from sdm_router.api.errors import envelope, internal_error_body
 from sdm_router.observability.logging import request_fields_var, request_id_var
 from sdm_router.observability.metrics import GatewayMetrics
 
@@ -81,6 +83,56 @@ class CloseWhenDrainingMiddleware:
         await self.app(scope, receive, send_closing)
 
 
+class InternalErrorMiddleware:
+    """An exception no handler took becomes a 500 in the OpenAI envelope (with the request id,
+    no details), logged here once with its traceback and the request id. It is not raised
+    further, so neither Starlette nor the server logs it again. One raised after the response
+    started is left to the server (it closes the connection and logs it, once; the log line
+    carries the request id from the logging context)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            if started:
+                raise
+            request_id = scope.get("state", {}).get("request_id", "unknown")
+            logger.exception("unhandled error", extra={"request_id": request_id})
+            body = orjson.dumps(internal_error_body(request_id))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"%d" % len(body)),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+def declared_length(value: bytes) -> int | None:
+    """A ``Content-Length`` value as HTTP reads it (RFC 9110 8.6: digits, the optional
+    whitespace around a field value stripped); None when it is not one."""
+    digits = value.strip(b" \t")
+    return int(digits) if digits.isdigit() else None  # bytes: ASCII digits only
+
+
 class BodyLimitMiddleware:
     """Refuses bodies over ``max_bytes`` with 413.
 
@@ -102,49 +154,49 @@ class BodyLimitMiddleware:
                 length = value
                 break
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
+            declared = declared_length(length)
+            if declared is None:  # httptools refuses these before; another server may not
+                await self._refuse(send, 400, "The Content-Length header is not a number.")
+                return
+            if declared > self.max_bytes:
                 await self._refuse(send)
                 return
             await self.app(scope, receive, send)
             return
+        try:
+            body = await self._read_capped(receive)
+        except ClientDisconnect:
+            return  # the client went away before sending its body
+        if body is None:
+            await self._refuse(send)
+            return
+        await self.app(scope, replaying(body, receive), send)
+
+    async def _read_capped(self, receive: Receive) -> bytes | None:
+        """The whole body; None once it passes the limit; ``ClientDisconnect`` if the client
+        leaves first."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client went away before sending its body
+                raise ClientDisconnect
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        replayed = False
+                return b"".join(chunks)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(
-            envelope(
-                f"Request body exceeds the limit of {self.max_bytes} bytes.",
-                "invalid_request_error",
-                None,
-                "request_too_large",
-            )
-        )
+    async def _refuse(self, send: Send, status: int = 413, message: str = "") -> None:
+        code = "request_too_large" if status == 413 else "invalid_content_length"
+        message = message or f"Request body exceeds the limit of {self.max_bytes} bytes."
+        body = orjson.dumps(envelope(message, "invalid_request_error", None, code))
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from starlette.requests import Request
 
 from sdm_router.api.edge.admission import Admission
 from sdm_router.api.edge.auth import Principal, authorize, authorize_name, principal_of
 from sdm_router.api.edge.key_limits import KeyLimiter
+from sdm_router.pipeline.embeddings import EmbeddingsServing
 from sdm_router.pipeline.gateway import Gateway
 from sdm_router.pipeline.plan import RoutePlan
 from sdm_router.pipeline.scope import RequestScope
@@ -29,8 +31,15 @@ class Admitted:
 class RequestEdge:
     """Opens request scopes for the routes (``server.request_timeout_seconds`` each)."""
 
-    def __init__(self, gateway: Gateway, limiter: KeyLimiter, request_timeout: float) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        limiter: KeyLimiter,
+        request_timeout: float,
+        embeddings: EmbeddingsServing,
+    ) -> None:
         self._gateway = gateway
+        self._embeddings = embeddings
         self.limiter = limiter
         self.request_timeout = request_timeout
 
@@ -40,15 +49,18 @@ class RequestEdge:
         """The route or direct model ``model`` names (404), allowed for the key (403),
         admitted under its limits (429)."""
         principal = principal_of(request)
-        plan = self._gateway.plan_for(model)
+        plan = self._gateway.plan_for(model, None if principal is None else principal.may_use)
         if principal is not None:
             authorize(principal, plan)
         return await self._admit(request, principal, plan, model, response_id)
 
     async def open_embedding(self, request: Request, model: str) -> Admitted:
-        """The embedding model ``model``, allowed for the key (403), admitted (429)."""
+        """The embedding model ``model``, allowed for the key (403), served (404), admitted
+        (429)."""
         principal = principal_of(request)
         authorize_name(principal, model, model=True)
+        offered = None if principal is None else partial(principal.allows, model=True)
+        self._embeddings.check(model, offered)
         return await self._admit(request, principal, None, model, None)
 
     async def _admit(

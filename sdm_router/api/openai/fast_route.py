@@ -7,10 +7,12 @@ a JSON content type whose body parses (orjson) and validates (pydantic, in the s
 and strictness FastAPI uses) is handed to the handler directly: no dependency solving, no exit
 stacks, no second JSON decoder, no content-type parsing through ``email.message``.
 
-Anything else (another content type, an empty or invalid body, a body that fails validation) is
-routed again, with the body replayed, through the declared FastAPI route, so every error keeps
-exactly the response FastAPI and ``sdm_router.api.errors`` give it (the OpenAI envelope naming the
-field). Exceptions the handler raises reach the app's exception handlers as before.
+A body orjson refuses that holds invalid text (a lone surrogate) is refused here, with the 400
+every route gives it (``sdm_router.api.edge.text``). Anything else (another content type, an
+empty or invalid body, a body that fails validation) is routed again, with the body replayed,
+through the declared FastAPI route, so every error keeps exactly the response FastAPI and
+``sdm_router.api.errors`` give it (the OpenAI envelope naming the field). Exceptions the handler
+raises reach the app's exception handlers as before.
 
 :class:`JSONBytesResponse` is the hot routes' answer: JSON bytes already serialized, its raw
 header list built in one pass (Starlette's ``Response`` re-derives and re-encodes them).
@@ -26,7 +28,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sdm_router.api.edge.body import read_body, replaying
+from sdm_router.api.edge.text import invalid_text, invalid_text_in_body
+from sdm_router.api.errors import error_response
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 FALLBACK = "sdm.fast_route.fallback"  # scope key: this request goes the declared route's way
@@ -77,15 +83,20 @@ class JSONBodyRoute(BaseRoute):
         self.handler = handler
         self.router = router
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """A full match for ``POST path`` over HTTP (not on the fallback's second pass)."""
-        if (
+    def takes(self, scope: Scope) -> bool:
+        """Whether this route takes the request: ``POST path`` over HTTP (not on the
+        fallback's second pass)."""
+        return (
             scope["type"] == "http"
             and scope["method"] == "POST"
             and scope["path"] == self.path
             and not scope.get("root_path")
             and FALLBACK not in scope
-        ):
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A full match for the requests it :meth:`takes`."""
+        if self.takes(scope):
             return Match.FULL, {"route": self, "endpoint": self.handler, "path_params": {}}
         return Match.NONE, {}
 
@@ -106,6 +117,10 @@ class JSONBodyRoute(BaseRoute):
                     response = await self.handler(Request(scope, receive), parsed)
                     await response(scope, receive, send)
                     return
+                field = invalid_text_in_body(body)  # what orjson refused, the text rule checks
+                if field is not None:
+                    await error_response(invalid_text(field))(scope, receive, send)
+                    return
                 receive = replaying(body, receive)
         scope[FALLBACK] = True
         await self.router(scope, receive, send)
@@ -117,38 +132,3 @@ class JSONBodyRoute(BaseRoute):
             return self.model.model_validate(orjson.loads(body))
         except (orjson.JSONDecodeError, ValidationError):
             return None
-
-
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body; ``ClientDisconnect`` if the client leaves first."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replaying(body: bytes | None, receive: Receive) -> Receive:
-    """``receive`` that first hands out ``body`` again (already read; None: the client's
-    disconnect), then the real one."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            if body is None:
-                return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

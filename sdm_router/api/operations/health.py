@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from sdm_router.api.context import context_of
+from sdm_router.api.edge.auth import is_operator
 
 router = APIRouter()
 
@@ -20,13 +21,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> JSONResponse:
-    """200 once backends, verifier and retriever are loaded; says which device each uses."""
+    """200 once backends, verifier and retriever are loaded, else 503; the state only
+    (``ready``, ``loading``, ``draining``), and for an admin key (or with no key configured)
+    the components: which device each uses, the verifier artifact, the store's status."""
     readiness = context_of(request).gateway.readiness()
     body: dict[str, Any] = {
         "status": "ready" if readiness.ready else ("draining" if readiness.draining else "loading"),
-        "components": readiness.components,
-        "routes": readiness.routes,
     }
+    if is_operator(request):
+        body["components"] = readiness.components
+        body["routes"] = readiness.routes
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 

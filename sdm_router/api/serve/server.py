@@ -30,6 +30,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from sdm_router.api.context import ApiContext
+from sdm_router.api.serve.http_protocol import limited_protocol
 from sdm_router.config import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def gateway_server(app: FastAPI, host: str, port: int, settings: ServerSettings)
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
         timeout_keep_alive=math.ceil(settings.keep_alive_seconds),
+        # the edge limits uvicorn lacks: head size and count, head and body time, connections
+        http=limited_protocol(settings, context.metrics.connection_closed),
     )
     return GatewayServer(config, settings.drain_delay_seconds, context.gateway.begin_draining)
 

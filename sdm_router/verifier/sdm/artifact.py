@@ -65,6 +65,8 @@ def _strict_json(text: str, file: Path) -> Any:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as error:
         raise ArtifactError(file, f"invalid JSON ({error})") from error
+    except RecursionError as error:
+        raise ArtifactError(file, "invalid JSON (nested too deeply)") from error
 
 
 def _read_f32(path: Path, count: int) -> F32Array:
@@ -167,8 +169,20 @@ def _verify_checksums(root: Path, checksums: dict[str, str] | None) -> None:
 
 
 def read_artifact(path: str | Path, verify_checksums: bool = True) -> ModelContents:
-    """Load and validate a package; raises ArtifactError naming the file and the problem."""
+    """Load and validate a package; raises ArtifactError naming the file and the problem
+    (never a file's contents: a file that is not UTF-8 or cannot be read is named only)."""
     root = Path(path)
+    try:
+        return _read_package(root, verify_checksums)
+    except UnicodeDecodeError as error:
+        raise ArtifactError(root, f"a text file is not UTF-8 (byte {error.start})") from error
+    except OSError as error:
+        raise ArtifactError(
+            root, f"cannot be read ({error.strerror or type(error).__name__})"
+        ) from error
+
+
+def _read_package(root: Path, verify_checksums: bool) -> ModelContents:
     if not root.is_dir():
         raise ArtifactError(root, "not a .sdmkitmodel directory")
     manifest_path = root / MANIFEST_FILE

@@ -203,7 +203,10 @@ def test_idle_connections_outlive_a_load_balancers_idle_timeout() -> None:
     from sdm_router.config import ServerSettings
 
     app = FastAPI()
-    app.state.context = SimpleNamespace(gateway=SimpleNamespace(begin_draining=lambda: None))
+    app.state.context = SimpleNamespace(
+        gateway=SimpleNamespace(begin_draining=lambda: None),
+        metrics=SimpleNamespace(connection_closed=lambda reason: None),
+    )
     server = gateway_server(app, "127.0.0.1", 8000, ServerSettings(keep_alive_seconds=90))
     assert server.config.timeout_keep_alive == 90
     assert ServerSettings().keep_alive_seconds > 60

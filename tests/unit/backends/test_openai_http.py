@@ -213,7 +213,7 @@ async def test_lenient_where_servers_differ(make_backend: MakeBackend) -> None:
 @pytest.mark.parametrize(
     ("status", "kind", "code"),
     [
-        (400, InvalidRequest, None),
+        (400, InvalidRequest, "invalid_value"),  # vLLM's integer code is no OpenAI code
         (429, UpstreamError, "upstream_rate_limited"),
         (500, UpstreamError, "upstream_server_error"),
         (503, NoHealthyBackend, "no_healthy_backend"),
@@ -229,6 +229,24 @@ async def test_error_statuses_are_mapped_keeping_the_message(
     assert type(caught.value) is kind
     assert caught.value.code == code
     assert f"answered {status}: scripted {status}" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ({"message": "This model's maximum context length is 2048 tokens.", "code": 400},
+         "context_length_exceeded"),  # vLLM's words
+        ({"message": "too long", "code": "context_length_exceeded"}, "context_length_exceeded"),
+        ({"message": "no such tool", "code": "invalid_tool"}, "invalid_tool"),
+    ],
+)  # fmt: skip
+async def test_a_400_keeps_the_upstreams_string_code_or_names_a_context_overflow(
+    make_backend: MakeBackend, error: dict[str, object], code: str
+) -> None:
+    backend = await make_backend(_json(400, {"error": error}))
+    with pytest.raises(InvalidRequest) as caught:
+        await backend.generate(REQUEST)
+    assert caught.value.code == code
 
 
 async def test_an_error_status_on_a_stream_is_mapped(make_backend: MakeBackend) -> None:

@@ -122,3 +122,20 @@ def test_calibration_exemplars_round_trip_and_corruption_is_refused(
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="calibrationVectors is absent"):
         read_artifact(path, verify_checksums=False)
+
+
+def test_unreadable_manifests_are_artifact_errors_without_their_contents(tmp_path: Path) -> None:
+    """What an admin reload may point at: each is refused by name, never a crash."""
+    cases = {
+        "not-utf8": b'{"schemaVersion": "\xff\xfe secret"}',
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+    }
+    for name, manifest in cases.items():
+        folder = tmp_path / f"{name}.sdmkitmodel"
+        folder.mkdir()
+        (folder / "manifest.json").write_bytes(manifest)
+        with pytest.raises(ArtifactError) as caught:
+            read_artifact(folder)
+        assert "secret" not in str(caught.value)
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        read_artifact(tmp_path / ("a" * 300))  # a name too long for the file system
