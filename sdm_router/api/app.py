@@ -20,13 +20,13 @@ from sdm_router.api.edge.limit_store import LimitStore
 from sdm_router.api.edge.middleware import (
     BodyLimitMiddleware,
     CloseWhenDrainingMiddleware,
-    InternalErrorMiddleware,
     RequestIdMiddleware,
     RequestLogMiddleware,
 )
 from sdm_router.api.edge.scope import RequestEdge
 from sdm_router.api.edge.text import ValidTextMiddleware
 from sdm_router.api.errors import install_error_handlers
+from sdm_router.api.openai.fast_route import taken_by
 from sdm_router.api.openai.routes import embeddings, generation, models, verify
 from sdm_router.api.operations import admin, decisions, guarantee, health
 from sdm_router.config import AuthSettings, LimitsSettings, ObservabilitySettings, ServerSettings
@@ -146,16 +146,13 @@ def create_app(
     app.include_router(guarantee.router)
     app.include_router(health.router)
     # every body's text is valid Unicode, or a 400 (the fast path checks its own requests)
-    app.add_middleware(
-        ValidTextMiddleware, skip=lambda scope: any(route.takes(scope) for route in fast_routes)
-    )
+    app.add_middleware(ValidTextMiddleware, skip=taken_by(fast_routes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     # keys before bodies: a request without a valid key is refused before its body is read
     app.add_middleware(
         AuthMiddleware, ring=KeyRing(auth), public_paths=frozenset(auth.public_paths)
     )
-    app.add_middleware(InternalErrorMiddleware)  # a 500 in the envelope, logged once
-    # the last added runs first: request id, then the one log line (413s and 500s included)
+    # the last added runs first: request id, then the one log line (413s included) and the 500
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     app.add_middleware(CloseWhenDrainingMiddleware, draining=lambda: gateway.draining)
     app.add_middleware(RequestIdMiddleware)

@@ -167,4 +167,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(ClientDisconnected, on_client_gone)
-    # Any other exception: api/edge/middleware.InternalErrorMiddleware (a 500, logged once).
+    # Any other exception: a 500 from api/edge/middleware.RequestLogMiddleware, logged once.

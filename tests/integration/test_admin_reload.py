@@ -92,3 +92,27 @@ def test_with_keys_configured_only_an_admin_key_opens_admin(
             timeout=10,
         ).status_code
         assert status == 403  # keys but no admin key: admin stays shut
+
+
+def test_only_artifacts_inside_the_roots_can_be_named(
+    open_gateway: tuple[str, FakeVerifier],
+) -> None:
+    """``verifier.artifact_roots`` is ``/models`` here: every other path gets one answer, so an
+    admin key learns nothing of the filesystem; none is ever a 500."""
+    url, _ = open_gateway
+    answers = set()
+    for path in (
+        "/etc",
+        "/etc/shadow",
+        "/nonexistent",
+        "/models/../etc",
+        "models/v2",
+        "/" + "a" * 100_000,
+    ):
+        reply = httpx.post(f"{url}/admin/verifier/reload", json={"artifact": path}, timeout=10)
+        assert reply.status_code == 400, reply.text
+        error = reply.json()["error"]
+        assert error["code"] == "artifact_refused" and error["param"] == "artifact"
+        answers.add(error["message"] if len(path) < 4096 else "long")
+    assert len(answers) == 2  # one for every path outside the roots, one for the long one
+    assert artifact_of(url) == "fake-artifact"

@@ -83,49 +83,6 @@ class CloseWhenDrainingMiddleware:
         await self.app(scope, receive, send_closing)
 
 
-class InternalErrorMiddleware:
-    """An exception no handler took becomes a 500 in the OpenAI envelope (with the request id,
-    no details), logged here once with its traceback and the request id. It is not raised
-    further, so neither Starlette nor the server logs it again. One raised after the response
-    started is left to the server (it closes the connection and logs it, once; the log line
-    carries the request id from the logging context)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracked)
-        except Exception:
-            if started:
-                raise
-            request_id = scope.get("state", {}).get("request_id", "unknown")
-            logger.exception("unhandled error", extra={"request_id": request_id})
-            body = orjson.dumps(internal_error_body(request_id))
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(body)),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-
-
 def declared_length(value: bytes) -> int | None:
     """A ``Content-Length`` value as HTTP reads it (RFC 9110 8.6: digits, the optional
     whitespace around a field value stripped); None when it is not one."""
@@ -269,10 +226,11 @@ class RequestLogMiddleware:
     ``first_byte_ms``), the key name when the auth layer put ``api_key_name`` in the scope
     state, and whatever the code serving the request added to its scope's ``log_fields``
     (route plan, decision, attempts) or counted through
-    :func:`sdm_router.observability.logging.count_in_request` (retries). A request that fails
-    before responding is logged as 500 (uvicorn answers 500), one whose client left first as
-    499; a response cut short carries ``aborted``, a request cancelled by the server (the end of
-    a graceful shutdown) ``cancelled``.
+    :func:`sdm_router.observability.logging.count_in_request` (retries). A request that raises
+    before responding is answered here: a 500 in the OpenAI envelope with its request id, its
+    traceback logged once (never raised on into Starlette's or the server's log); one whose
+    client left first is logged as 499; a response cut short carries ``aborted``, a request
+    cancelled by the server (the end of a graceful shutdown) ``cancelled``.
     """
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
@@ -293,9 +251,24 @@ class RequestLogMiddleware:
         except asyncio.CancelledError:
             exchange.cancelled = True  # e.g. still running when the graceful shutdown ended
             raise
+        except Exception:
+            if exchange.status is not None:
+                raise  # mid-response: the server closes the connection and logs it, once
+            await self._internal_error(scope, exchange)
         finally:
             request_fields_var.reset(token)
             self._finish(scope, exchange, fields)
+
+    @staticmethod
+    async def _internal_error(scope: Scope, exchange: _Exchange) -> None:
+        """The 500 of an exception no handler took: logged here, once, with its traceback and
+        request id, and not raised further (Starlette and the server would log it again)."""
+        request_id = scope.get("state", {}).get("request_id", "unknown")
+        logger.exception("unhandled error", extra={"request_id": request_id})
+        body = orjson.dumps(internal_error_body(request_id))
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await exchange.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await exchange.send({"type": "http.response.body", "body": body})
 
     def _finish(self, scope: Scope, exchange: _Exchange, fields: dict[str, Any]) -> None:
         status = exchange.status

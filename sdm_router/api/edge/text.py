@@ -126,7 +126,7 @@ class ValidTextMiddleware:
         self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _has_body(scope) or self.skip(scope):
+        if scope["type"] != "http" or self.skip(scope) or not _has_body(scope):
             await self.app(scope, receive, send)
             return
         try:

@@ -20,7 +20,8 @@ header list built in one pass (Starlette's ``Response`` re-derives and re-encode
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -70,6 +71,23 @@ def json_content_type(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+def takes(scope: Scope, paths: Container[str]) -> bool:
+    """Whether the fast path takes a request: ``POST`` to one of ``paths`` over HTTP, not on
+    the fallback's second pass."""
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and scope["path"] in paths
+        and not scope.get("root_path")
+        and FALLBACK not in scope
+    )
+
+
+def taken_by(routes: Iterable[JSONBodyRoute]) -> Callable[[Scope], bool]:
+    """Whether one of ``routes`` takes a request (one set lookup, whatever their number)."""
+    return partial(takes, paths=frozenset(route.path for route in routes))
+
+
 class JSONBodyRoute(BaseRoute):
     """``POST path`` with a valid JSON body of ``model``: ``handler(request, body)``; every
     other request to ``path`` falls through to the routes after it (see the module doc)."""
@@ -78,25 +96,15 @@ class JSONBodyRoute(BaseRoute):
         self, path: str, model: type[BaseModel], handler: Handler, router: ASGIApp
     ) -> None:
         self.path = self.path_format = path  # the route label of the log line and metrics
+        self.paths = frozenset({path})
         self.methods = frozenset({"POST"})
         self.model = model
         self.handler = handler
         self.router = router
 
-    def takes(self, scope: Scope) -> bool:
-        """Whether this route takes the request: ``POST path`` over HTTP (not on the
-        fallback's second pass)."""
-        return (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == self.path
-            and not scope.get("root_path")
-            and FALLBACK not in scope
-        )
-
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        """A full match for the requests it :meth:`takes`."""
-        if self.takes(scope):
+        """A full match for ``POST path`` over HTTP (not on the fallback's second pass)."""
+        if takes(scope, self.paths):
             return Match.FULL, {"route": self, "endpoint": self.handler, "path_params": {}}
         return Match.NONE, {}
 

@@ -29,7 +29,7 @@ class ReloadRequest(BaseModel):
     """An artifact path; without one the configured ``verifier.artifact`` is loaded again."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    artifact: StrictStr | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS)
+    artifact: StrictStr | None = Field(None, min_length=1)
 
 
 def refused(reason: str) -> InvalidRequest:
@@ -52,6 +52,8 @@ def confined(requested: str, roots: Sequence[Path]) -> Path:
         "the path must be absolute and lie inside verifier.artifact_roots "
         f"({', '.join(str(root) for root in roots) or 'none configured'})"
     )
+    if len(requested) > MAX_PATH_CHARS:
+        raise refused(f"the path is longer than {MAX_PATH_CHARS} characters")
     if "\x00" in requested or not os.path.isabs(requested):
         raise outside
     spelled = Path(os.path.normpath(requested))

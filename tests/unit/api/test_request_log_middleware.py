@@ -4,6 +4,7 @@ whatever the app did (answered, failed, was left by its client, cut a stream sho
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from typing import Any
@@ -91,17 +92,38 @@ async def test_the_line_carries_status_key_name_and_what_the_app_added(
     assert responses("200") == 1
 
 
-async def test_an_app_that_fails_is_a_500_line_and_the_error_goes_on(
+async def test_an_app_that_fails_is_one_500_in_the_envelope_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("boom")
 
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        sent = await run(app, scope(request_id="req-1"))  # not raised on: no second log
+    assert sent[0]["status"] == 500
+    error = json.loads(sent[1]["body"])["error"]
+    assert error["code"] == "internal_error" and "req-1" in error["message"]
+    assert "boom" not in error["message"]
+    traceback, line = [r for r in caplog.records if r.name == LOGGER]
+    assert traceback.exc_info is not None and getattr(traceback, "request_id", None) == "req-1"
+    assert fields(line)["status"] == 500 and line.levelno == logging.WARNING
+    assert line.exc_info is None
+    assert responses("500") == 1
+
+
+async def test_an_app_that_fails_mid_response_is_left_to_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Too late for a 500: the server closes the connection (and logs the error, once)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("boom")
+
     with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(RuntimeError):
         await run(app, scope())
-    record = the_line(caplog)
-    assert fields(record)["status"] == 500 and record.levelno == logging.WARNING
-    assert responses("500") == 1
+    line = fields(the_line(caplog))
+    assert line["status"] == 200 and line["aborted"] is True
 
 
 async def test_a_client_that_left_before_the_answer_is_a_499(

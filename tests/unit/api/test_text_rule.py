@@ -88,3 +88,6 @@ def test_an_artifact_is_named_only_inside_the_roots(tmp_path: Path) -> None:
         assert caught.value.code == "artifact_refused"
         refusals.add(caught.value.message)
     assert len(refusals) == 1  # the same words whether the path exists or not
+    with pytest.raises(InvalidRequest, match="longer than 4096") as caught:
+        confined(str(root / ("a" * 5000)), [root])
+    assert caught.value.code == "artifact_refused"
