@@ -30,6 +30,7 @@ from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMod
 from sdm_router.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
+PACKAGED_ARTIFACTS = Path(__file__).parent / "artifacts"  # the shipped verifier artifacts
 ENV_PREFIX = "SDM_ROUTER_"
 ENV_NESTING = "__"
 
@@ -293,15 +294,15 @@ class VerifierSettings(_Section):
         None,
         description="folders whose artifacts `POST /admin/verifier/reload` may name (symlinks "
         "resolved; any other path is refused alike, existing or not); default: the folder "
-        "holding `artifact`",
+        "holding `artifact` (without one: the shipped artifacts' folder)",
     )
 
     def reload_roots(self) -> tuple[Path, ...]:
         """The folders an admin reload may name an artifact in (``artifact_roots``, else the
-        folder holding ``artifact``)."""
+        folder holding ``artifact``, else the one holding the shipped artifact)."""
         if self.artifact_roots is not None:
             return tuple(self.artifact_roots)
-        return (self.artifact.parent,)
+        return (self.artifact.parent if self.artifact is not None else PACKAGED_ARTIFACTS,)
 
     @field_validator("direct_accept_alpha")
     @classmethod

@@ -419,7 +419,7 @@ class GatewayMetrics(LabelMetrics):
 
     def connection_closed(self, reason: str) -> None:
         """Count one client connection closed at an edge limit for ``reason``."""
-        _check(reason, CONNECTION_CLOSE_REASONS, "reason")
+        check(reason, CONNECTION_CLOSE_REASONS, "reason")
         self._connections_closed.labels(reason=reason).inc()
 
     def rate_limit_store_error(self) -> None:

@@ -28,10 +28,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def embedded_client() -> Iterator[openai.OpenAI]:
+def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder admin reloads of the module's gateway may name artifacts in."""
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="module")
+def embedded_client(artifact_root: Path) -> Iterator[openai.OpenAI]:
     settings = load_settings()
     if settings.verifier.artifact is None or not settings.verifier.artifact.exists():
         pytest.fail(f"the shipped verifier artifact is missing: {settings.verifier.artifact}")
+    verifier = settings.verifier.model_copy(update={"artifact_roots": [artifact_root]})
+    settings = settings.model_copy(update={"verifier": verifier})
     with (
         serve_in_thread(build_app(settings)) as url,
         openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=600) as client,
@@ -181,14 +189,14 @@ def test_concurrent_chats_and_verifies_get_their_solo_verdicts(
 
 
 def test_a_reload_under_load_fails_no_request_and_each_decision_names_its_artifact(
-    embedded_client: openai.OpenAI, tmp_path: Path
+    embedded_client: openai.OpenAI, artifact_root: Path
 ) -> None:
     """Chats in flight finish on the artifact they started with; later ones use the new one."""
     shipped = load_settings().verifier.artifact
     assert shipped is not None
     original = SDMModel.load(shipped, device="cpu")
     renamed = SDMModel(replace(original.contents, model_id="reloaded-copy"), device="cpu")
-    copy = renamed.save(tmp_path / "copy.sdmkitmodel")
+    copy = renamed.save(artifact_root / "copy.sdmkitmodel")
     base = str(embedded_client.base_url).removesuffix("/v1/").removesuffix("/v1")
 
     def chat_record(question: str) -> dict[str, Any]:

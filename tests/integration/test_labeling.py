@@ -319,7 +319,9 @@ def test_observe_mode_serves_records_and_labels_until_an_artifact_covers_the_rou
         # an artifact calibrated on this model goes live: the route verifies from now on
         verifier.calibrated_on = frozenset({"good"})
         reload = httpx.post(
-            f"{url}/admin/verifier/reload", json={"artifact": "/x/ours.sdmkitmodel"}, timeout=10
+            f"{url}/admin/verifier/reload",
+            json={"artifact": "/models/ours.sdmkitmodel"},
+            timeout=10,
         )
         assert reload.status_code == 200
         assert ask(url, RIGHT).headers["x-sdm-decision"] == "accept"
