@@ -340,7 +340,12 @@ class Cascade:
             for c in generation.candidates
         ]
         items = [
-            VerificationInput(messages, candidate.verification_text, candidate.token_logprobs)
+            VerificationInput(
+                messages,
+                candidate.verification_text,
+                candidate.token_logprobs,
+                candidate.recorded,
+            )
             for candidate, judge_it in zip(generation.candidates, judged, strict=True)
             if judge_it
         ]
