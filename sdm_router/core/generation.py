@@ -326,3 +326,5 @@ class StreamDelta:
     token_logprobs: tuple[TokenLogprob, ...] = ()
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    # On the last piece: the layer states the generator recorded for the whole answer.
+    recorded: RecordedStates | None = field(default=None, compare=False, repr=False)

@@ -139,13 +139,12 @@ class BatchDecoder:
                 continue
             row.accept(int(tokens[i]), scored.chosen[i], scored.top_ids[i], scored.top_values[i])
             accepted += 1
+            # A row cut by max_tokens never fed its last token back; a recording row stays one
+            # more (cached) step for that token's states, then finishes.
+            row.feeding_last = row.recorder is not None and row.finish_reason == "length"
             row.owner.on_progress(row)
-            if row.finished:
-                # A row cut by max_tokens never fed its last token back; a recording row stays
-                # one more (cached) step for that token's states, then finishes.
-                row.feeding_last = row.recorder is not None and row.finish_reason == "length"
-                if not row.feeding_last:
-                    row.owner.on_finished(row)
+            if row.finished and not row.feeding_last:
+                row.owner.on_finished(row)
         self.stats.tokens += accepted
         unfinished = [i for i, row in enumerate(rows) if not row.finished or row.feeding_last]
         keep = [i for i in unfinished if not rows[i].owner.cancelled()]
