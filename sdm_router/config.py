@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
+from sdm_router.core.routing import OnAbstain, OnBreach, OnOod, OnUnverified, StreamMode
 from sdm_router.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -241,6 +241,12 @@ class RouteSettings(_Section):
     )
     drop_params: bool = Field(
         False, description="drop request parameters a tier's backend cannot honour (else 400)"
+    )
+    on_ood: OnOod = Field(
+        OnOod.RETRIEVE,
+        description="after an out-of-distribution answer: retrieve (retrieve first when a "
+        "retriever is configured, then the next tier, as for any failed verdict) | escalate "
+        "(the next tier, no retrieval) | strongest (the last tier) | abstain",
     )
     on_breach: OnBreach = Field(
         OnBreach.ALERT,

@@ -37,3 +37,14 @@ class OnBreach(StrEnum):
     ALERT = "alert"
     TIGHTEN = "tighten"
     ROLLBACK = "rollback"
+
+
+class OnOod(StrEnum):
+    """What a route does after an out-of-distribution answer (reason ``ood``): retrieve first
+    when a retriever is available, then the next tier (as for any failed verdict); go to the
+    next tier without retrieving; go straight to the strongest (last) tier; or abstain."""
+
+    RETRIEVE = "retrieve"
+    ESCALATE = "escalate"
+    STRONGEST = "strongest"
+    ABSTAIN = "abstain"
