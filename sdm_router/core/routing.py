@@ -48,3 +48,20 @@ class OnOod(StrEnum):
     ESCALATE = "escalate"
     STRONGEST = "strongest"
     ABSTAIN = "abstain"
+
+
+class OnOodPrompt(StrEnum):
+    """What a route does when the prompt router finds the prompt out of distribution: run the
+    cascade from tier 0 as without routing, start at the strongest (last) tier, or abstain."""
+
+    CASCADE = "cascade"
+    STRONGEST = "strongest"
+    ABSTAIN = "abstain"
+
+
+class RoutingAction(StrEnum):
+    """What the routing step before generating did (``sdm_router_routing_total{action}``)."""
+
+    PROCEED = "proceed"  # start at tier 0, as without routing
+    SKIP = "skip"  # start at a later tier
+    ABSTAIN = "abstain"  # abstain before generating

@@ -298,6 +298,16 @@ class HiddenStateEncoder:
             rows.append(_Pooled(layout.ids, layout.last_answer, begin, end))
         return self._encode_rows(rows)
 
+    def encode_prompts(self, conversations: Sequence[Sequence[Message]]) -> F32Array:
+        """The prompt router's view (pooling ``last+prompt``): per conversation, one forward
+        over the generator's prompt alone (generation prompt added, no answer), pooled at this
+        encoder's layer as ``[state of the last prompt token ‖ mean over the prompt tokens]``."""
+        rows = []
+        for messages in conversations:
+            ids = self._ids(self.prompt_text(messages))[-self._max_length :] or [self._pad_id]
+            rows.append(_Pooled(ids, len(ids) - 1, 0, len(ids)))
+        return self._encode_rows(rows)
+
     def encode_texts(self, texts: Sequence[str]) -> F32Array:
         """Encode already formatted texts (batched by ``batch_size``) with the ``final+mean``
         pooling: the last token's state and the mean over every token. A ``last+answer``
