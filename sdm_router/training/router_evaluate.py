@@ -106,6 +106,8 @@ def evaluate_router(
         if not path.exists():
             continue
         records = read_records(path)
+        if not records:
+            continue
         verdicts = router.score(encoder.encode_prompts([r.messages for r in records]))
         tallies: dict[str, Tally] = defaultdict(Tally)
         for record, per_tier in zip(records, verdicts, strict=True):
