@@ -120,8 +120,22 @@ def _labels(rows: Sequence[PromptRow], tier: int) -> npt.NDArray[np.int64]:
     return np.asarray([row.labels[tier] for row in rows], dtype=np.int64)
 
 
-def _encode(encoder: HiddenStateEncoder, rows: Sequence[PromptRow]) -> F32Array:
-    return encoder.encode_prompts([row.record.messages for row in rows])
+Vectors = dict[int | None, dict[str, F32Array]]  # layer -> item id -> prompt vector
+
+
+def encode_rows(
+    encoder: HiddenStateEncoder, rows: Sequence[PromptRow], layers: Sequence[int | None]
+) -> Vectors:
+    """Each row's prompt vector at every candidate layer, one forward per batch."""
+    encoded = encoder.encode_prompt_layers([row.record.messages for row in rows], layers)
+    return {
+        layer: {row.record.item_id: encoded[layer][i] for i, row in enumerate(rows)}
+        for layer in layers
+    }
+
+
+def _matrix(vectors: dict[str, F32Array], rows: Sequence[PromptRow]) -> F32Array:
+    return np.stack([vectors[row.record.item_id] for row in rows]).astype(np.float32)
 
 
 def _train(
@@ -157,10 +171,7 @@ def skip_score(verdicts: Sequence[Verdict], labels: Sequence[int], skip_alpha: f
 
 
 def choose_layer(
-    options: RouterBuildOptions,
-    encoder_for: dict[int | None, HiddenStateEncoder],
-    splits: Splits,
-    rows: dict[str, PromptRow],
+    options: RouterBuildOptions, vectors: Vectors, splits: Splits, rows: dict[str, PromptRow]
 ) -> tuple[int | None, dict[str, float]]:
     """The candidate layer whose tier-0 model skips best on a validation carve (a quarter of
     the training facts, trained on the rest, calibrated on calibration): never test."""
@@ -173,19 +184,18 @@ def choose_layer(
     scores: dict[str, float] = {}
     config = replace(options.training, shuffles=1)
     for layer in options.layers:
-        encoder = encoder_for[layer]
-        model = _train(
-            _encode(encoder, fit), fit, _encode(encoder, calibration), calibration, 0, config
-        )
-        verdicts = to_verdicts(model.score(_encode(encoder, validation)), [0] * len(validation))
+        at = vectors[layer]
+        model = _train(_matrix(at, fit), fit, _matrix(at, calibration), calibration, 0, config)
+        scored = model.score(_matrix(at, validation))
+        verdicts = to_verdicts(scored, [0] * len(validation))
         labels = [row.labels[0] for row in validation]
-        scores[FINAL_LAYER if layer is None else str(layer)] = skip_score(
-            verdicts, labels, options.skip_alpha
-        )
-    best = max(
-        options.layers, key=lambda layer: scores[FINAL_LAYER if layer is None else str(layer)]
-    )
+        scores[_layer_name(layer)] = skip_score(verdicts, labels, options.skip_alpha)
+    best = max(options.layers, key=lambda layer: scores[_layer_name(layer)])
     return best, scores
+
+
+def _layer_name(layer: int | None) -> str:
+    return FINAL_LAYER if layer is None else str(layer)
 
 
 def build_router(
@@ -212,11 +222,13 @@ def build_router(
     (options.splits_dir / "labels.json").write_text(
         json.dumps({item: list(row.labels) for item, row in rows.items()}) + "\n"
     )
-    layer, validation = choose_layer(options, encoder_for, splits, rows)
-    encoder = encoder_for[layer]
     train = [rows[r.item_id] for r in splits.train]
     calibration = [rows[r.item_id] for r in splits.calibration]
-    x_train, x_cal = _encode(encoder, train), _encode(encoder, calibration)
+    first = encoder_for[options.layers[0]]
+    vectors = encode_rows(first, [*train, *calibration], options.layers)
+    layer, validation = choose_layer(options, vectors, splits, rows)
+    encoder = encoder_for[layer]
+    x_train, x_cal = _matrix(vectors[layer], train), _matrix(vectors[layer], calibration)
     identity = {**encoder.identity, "pooling": PROMPT_POOLING}
     models = [
         {"model": model, "rows": len(train) + len(calibration)}

@@ -60,7 +60,12 @@ class ToyPromptEncoder:
             rng = np.random.default_rng(zlib.crc32(text.encode()))
             centre = [1.0, 0.0, 1.0, 0.0] if text.startswith("easy") else [0.0, 1.0, 0.0, 1.0]
             rows.append(np.asarray(centre) + 0.2 * rng.standard_normal(4))
-        return np.asarray(rows, dtype=np.float32)
+        return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+
+    def encode_prompt_layers(
+        self, conversations: Sequence[Sequence[Message]], layers: Sequence[int | None]
+    ) -> dict[int | None, Any]:
+        return {layer: self.encode_prompts(conversations) for layer in layers}
 
 
 def rows(count: int) -> list[AnswerRecord]:
