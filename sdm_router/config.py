@@ -26,7 +26,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
+from sdm_router.core.routing import (
+    OnAbstain,
+    OnBreach,
+    OnOod,
+    OnOodPrompt,
+    OnUnverified,
+    StreamMode,
+)
 from sdm_router.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -242,6 +249,28 @@ class RouteSettings(_Section):
     drop_params: bool = Field(
         False, description="drop request parameters a tier's backend cannot honour (else 400)"
     )
+    on_ood: OnOod = Field(
+        OnOod.RETRIEVE,
+        description="after an out-of-distribution answer: retrieve (retrieve first when a "
+        "retriever is configured, then the next tier, as for any failed verdict) | escalate "
+        "(the next tier, no retrieval) | strongest (the last tier) | abstain",
+    )
+    prompt_routing: bool = Field(
+        True,
+        description="route before generating with verifier.prompt_router (when one is "
+        "configured and built for this route's tiers): skip the tiers it is sure fail, abstain "
+        "at once (predicted_unanswerable) when it is sure every tier fails; on | off",
+    )
+    skip_alpha: float = Field(
+        0.95,
+        description="how sure the prompt router must be that a tier fails (its lower region "
+        "alpha) before the tier is skipped",
+    )
+    on_ood_prompt: OnOodPrompt = Field(
+        OnOodPrompt.CASCADE,
+        description="a prompt the router finds out of distribution: cascade (from tier 0, as "
+        "without routing) | strongest (start at the last tier) | abstain",
+    )
     on_breach: OnBreach = Field(
         OnBreach.ALERT,
         description="when the live guarantee reads breached: alert | tighten (raise the "
@@ -249,7 +278,7 @@ class RouteSettings(_Section):
         "autopilot's; without it, observe mode)",
     )
 
-    @field_validator("accept_alpha")
+    @field_validator("accept_alpha", "skip_alpha")
     @classmethod
     def _alpha_in_open_interval(cls, value: float) -> float:
         if not 0.5 < value < 1.0:
@@ -282,6 +311,11 @@ class VerifierSettings(_Section):
     max_wait_ms: float = Field(2.0, ge=0)
     max_nearest_exemplars: int = Field(25, ge=0, le=1000)
     direct_accept_alpha: float = 0.95
+    prompt_router: Path | None = Field(
+        None,
+        description="a prompt router folder (`sdm-router router build`): routes with "
+        "prompt_routing on skip the tiers it is sure fail before generating",
+    )
     shadow: Path | None = Field(
         None,
         description="a candidate artifact that scores every served answer off the response "
@@ -686,7 +720,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths in a config file relative to that file's folder."""
     verifier = data.get("verifier")
     if isinstance(verifier, dict):
-        for key in ("artifact", "encoder_model"):
+        for key in ("artifact", "encoder_model", "prompt_router"):
             value = verifier.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 verifier[key] = str((base / value).resolve())

@@ -27,6 +27,7 @@ from sdm_router.pipeline.routes import RouteTable
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.corpus import make_retriever
 from sdm_router.storage.store import DecisionStore
+from sdm_router.verifier.prompt_router import PromptRouter
 from sdm_router.verifier.protocol import Verifier
 
 
@@ -46,6 +47,21 @@ def make_verifier(
             )
         shared = backend
     return SDMVerifier(settings, shared, metrics)
+
+
+def make_prompt_router(
+    settings: VerifierSettings, backends: Mapping[str, Backend]
+) -> PromptRouter | None:
+    """The prompt router ``verifier.prompt_router`` names (None without one); its encoder shares
+    the verifier's model like the verifier's own encoder does."""
+    if settings.prompt_router is None:
+        return None
+    shared = None
+    if settings.encoder_backend is not None:
+        backend = backends.get(settings.encoder_backend)
+        if isinstance(backend, LocalTransformersBackend):
+            shared = backend
+    return PromptRouter(settings.prompt_router, shared, settings.encoder_model, settings.device)
 
 
 def build_embeddings(settings: Settings, backends: Mapping[str, Backend]) -> EmbeddingsServing:
@@ -80,7 +96,8 @@ def build_app(
     uses_retrieval = any(route.retrieval for route in settings.routes.values())
     if retriever is None and settings.retrieval is not None and uses_retrieval:
         retriever = make_retriever(settings.retrieval)
-    cascade = Cascade(verifier, retriever, metrics)
+    prompt_router = make_prompt_router(settings.verifier, backends)
+    cascade = Cascade(verifier, retriever, metrics, prompt_router)
     store = DecisionStore(settings.storage, metrics) if settings.storage.enabled else None
     routes = RouteTable(build_plans(settings, backends))
     labeler = guarantee = None
@@ -99,6 +116,7 @@ def build_app(
         decision_log=store,
         labeler=labeler,
         guarantee=guarantee,
+        prompt_router=prompt_router,
     )
     return create_app(
         gateway,

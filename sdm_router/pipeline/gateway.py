@@ -16,6 +16,7 @@ from sdm_router.pipeline.cascade import Cascade
 from sdm_router.pipeline.guarantee import GuaranteeMonitor
 from sdm_router.pipeline.labeling import Labeler
 from sdm_router.pipeline.plan import RoutePlan
+from sdm_router.pipeline.prompt_routing import PromptPredictor
 from sdm_router.pipeline.routes import RouteTable
 from sdm_router.pipeline.shadow import ShadowRecorder
 from sdm_router.retrieval.base import Retriever
@@ -48,6 +49,7 @@ class Gateway:
         decision_log: DecisionLog | None = None,
         labeler: Labeler | None = None,
         guarantee: GuaranteeMonitor | None = None,
+        prompt_router: PromptPredictor | None = None,
     ) -> None:
         self.routes = plans if isinstance(plans, RouteTable) else RouteTable(plans)
         self.decision_log = decision_log
@@ -59,6 +61,7 @@ class Gateway:
         self._verifier = verifier
         self.shadow = None if decision_log is None else ShadowRecorder(verifier, decision_log)
         self._retriever = retriever
+        self._prompt_router = prompt_router
         self._started = False
         self._draining = False
 
@@ -87,6 +90,8 @@ class Gateway:
         if self._retriever is not None:
             await self._retriever.start()
         await self._verifier.start()
+        if self._prompt_router is not None:
+            await self._prompt_router.start()
         self.routes.refresh(self._verifier.info)
         if self.decision_log is not None:
             await self.decision_log.start()
@@ -145,6 +150,8 @@ class Gateway:
             components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
             if self._verifier.shadow_id is not None:
                 components["verifier"]["shadow_artifact_id"] = self._verifier.shadow_id
+        if self._prompt_router is not None and self._started:
+            components["prompt_router"] = {"router_id": self._prompt_router.router_id}
         if self._retriever is not None:
             components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
         if self.decision_log is not None and self._started:
