@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, exists, func, select
 
 from sdm_router.core.decisions import HUMAN_SOURCE
-from sdm_router.storage.labels import counting_label_id
-from sdm_router.storage.tables import attempts, decisions, feedback
+from sdm_router.storage.labels import effective_labels
+from sdm_router.storage.tables import decisions, feedback
 
 DECISIONS = ("accept", "abstain", "unverified", "observed")
 
@@ -44,80 +44,56 @@ def _window(query: Any, since: float, until: float, key_name: str | None) -> Any
     return query
 
 
-def route_counts(
-    connection: Connection, since: float, until: float, key_name: str | None
-) -> list[RouteCounts]:
-    """Per route, the window's requests by decision, escalations (a second attempt), requests
-    that retrieved context, and the accepted answers' counting labels."""
+def overview_counts(
+    connection: Connection, since: float, until: float, key_name: str | None, buckets: int
+) -> tuple[list[RouteCounts], dict[str, list[dict[str, int]]]]:
+    """Per route over the window: requests by decision, escalations (more than one attempt),
+    requests that retrieved context and the accepted answers' counting labels; and per route
+    ``buckets`` equal slices of the window with their requests and accepted requests. One scan
+    of the overview index, plus one read of the labels."""
     routes: dict[str, RouteCounts] = {}
-
-    def route(name: str) -> RouteCounts:
-        return routes.setdefault(name, RouteCounts(name))
-
+    series: dict[str, list[dict[str, int]]] = {}
+    width = (until - since) / buckets
+    slot = func.floor((decisions.c.created - since) / width)
     grouped = _window(
-        select(decisions.c.route, decisions.c.decision, func.count()), since, until, key_name
-    ).group_by(decisions.c.route, decisions.c.decision)
+        select(
+            decisions.c.route,
+            decisions.c.decision,
+            slot,
+            func.count(),
+            func.sum(case((decisions.c.attempt_count > 1, 1), else_=0)),
+            func.sum(case((decisions.c.retrieved, 1), else_=0)),
+        ),
+        since, until, key_name,
+    ).group_by(decisions.c.route, decisions.c.decision, slot)  # fmt: skip
     for row in _rows(connection, grouped):
-        entry, count = route(str(row[0])), int(row[2])
-        entry.by_decision[str(row[1])] = count
+        name, decision, count = str(row[0]), str(row[1]), int(row[3])
+        entry = routes.setdefault(name, RouteCounts(name))
+        entry.by_decision[decision] = entry.by_decision.get(decision, 0) + count
         entry.requests += count
-    escalated = _window(
-        select(decisions.c.route, func.count())
-        .select_from(decisions)
-        .join(attempts, attempts.c.request_id == decisions.c.request_id)
-        .where(attempts.c.position == 1),
-        since, until, key_name,
-    ).group_by(decisions.c.route)  # fmt: skip
-    for row in _rows(connection, escalated):
-        route(str(row[0])).escalated = int(row[1])
-    retrieved = _window(
-        select(decisions.c.route, func.count(func.distinct(attempts.c.request_id)))
-        .select_from(decisions)
-        .join(attempts, attempts.c.request_id == decisions.c.request_id)
-        .where(attempts.c.retrieved_context),
-        since, until, key_name,
-    ).group_by(decisions.c.route)  # fmt: skip
-    for row in _rows(connection, retrieved):
-        route(str(row[0])).retrieved = int(row[1])
+        entry.escalated += int(row[4] or 0)
+        entry.retrieved += int(row[5] or 0)
+        points = series.setdefault(name, [{"requests": 0, "accepted": 0} for _ in range(buckets)])
+        point = points[min(max(int(row[2]), 0), buckets - 1)]
+        point["requests"] += count
+        if decision == "accept":
+            point["accepted"] += count
+    counting = effective_labels()  # from the labels (fewer than the decisions), not per decision
     labelled = _window(
         select(
             decisions.c.route,
             func.count(),
-            func.sum(case((feedback.c.label == "correct", 1), else_=0)),
+            func.sum(case((counting.c.label == "correct", 1), else_=0)),
         )
-        .select_from(decisions)
-        .join(feedback, feedback.c.id == counting_label_id())
-        .where(decisions.c.decision == "accept"),
+        .select_from(counting)
+        .join(decisions, decisions.c.request_id == counting.c.request_id)
+        .where(decisions.c.decision == "accept", counting.c.choice == 0),
         since, until, key_name,
     ).group_by(decisions.c.route)  # fmt: skip
     for row in _rows(connection, labelled):
-        entry = route(str(row[0]))
+        entry = routes.setdefault(str(row[0]), RouteCounts(str(row[0])))
         entry.accepted_labelled, entry.accepted_correct = int(row[1]), int(row[2] or 0)
-    return sorted(routes.values(), key=lambda entry: entry.route)
-
-
-def timeline(
-    connection: Connection, since: float, until: float, key_name: str | None, buckets: int
-) -> dict[str, list[dict[str, int]]]:
-    """Per route, ``buckets`` equal slices of the window: requests and accepted requests."""
-    width = (until - since) / buckets
-    slot = func.floor((decisions.c.created - since) / width)
-    query = _window(
-        select(
-            decisions.c.route,
-            slot.label("slot"),
-            func.count(),
-            func.sum(case((decisions.c.decision == "accept", 1), else_=0)),
-        ),
-        since, until, key_name,
-    ).group_by(decisions.c.route, slot)  # fmt: skip
-    series: dict[str, list[dict[str, int]]] = {}
-    for name, position, count, accepted in _rows(connection, query):
-        points = series.setdefault(name, [{"requests": 0, "accepted": 0} for _ in range(buckets)])
-        index = min(max(int(position), 0), buckets - 1)
-        points[index]["requests"] += count
-        points[index]["accepted"] += int(accepted or 0)
-    return series
+    return sorted(routes.values(), key=lambda entry: entry.route), series
 
 
 def review_queue(connection: Connection, key_name: str | None, limit: int) -> list[dict[str, Any]]:

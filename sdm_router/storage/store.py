@@ -35,7 +35,7 @@ from sdm_router.core.decisions import (
     ShadowRecord,
 )
 from sdm_router.core.errors import StoreUnavailable
-from sdm_router.storage.console import RouteCounts, review_queue, route_counts, timeline
+from sdm_router.storage.console import RouteCounts, overview_counts, review_queue
 from sdm_router.storage.database import make_engine, migrate
 from sdm_router.storage.labels import (
     counting_label,
@@ -522,10 +522,7 @@ class DecisionStore:
         def read() -> tuple[list[RouteCounts], dict[str, list[dict[str, int]]]]:
             assert self._engine is not None
             with self._engine.connect() as connection:
-                return (
-                    route_counts(connection, since, until, key_name),
-                    timeline(connection, since, until, key_name, buckets),
-                )
+                return overview_counts(connection, since, until, key_name, buckets)
 
         return await self._run(read)
 
@@ -610,6 +607,8 @@ def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
         if keep_text and record.answer_logprobs is not None
         else None,
         "answer_model": record.answer_model,
+        "attempt_count": len(record.attempts),
+        "retrieved": any(attempt.retrieved_context for attempt in record.attempts),
     }
 
 
@@ -618,7 +617,7 @@ def _decision_json(row: dict[str, Any]) -> dict[str, Any]:
     shown = {
         key: value
         for key, value in row.items()
-        if key not in ("conversation", "answer", "answer_logprobs")
+        if key not in ("conversation", "answer", "answer_logprobs", "attempt_count", "retrieved")
     }
     shown["usage"] = {
         "prompt_tokens": shown.pop("prompt_tokens"),

@@ -32,6 +32,7 @@ from sdm_router.core.generation import Message
 from sdm_router.core.guarantee import lower_bound
 from sdm_router.core.verdict import VerificationInput
 from sdm_router.pipeline.feedback import give_feedback, owned_decision
+from sdm_router.storage.console import RouteCounts
 from sdm_router.storage.query_params import decode_cursor, encode_cursor, instant
 from sdm_router.storage.store import DecisionStore
 
@@ -151,6 +152,26 @@ async def static(name: str) -> Response:
 # ---- overview --------------------------------------------------------------------------
 
 
+def overview_rows(
+    counts: list[RouteCounts],
+    series: dict[str, list[dict[str, int]]],
+    guarantee: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """What the overview template shows per route: counts, the labelled accepted answers'
+    precision lower bound, the live guarantee and the chart."""
+    return [
+        {
+            "counts": entry,
+            "lower": lower_bound(entry.accepted_correct, entry.accepted_labelled)
+            if entry.accepted_labelled
+            else None,
+            "guarantee": guarantee.get(entry.route),
+            "chart": spark(series.get(entry.route, [])),
+        }
+        for entry in counts
+    ]
+
+
 @router.get("")
 async def overview(request: Request, window: str = "24h") -> Response:
     """Per route over the window: requests, decision shares, accepted precision from labels
@@ -169,17 +190,7 @@ async def overview(request: Request, window: str = "24h") -> Response:
     monitor = context_of(request).gateway.guarantee
     if monitor is not None and viewer.admin:
         guarantee = {report.route: report.as_dict() for report in await monitor.read()}
-    routes = [
-        {
-            "counts": entry,
-            "lower": lower_bound(entry.accepted_correct, entry.accepted_labelled)
-            if entry.accepted_labelled
-            else None,
-            "guarantee": guarantee.get(entry.route),
-            "chart": spark(series.get(entry.route, [])),
-        }
-        for entry in counts
-    ]
+    routes = overview_rows(counts, series, guarantee)
     return _render(request, "overview.html", viewer, routes=routes, window=window,
                    windows=list(WINDOWS))  # fmt: skip
 
