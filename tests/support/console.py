@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,7 +65,10 @@ def seed(url: str) -> None:
             store.submit(record)
         await store.close()
 
-    asyncio.run(write())
+    # on a thread of its own: the caller's may run an event loop (Playwright's sync API does)
+    writer = threading.Thread(target=lambda: asyncio.run(write()))
+    writer.start()
+    writer.join()
 
 
 @contextmanager
