@@ -97,21 +97,23 @@ def overview_counts(
 
 
 def review_queue(connection: Connection, key_name: str | None, limit: int) -> list[dict[str, Any]]:
-    """Decisions a person should look at, oldest first: those without any label, and those
-    whose judge's label disagrees with the verifier (an accepted answer judged incorrect, an
-    abstention judged correct) or with a person's label. Each row says why (``unlabeled``,
-    ``judge_vs_verifier``, ``judge_vs_human``)."""
+    """Decisions a person should look at, oldest first: those whose answer (choice 0) has no
+    label, and those whose judge's label disagrees with the verifier (an accepted answer judged
+    incorrect, an abstention judged correct) or with a person's label. Each row says why
+    (``unlabeled``, ``judge_vs_verifier``, ``judge_vs_human``)."""
     label = feedback.alias("any_label")
     human = feedback.alias("human")
     judge = feedback.alias("judge")
-    current = label.c.current & (label.c.request_id == decisions.c.request_id)
+    current = (
+        label.c.current & (label.c.request_id == decisions.c.request_id) & (label.c.choice == 0)
+    )
     unlabeled = ~exists(select(label.c.id).where(current))
     is_human = and_(
-        human.c.request_id == decisions.c.request_id, human.c.current,
+        human.c.request_id == decisions.c.request_id, human.c.current, human.c.choice == 0,
         human.c.source == HUMAN_SOURCE,
     )  # fmt: skip
     is_machine = and_(
-        judge.c.request_id == decisions.c.request_id, judge.c.current,
+        judge.c.request_id == decisions.c.request_id, judge.c.current, judge.c.choice == 0,
         judge.c.source != HUMAN_SOURCE,
     )  # fmt: skip
     against_verifier = exists(
