@@ -46,11 +46,10 @@ def _window(query: Any, since: float, until: float, key_name: str | None) -> Any
 
 def overview_counts(
     connection: Connection, since: float, until: float, key_name: str | None, buckets: int
-) -> tuple[list[RouteCounts], dict[str, list[dict[str, int]]]]:
-    """Per route over the window: requests by decision, escalations (more than one attempt),
-    requests that retrieved context and the accepted answers' counting labels; and per route
-    ``buckets`` equal slices of the window with their requests and accepted requests. One scan
-    of the overview index, plus one read of the labels."""
+) -> tuple[dict[str, RouteCounts], dict[str, list[dict[str, int]]]]:
+    """Per route over the window: requests by decision, escalations (more than one attempt) and
+    requests that retrieved context; and per route ``buckets`` equal slices of the window with
+    their requests and accepted requests. One scan of the overview index."""
     routes: dict[str, RouteCounts] = {}
     series: dict[str, list[dict[str, int]]] = {}
     width = (until - since) / buckets
@@ -78,6 +77,13 @@ def overview_counts(
         point["requests"] += count
         if decision == "accept":
             point["accepted"] += count
+    return routes, series
+
+
+def accepted_labels(
+    connection: Connection, since: float, until: float, key_name: str | None
+) -> dict[str, tuple[int, int]]:
+    """Per route, the window's accepted answers with a counting label: (labelled, correct)."""
     counting = effective_labels()  # from the labels (fewer than the decisions), not per decision
     labelled = _window(
         select(
@@ -90,10 +96,7 @@ def overview_counts(
         .where(decisions.c.decision == "accept", counting.c.choice == 0),
         since, until, key_name,
     ).group_by(decisions.c.route)  # fmt: skip
-    for row in _rows(connection, labelled):
-        entry = routes.setdefault(str(row[0]), RouteCounts(str(row[0])))
-        entry.accepted_labelled, entry.accepted_correct = int(row[1]), int(row[2] or 0)
-    return sorted(routes.values(), key=lambda entry: entry.route), series
+    return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in _rows(connection, labelled)}
 
 
 def review_queue(connection: Connection, key_name: str | None, limit: int) -> list[dict[str, Any]]:

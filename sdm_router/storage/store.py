@@ -35,7 +35,12 @@ from sdm_router.core.decisions import (
     ShadowRecord,
 )
 from sdm_router.core.errors import StoreUnavailable
-from sdm_router.storage.console import RouteCounts, overview_counts, review_queue
+from sdm_router.storage.console import (
+    RouteCounts,
+    accepted_labels,
+    overview_counts,
+    review_queue,
+)
 from sdm_router.storage.database import make_engine, migrate
 from sdm_router.storage.labels import (
     counting_label,
@@ -519,12 +524,24 @@ class DecisionStore:
         """Per route over ``[since, until)``: the counts, and the counts in ``buckets``
         slices (the console's overview)."""
 
-        def read() -> tuple[list[RouteCounts], dict[str, list[dict[str, int]]]]:
+        def read_counts() -> tuple[dict[str, RouteCounts], dict[str, list[dict[str, int]]]]:
             assert self._engine is not None
             with self._engine.connect() as connection:
                 return overview_counts(connection, since, until, key_name, buckets)
 
-        return await self._run(read)
+        def read_labels() -> dict[str, tuple[int, int]]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return accepted_labels(connection, since, until, key_name)
+
+        # two reads on two connections at once: the page waits for the slower, not the sum
+        (routes, series), labels = await asyncio.gather(
+            self._run(read_counts), self._run(read_labels)
+        )
+        for name, (labelled, correct) in labels.items():
+            entry = routes.setdefault(name, RouteCounts(name))
+            entry.accepted_labelled, entry.accepted_correct = labelled, correct
+        return sorted(routes.values(), key=lambda entry: entry.route), series
 
     async def review_queue(self, key_name: str | None, limit: int) -> list[dict[str, Any]]:
         """The decisions a person should label next, oldest first (``storage/console.py``)."""
