@@ -5,6 +5,7 @@ the console reaches the API and ``data import --from-store``."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def test_every_console_route_refuses_a_caller_without_a_session(base: str) -> No
     assert walked >= 10
 
 
-def test_sign_in_sets_strict_http_only_cookies_and_keeps_the_key_out_of_urls(base: str) -> None:
+def test_sign_in_sets_strict_http_only_cookies_and_keeps_the_key_out_of_urls_and_logs(
+    base: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     client = httpx.Client(base_url=base, timeout=10)
     form = client.get("/console/sign-in")
     assert form.status_code == 200
@@ -95,6 +99,8 @@ def test_sign_in_sets_strict_http_only_cookies_and_keeps_the_key_out_of_urls(bas
     assert "samesite=strict" in cookie.lower()
     assert OPS not in cookie and OPS not in reply.headers["location"]
     assert client.get("/console").status_code == 200
+    assert "/console/sign-in" in caplog.text  # the request log saw the sign-in...
+    assert OPS not in caplog.text  # ...and never the key
     # signing out ends the session
     out = client.post("/console/sign-out", data={"csrf": csrf_of(client.get("/console").text)})
     assert out.status_code == 303
