@@ -138,6 +138,11 @@ class Gateway:
         """The verifier artifact deciding now."""
         return self._verifier.info.artifact_id
 
+    @property
+    def verifier_info(self) -> VerifierInfo:
+        """The live verifier artifact's identity, device and what it was calibrated on."""
+        return self._verifier.info
+
     async def reload_verifier(self, artifact: Path | None = None) -> VerifierInfo:
         """Swap in another verifier artifact (``ReloadRefused`` keeps the current one), then
         re-evaluate which routes it covers: a route that observed may verify from the next

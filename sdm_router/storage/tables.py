@@ -37,6 +37,20 @@ decisions = Table(
     Column("answer_logprobs", Text, nullable=True),  # JSON [[token, logprob], ...], keep_text only
     # the model identity (config: a backend's model_identity) whose answer was served
     Column("answer_model", String(200), nullable=True),
+    # how many attempts, and whether one retrieved context (the console's overview counts
+    # escalations and retrievals from these, without joining the attempts)
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("retrieved", Boolean, nullable=False, server_default=text("false")),
+)
+# the overview's grouped counts over a window read this index alone (0005_console)
+Index(
+    "decisions_overview",
+    decisions.c.created,
+    decisions.c.route,
+    decisions.c.decision,
+    decisions.c.key_name,
+    decisions.c.attempt_count,
+    decisions.c.retrieved,
 )
 
 attempts = Table(
