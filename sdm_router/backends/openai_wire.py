@@ -60,14 +60,18 @@ def chat_payload(
     request: GenerationRequest, model: str, top_logprobs: int, *, stream: bool
 ) -> dict[str, Any]:
     """The upstream request body. Logprobs are always requested: the verifier uses them. Every
-    OpenAI field the request sets (tools, ``response_format``, penalties, ``logit_bias``,
-    ``seed``, ``stop``, ``user``) is passed on as given."""
+    OpenAI field the request sets (``max_tokens``, ``temperature``, ``top_p``, tools,
+    ``response_format``, penalties, ``logit_bias``, ``seed``, ``stop``, ``user``) is passed on
+    as given; one it does not set is not sent, so the upstream's own default applies."""
     params = request.params
-    payload: dict[str, Any] = {
-        "model": model,
+    payload: dict[str, Any] = {"model": model}
+    sampling = {
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
         "top_p": params.top_p,
+    }
+    payload.update({key: value for key, value in sampling.items() if value is not None})
+    payload |= {
         "n": params.n,
         "logprobs": True,
         "top_logprobs": max(top_logprobs, params.top_logprobs),

@@ -52,13 +52,20 @@ class Message:
         return replace(self, content=tool_calls_text(self.content, self.tool_calls), tool_calls=())
 
 
+DEFAULT_MAX_TOKENS = 256  # what a local backend generates when no one set max_tokens
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Decoding parameters, already validated and defaulted."""
+    """Decoding parameters, already validated. ``max_tokens``, ``temperature`` and ``top_p``
+    are None when neither the client nor the route set them: an upstream then applies its own
+    default (nothing is sent), a local backend the ``DEFAULT_*`` values below."""
 
-    max_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1

@@ -80,6 +80,7 @@ def tools_gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
             "unverified-abstain": {"tiers": [{"backend": "good"}], "verify_tool_calls": False},
             "local-route": {"tiers": [{"backend": "local-like"}]},
             "local-like-drop": {"tiers": [{"backend": "local-like"}], "drop_params": True},
+            "capped": {"tiers": [{"backend": "good", "max_tokens": 64, "temperature": 0.2}]},
         },
         embeddings={
             "embed-small": {"backend": "good", "model": "fake-embedder"},
@@ -231,6 +232,36 @@ def test_penalties_logit_bias_user_seed_stop_are_forwarded(
     assert (body["user"], body["seed"], body["stop"]) == ("alice", 11, ["\n\n", "END"])
     sdk.completions.create(model="good", prompt="Six times seven?", presence_penalty=1.0)
     assert sent(upstream)["presence_penalty"] == 1.0
+
+
+def test_only_what_the_client_sent_is_forwarded(
+    sdk: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    sdk.chat.completions.create(model="good", messages=ASK)
+    body = sent(upstream)
+    for key in ("max_tokens", "temperature", "top_p", "seed", "stop", "tools"):
+        assert key not in body, key  # the upstream's own defaults apply
+    sdk.chat.completions.create(
+        model="good", messages=ASK, max_completion_tokens=700, temperature=0.3, top_p=0.9
+    )
+    body = sent(upstream)
+    assert (body["max_tokens"], body["temperature"], body["top_p"]) == (700, 0.3, 0.9)
+    sdk.completions.create(model="good", prompt="Six times seven?")
+    assert "max_tokens" not in sent(upstream)
+
+
+def test_a_tier_sets_its_own_defaults_and_caps_max_tokens(
+    sdk: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    sdk.chat.completions.create(model="capped", messages=ASK)
+    body = sent(upstream)
+    assert (body["max_tokens"], body["temperature"]) == (64, 0.2)
+    assert "top_p" not in body
+    sdk.chat.completions.create(model="capped", messages=ASK, max_tokens=1000, temperature=1.5)
+    body = sent(upstream)
+    assert (body["max_tokens"], body["temperature"]) == (64, 0.2)  # the cap, the tier's value
+    sdk.chat.completions.create(model="capped", messages=ASK, max_tokens=10)
+    assert sent(upstream)["max_tokens"] == 10
 
 
 def test_passthrough_streams_tool_call_deltas(
