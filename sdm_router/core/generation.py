@@ -98,6 +98,8 @@ class RequestOptions:
 
     ``unsupported`` names fields of the OpenAI API the client set that the gateway implements
     for no backend (e.g. ``audio``): refused like any parameter a backend cannot honour.
+    ``unrecognized`` names fields the API does not define (a misspelling, a vendor extension):
+    refused too, unless the route drops them (``drop_params``); never forwarded.
     """
 
     tools: tuple[JSONObject, ...] | None = None
@@ -108,6 +110,7 @@ class RequestOptions:
     frequency_penalty: float | None = None
     logit_bias: Mapping[str, int] | None = None
     unsupported: tuple[str, ...] = ()
+    unrecognized: tuple[str, ...] = ()
 
 
 def conversation(messages: tuple[Message, ...] | None, prompt: str | None) -> tuple[Message, ...]:

@@ -102,6 +102,13 @@ def check_params(plan: RoutePlan, request: GenerationRequest) -> None:
     if plan.drop_params:
         return
     hint = "(a route with drop_params: true drops it)"
+    unrecognized = request.options.unrecognized
+    if unrecognized:
+        plural = "s" if len(unrecognized) > 1 else ""
+        raise InvalidRequest(
+            f"Unrecognized request argument{plural} supplied: {', '.join(unrecognized)} {hint}.",
+            param=unrecognized[0],
+        )
     if request.options.unsupported:
         name = request.options.unsupported[0]
         raise InvalidRequest(
@@ -130,7 +137,7 @@ def _log_dropped(plan: RoutePlan, request: GenerationRequest) -> None:
         for tier in plan.tiers
     }
     dropped = {name: paths for name, paths in dropped.items() if paths}
-    unsupported = list(request.options.unsupported)
+    unsupported = [*request.options.unsupported, *request.options.unrecognized]
     if dropped or unsupported:
         logger.info(
             "parameters dropped (drop_params)",

@@ -123,13 +123,27 @@ def test_sampling_parameters_reach_the_upstream(
         stop=["\n"],
         seed=7,
         user="alice",
-        extra_body={"some_vendor_field": True},
+        extra_body={"store": False, "metadata": {"team": "a"}},  # platform metadata: accepted
     )
     sent = upstream[1].log.requests[-1]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (17, 0.3, 0.9)
     assert (sent["stop"], sent["seed"], sent["user"]) == (["\n"], 7, "alice")
     assert sent["logprobs"] is True
-    assert "some_vendor_field" not in sent
+    assert "store" not in sent and "metadata" not in sent
+
+
+@pytest.mark.parametrize("model", ["auto", "good"])
+def test_unknown_parameters_are_a_400_naming_them(client: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=model, messages=QUESTION, extra_body={"temprature": 0.2, "top_k": 5}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["message"].startswith("Unrecognized request arguments supplied: temprature, top_k")
+    assert body["param"] == "temprature"
+    with pytest.raises(openai.BadRequestError, match="argument supplied: suffx"):
+        client.completions.create(model=model, prompt="Hi", extra_body={"suffx": "!"})
 
 
 def test_legacy_completions(client: openai.OpenAI) -> None:

@@ -1,7 +1,8 @@
 """OpenAI request bodies as validated models, with OpenAI's field names.
 
-Unknown extra fields are ignored (clients send vendor extensions); wrong types are rejected
-(strict mode: ``"1"`` is not an integer). Responses are typed in ``openai_responses.py``.
+A field the endpoint does not know is noted (``RequestOptions.unrecognized``: a 400 unless the
+route has ``drop_params``), the OpenAI platform's metadata fields in ``IGNORED_FIELDS`` are
+accepted and unused; wrong types are rejected (strict mode: ``"1"`` is not an integer).
 """
 
 from __future__ import annotations
@@ -188,6 +189,18 @@ UNSUPPORTED_CHAT_FIELDS = (
 )
 UNSUPPORTED_COMPLETION_FIELDS = ("best_of", "suffix")
 _NEUTRAL: dict[str, tuple[object, ...]] = {"modalities": (["text"],), "best_of": (1,)}
+# The OpenAI platform's metadata fields: accepted everywhere, never forwarded, never used.
+IGNORED_FIELDS = frozenset(
+    {
+        "store",
+        "metadata",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "safety_identifier",
+    }
+)
 
 
 def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -199,6 +212,16 @@ def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
         for name in names
         if data.get(name) is not None and data[name] not in _NEUTRAL.get(name, ())
     )
+
+
+def unrecognized_fields(data: object, model: type[BaseModel]) -> tuple[str, ...]:
+    """The top-level fields of ``data`` that ``model`` neither defines nor lists as unsupported
+    or ignored: what OpenAI answers "Unrecognized request argument supplied" to."""
+    if not isinstance(data, dict):
+        return ()
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    known |= IGNORED_FIELDS | set(getattr(model, "UNSUPPORTED", ()))
+    return tuple(sorted(str(name) for name in data if name not in known))
 
 
 class StreamOptions(BaseModel):
@@ -235,6 +258,7 @@ class _SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     verification: VerificationOptions | None = None
     _unsupported: tuple[str, ...] = PrivateAttr(default=())
+    _unrecognized: tuple[str, ...] = PrivateAttr(default=())
     UNSUPPORTED: ClassVar[tuple[str, ...]] = ()  # the API fields this endpoint implements nowhere
 
     @model_validator(mode="wrap")
@@ -242,6 +266,7 @@ class _SamplingFields(BaseModel):
     def _note_unsupported(cls, data: Any, handler: Any) -> Any:
         model = handler(data)
         model._unsupported = unsupported_fields(data, cls.UNSUPPORTED)
+        model._unrecognized = unrecognized_fields(data, cls)
         return model
 
     def options(self) -> RequestOptions:
@@ -251,6 +276,7 @@ class _SamplingFields(BaseModel):
             frequency_penalty=self.frequency_penalty,
             logit_bias=self.logit_bias,
             unsupported=self._unsupported,
+            unrecognized=self._unrecognized,
         )
 
     def stop_sequences(self) -> tuple[str, ...]:
