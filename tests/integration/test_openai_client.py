@@ -165,6 +165,19 @@ def test_models_lists_routes_and_direct_models(client: openai.OpenAI) -> None:
     assert models["good"] == "direct"
 
 
+def test_models_retrieve(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("auto")
+    assert (model.id, model.object, model.owned_by) == ("auto", "model", "sdm-router")
+    assert extra_fields(model)["kind"] == "route"
+    assert extra_fields(client.models.retrieve("good"))["kind"] == "direct"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found"
+    assert "no-such-model" in caught.value.message
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "model"  # the OpenAI envelope
+
+
 def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no-such-model", messages=QUESTION)
