@@ -124,7 +124,6 @@ def test_a_structured_abstention_is_a_refusal_part(sdk: openai.OpenAI) -> None:
     [
         ({"store": True}, "store"),
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        ({"stream": True}, "stream"),
         ({"reasoning": {"effort": "low"}}, "reasoning"),
         ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name"),
         ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
@@ -146,6 +145,36 @@ def test_what_is_not_honoured_is_a_400_naming_it(
         param.split(".", maxsplit=1)[0].split("[", maxsplit=1)[0] in error["message"]
         or param in error["message"]
     )
+
+
+def test_a_streamed_response_is_the_event_sequence(sdk: openai.OpenAI) -> None:
+    events = list(sdk.responses.create(model="auto", input="Six times seven?", stream=True))
+    kinds = [event.type for event in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert kinds[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert len(deltas) > 1 and "".join(deltas) == CONFIDENT
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert final.response.output_text == CONFIDENT
+    assert extra_fields(final.response)["verification"]["decision"] == "accept"
+
+
+def test_the_stream_helper_and_a_streamed_refusal(sdk: openai.OpenAI) -> None:
+    with sdk.responses.stream(model="good", input="Six times seven?") as stream:
+        assert stream.get_final_response().output_text == CONFIDENT
+    events = list(
+        sdk.responses.create(
+            model="abstains",
+            input="Weather?",
+            text={"format": {"type": "json_object"}},
+            stream=True,
+        )
+    )
+    refusal = [event.delta for event in events if event.type == "response.refusal.delta"]
+    assert "".join(refusal) == DEFAULT_ABSTAIN_MESSAGE
+    assert not any(event.type == "response.output_text.delta" for event in events)
 
 
 def test_responses_are_not_stored(sdk: openai.OpenAI) -> None:

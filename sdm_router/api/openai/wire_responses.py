@@ -3,7 +3,8 @@ takes (``to_chat``): instructions and input items become messages, flat function
 chat tools, ``text.format`` becomes ``response_format``, ``max_output_tokens`` the token limit.
 
 Conversation state is not kept: ``store: true`` and ``previous_response_id`` are 400s (send the
-whole conversation as ``input`` items). ``stream: true`` is a 400 until streaming lands.
+whole conversation as ``input`` items). A stream is served verified, then replayed as events
+(``render/responses_stream.py``).
 """
 
 from __future__ import annotations
@@ -68,13 +69,6 @@ class ResponsesRequest(BaseModel):
                 "previous_response_id is not supported: the gateway keeps no response state; "
                 "send the whole conversation as input items",
                 param="previous_response_id",
-                code="unsupported_parameter",
-            )
-        if self.stream:
-            raise InvalidRequest(
-                "stream: true is not supported on /v1/responses yet; use /v1/chat/completions "
-                "to stream",
-                param="stream",
                 code="unsupported_parameter",
             )
         body: dict[str, Any] = {

@@ -100,7 +100,7 @@ class ResponsesRenderer:
             "verification": verification_of(served, context.nearest_exemplars),
         }
 
-    # A streamed response is refused before serving (ResponsesRequest.to_chat): never called.
+    # A stream is the rendered response replayed (render/responses_stream.py): never called.
     def opening(self, context: RenderContext, model: str, choices: int) -> bytes | None:
         """Not streamed (see the class)."""
         raise NotImplementedError
