@@ -3,6 +3,7 @@ upstream that records every body it receives (the ``tools_gateway`` of test_open
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -181,3 +182,30 @@ def test_responses_are_not_stored(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.responses.retrieve("resp_unknown")
     assert "does not store" in caught.value.message
+
+
+def test_an_agents_sdk_run_with_one_tool_on_its_default_model(
+    tools_gateway: str, upstream: tuple[str, FakeUpstream]
+) -> None:
+    agents = pytest.importorskip("agents")
+    agents.set_tracing_disabled(True)
+
+    @agents.function_tool
+    def get_weather(location: str) -> str:
+        """The weather in a city."""
+        return f"14 degrees in {location}"
+
+    async def run() -> Any:
+        client = openai.AsyncOpenAI(base_url=f"{tools_gateway}/v1", api_key="x", max_retries=0)
+        model = agents.OpenAIResponsesModel("auto", client)  # the SDK's default: Responses API
+        agent = agents.Agent(name="weather", tools=[get_weather], model=model)
+        return await agents.Runner.run(agent, "Weather in Paris?")
+
+    result = asyncio.run(run())
+    assert result.final_output == CONFIDENT
+    messages = sent(upstream)["messages"]
+    assert messages[-1] == {
+        "role": "tool",
+        "content": "14 degrees in Paris",
+        "tool_call_id": TOOL_CALL_ID,
+    }

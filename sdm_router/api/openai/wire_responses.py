@@ -20,6 +20,15 @@ from sdm_router.core.errors import InvalidRequest
 
 _CONFIG = ConfigDict(extra="allow", strict=True)
 _PART_TYPES = ("input_text", "output_text", "text")
+# Responses fields the gateway does not implement, at values that change nothing (what SDKs
+# send by default): accepted. Null is always accepted; any other value is refused by name.
+_NEUTRAL: dict[str, tuple[object, ...]] = {
+    "include": ([],),
+    "truncation": ("disabled",),
+    "background": (False,),
+    "top_logprobs": (0,),
+    "reasoning": ({},),
+}
 
 
 class FunctionTool(BaseModel):
@@ -74,7 +83,11 @@ class ResponsesRequest(BaseModel):
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self._messages(),
-            **(self.model_extra or {}),  # unknown fields: refused by name downstream
+            **{  # other fields: refused by name downstream, unless null or neutral
+                name: value
+                for name, value in (self.model_extra or {}).items()
+                if value is not None and value not in _NEUTRAL.get(name, ())
+            },
         }
         optional: dict[str, Any] = {
             "max_completion_tokens": self.max_output_tokens,
