@@ -114,6 +114,8 @@ def _field_path(location: Sequence[Any]) -> str | None:
             and ("[" in part or part in {"str", "int", "float", "bool", "list", "function-after"})
         )
     ]
+    # a discriminated union adds its tag ('json_schema') before the field of the same name
+    parts = [part for i, part in enumerate(parts) if i == 0 or part != parts[i - 1]]
     if not parts:
         return None
     path = str(parts[0])
@@ -127,7 +129,10 @@ def validation_error(exc: RequestValidationError) -> errors.InvalidRequest:
     problems = exc.errors()
     if not problems:
         return errors.InvalidRequest("The request body is invalid.")
-    first = problems[0]
+    # A union reports each member's error; the first that is not a type mismatch of a member
+    # says what is wrong (a list too long, a part of the wrong type), not "should be a string".
+    specific = [p for p in problems if not str(p.get("type", "")).endswith("_type")]
+    first = specific[0] if specific else problems[0]
     if first.get("type") == "json_invalid":
         return errors.InvalidRequest("The request body is not valid JSON.", code="invalid_json")
     param = _field_path(first.get("loc", ()))
