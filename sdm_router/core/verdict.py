@@ -106,12 +106,17 @@ class VerifierInfo:
 
     ``calibrated_on``: the model identities the live artifact was calibrated on
     (``metadata.sdmRouter.calibratedOn``); None when it records none (an artifact built before
-    the record existed: taken to cover every model)."""
+    the record existed: taken to cover every model). ``regions``: (alpha, minimum rescaled
+    similarity) of each calibrated region; ``lineage``: what the artifact records of how it was
+    made (created, calibration rows, split, seed, the parent it was updated from), as
+    (name, value) pairs for the console."""
 
     artifact_id: str
     device: str
     description: str
     calibrated_on: frozenset[str] | None = None
+    regions: tuple[tuple[float, float], ...] = ()
+    lineage: tuple[tuple[str, str], ...] = ()
 
     @property
     def loaded(self) -> bool:

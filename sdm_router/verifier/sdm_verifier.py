@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import threading
@@ -73,6 +74,30 @@ def calibrated_on(model: SDMModel) -> frozenset[str] | None:
         if isinstance(entry, dict) and entry.get("model")
     )
     return models or None
+
+
+def lineage_of(model: SDMModel) -> tuple[tuple[str, str], ...]:
+    """What the artifact records of how it was made, as (name, value) pairs: when and by what,
+    its calibration rows per model, the split and seed, and each parent it was updated from."""
+    contents = model.contents
+    router = (contents.metadata or {}).get("sdmRouter", {})
+    facts = [("created", contents.created_at),
+             ("producer", " ".join(str(v) for v in contents.producer.values()))]  # fmt: skip
+    for entry in router.get("calibratedOn") or ():
+        if isinstance(entry, dict):
+            facts.append(("calibrated on", f"{entry.get('model')}: {entry.get('rows')} rows"))
+    for key, name in (("splitCounts", "split rows"), ("holdoutFamilies", "held-out families"),
+                      ("trainingSeed", "training seed"), ("dataRows", "data rows")):  # fmt: skip
+        if router.get(key) is not None:
+            facts.append((name, json.dumps(router[key], sort_keys=True)))
+    lineage = router.get("lineage")
+    while isinstance(lineage, dict):
+        facts.append((
+            "updated from",
+            f"{lineage.get('parentArtifactId')} ({lineage.get('mode')}, {lineage.get('rule')})",
+        ))  # fmt: skip
+        lineage = lineage.get("parentLineage")
+    return tuple(facts)
 
 
 def load_recorded_encoder(
@@ -169,8 +194,13 @@ class SDMVerifier:
             f"{model.support_size} support rows"
         )
         return VerifierInfo(
-            model.artifact_id, self._encoder.device, description, calibrated_on(model)
-        )
+            model.artifact_id, self._encoder.device, description, calibrated_on(model),
+            regions=tuple(
+                (region.alpha, region.minimum_rescaled_similarity)
+                for region in model.contents.regions
+            ),
+            lineage=lineage_of(model),
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Load the artifact and encoder, check they belong together, start the worker. With
