@@ -66,11 +66,13 @@ class VerificationInput:
 
 @dataclass(frozen=True, slots=True)
 class NearestExemplar:
-    """A support row near the answer, for explanations."""
+    """A support row near the answer, for explanations; ``text``: the row's text when the
+    artifact was built with it (``verifier build --exemplar-text``)."""
 
     id: str
     label: int
     distance: float
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,15 +134,23 @@ def check_compatible(model: SDMModel, encoder: HiddenStateEncoder, artifact: Pat
         )
 
 
-def to_verdicts(scores: SDMScores, nearest: Sequence[int]) -> list[Verdict]:
-    """Convert batched SDM scores into per-answer verdicts."""
+def to_verdicts(
+    scores: SDMScores,
+    nearest: Sequence[int],
+    documents: Sequence[str | None] | None = None,
+) -> list[Verdict]:
+    """Convert batched SDM scores into per-answer verdicts; ``documents``: the support rows'
+    text, when the artifact holds it (its exemplars then carry it)."""
     verdicts = []
     for i, wanted in enumerate(nearest):
         row = scores.row(i)
         exemplars = tuple(
-            NearestExemplar(id=item.id, label=item.label, distance=item.squared_distance)
+            NearestExemplar(
+                id=item.id, label=item.label, distance=item.squared_distance,
+                text=None if documents is None else documents[item.support_index],
+            )
             for item in row.nearest_exemplars[:wanted]
-        )
+        )  # fmt: skip
         verdicts.append(
             Verdict(
                 prediction=row.prediction,
@@ -367,8 +375,10 @@ class SDMVerifier:
         for artifact in {artifact for _, _, artifact in batch}:
             rows = [i for i, (_, _, pinned) in enumerate(batch) if pinned == artifact]
             nearest = [batch[i][1] for i in rows]
-            scores = self._models[artifact].score(features[rows], nearest_exemplars=max(nearest))
-            for row, verdict in zip(rows, to_verdicts(scores, nearest), strict=True):
+            model = self._models[artifact]
+            scores = model.score(features[rows], nearest_exemplars=max(nearest))
+            documents = model.contents.support.documents
+            for row, verdict in zip(rows, to_verdicts(scores, nearest, documents), strict=True):
                 verdicts[row] = verdict
         done = [verdict for verdict in verdicts if verdict is not None]
         self._observer.stage("score", time.perf_counter() - scoring)

@@ -154,6 +154,12 @@ def test_a_decision_shows_its_attempts_and_exemplars_linked_back_to_decisions(ba
     # the fake verifier's nearest exemplars: support-0 is a decision (linked, its text shown)
     assert 'href="/console/decisions/support-0"' in page
     assert "<code>support-1</code>" in page
+    assert "Q: What is six times seven?\nA: 42" in page  # the artifact's own exemplar text
+    assert "<code>support-2</code>" in page
+    # a user key sees its linked decisions' text, never the artifact's (training data)
+    mine = signed_in(base, ALICE).get("/console/decisions/alice-1").text
+    assert 'href="/console/decisions/support-0"' in mine
+    assert "Q: What is six times seven?" not in mine
 
 
 def test_pages_render_with_filters_and_the_review_queue(base: str) -> None:

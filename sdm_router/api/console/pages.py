@@ -259,6 +259,8 @@ async def _exemplars(request: Request, record: dict[str, Any], viewer: Viewer) -
             "id": exemplar.id, "label": "correct" if exemplar.label == 1 else "incorrect",
             "distance": exemplar.distance,
             "decision": linked if visible else None,
+            # the artifact's own text is training data: an operator's to read
+            "text": exemplar.text if viewer.admin else None,
         })  # fmt: skip
     return {"why": None, "rows": rows, "artifact_id": context.gateway.artifact_id}
 
