@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 INSTALL_INPUTS := scripts/install requirements/bootstrap.txt requirements/models.txt pyproject.toml
 LINTED := sdm_router tests benchmarks loadtests scripts/check_lock.py scripts/config_reference.py
 
-.PHONY: run test unit check format clean verifier lock
+.PHONY: run test unit check format clean verifier router lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ lock: $(TEST_STAMP)
 
 verifier: $(RUN_STAMP)
 	scripts/build-default-verifier
+	scripts/build-default-router
+
+router: $(RUN_STAMP)
+	scripts/build-default-router
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TOOL_GROUPS = (
     "sdm_router.verifier.sdm.cli",
     "sdm_router.training.cli",
+    "sdm_router.training.router_cli",
 )
 
 

@@ -26,7 +26,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
+from sdm_router.core.routing import (
+    OnAbstain,
+    OnBreach,
+    OnOod,
+    OnOodPrompt,
+    OnUnverified,
+    StreamMode,
+)
 from sdm_router.core.verdict import Estimator
 
 EMBEDDED_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -242,6 +249,28 @@ class RouteSettings(_Section):
     drop_params: bool = Field(
         False, description="drop request parameters a tier's backend cannot honour (else 400)"
     )
+    on_ood: OnOod = Field(
+        OnOod.RETRIEVE,
+        description="after an out-of-distribution answer: retrieve (retrieve first when a "
+        "retriever is configured, then the next tier, as for any failed verdict) | escalate "
+        "(the next tier, no retrieval) | strongest (the last tier) | abstain",
+    )
+    prompt_routing: bool = Field(
+        True,
+        description="route before generating with verifier.prompt_router (when one is "
+        "configured and built for this route's tiers): skip the tiers it is sure fail, abstain "
+        "at once (predicted_unanswerable) when it is sure every tier fails; on | off",
+    )
+    skip_alpha: float = Field(
+        0.95,
+        description="how sure the prompt router must be that a tier fails (its lower region "
+        "alpha) before the tier is skipped",
+    )
+    on_ood_prompt: OnOodPrompt = Field(
+        OnOodPrompt.CASCADE,
+        description="a prompt the router finds out of distribution: cascade (from tier 0, as "
+        "without routing) | strongest (start at the last tier) | abstain",
+    )
     on_breach: OnBreach = Field(
         OnBreach.ALERT,
         description="when the live guarantee reads breached: alert | tighten (raise the "
@@ -249,7 +278,7 @@ class RouteSettings(_Section):
         "autopilot's; without it, observe mode)",
     )
 
-    @field_validator("accept_alpha")
+    @field_validator("accept_alpha", "skip_alpha")
     @classmethod
     def _alpha_in_open_interval(cls, value: float) -> float:
         if not 0.5 < value < 1.0:
@@ -282,6 +311,11 @@ class VerifierSettings(_Section):
     max_wait_ms: float = Field(2.0, ge=0)
     max_nearest_exemplars: int = Field(25, ge=0, le=1000)
     direct_accept_alpha: float = 0.95
+    prompt_router: Path | None = Field(
+        None,
+        description="a prompt router folder (`sdm-router router build`): routes with "
+        "prompt_routing on skip the tiers it is sure fail before generating",
+    )
     shadow: Path | None = Field(
         None,
         description="a candidate artifact that scores every served answer off the response "
@@ -374,6 +408,60 @@ class GuaranteeSettings(_Section):
     tighten_step: float = Field(
         0.01, gt=0, le=0.1, description="on_breach: tighten raises accept_alpha by this"
     )
+
+
+class AutopilotSettings(_Section):
+    """The autopilot: builds or updates the verifier from labelled traffic, gates it on held-out
+    labelled rows, promotes it to every replica and rolls it back when its guarantee breaks
+    (docs/autopilot.md). Every replica sharing the store follows the registry's live artifact
+    while this section is enabled."""
+
+    enabled: bool = Field(False, description="run the loop (one replica, by lease) and follow")
+    run_in: Literal["serve", "separate"] = Field(
+        "serve",
+        description="serve: a replica of `sdm-router serve` runs the loop (the one holding the "
+        "lease); separate: only `sdm-router autopilot` runs it",
+    )
+    folder: Path | None = Field(
+        None, description="where artifacts are written (default: <state dir>/artifacts)"
+    )
+    min_labels: int = Field(
+        200, ge=1, description="new labelled decisions (text kept) that start a build"
+    )
+    min_accepted: int = Field(
+        20, ge=1, description="held-out labelled rows the candidate must accept to be promoted"
+    )
+    min_lower_bound: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="the one-sided Clopper-Pearson lower bound on the candidate's held-out "
+        "accepted precision it needs (default: accept_alpha - 0.10)",
+    )
+    confidence: float = Field(0.90, gt=0.5, lt=1, description="of that lower bound")
+    held_out: float = Field(
+        0.2, gt=0, lt=1, description="the share of conversation groups held out for the gate"
+    )
+    support: float = Field(
+        0.4, gt=0, lt=1, description="the share of groups trained on (the rest calibrates)"
+    )
+    interval_seconds: float = Field(60.0, gt=0, description="how often the loop looks for labels")
+    poll_seconds: float = Field(
+        10.0, gt=0, le=20, description="how often each replica reads the registry's live artifact"
+    )
+    lease_seconds: float = Field(
+        120.0, gt=0, description="the lease's life; renewed every interval and during a build"
+    )
+
+    def artifacts_folder(self) -> Path:
+        """``folder``, else ``<state dir>/artifacts``."""
+        return self.folder or default_state_dir() / "artifacts"
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> AutopilotSettings:
+        if self.held_out + self.support >= 1:
+            raise ValueError("held_out + support must leave a share for calibration")
+        return self
 
 
 class RetrievalSettings(_Section):
@@ -609,6 +697,10 @@ class Settings(BaseSettings):
         default_factory=GuaranteeSettings,
         description="the live guarantee: labelled accepted answers against accept_alpha",
     )
+    autopilot: AutopilotSettings = Field(
+        default_factory=AutopilotSettings,
+        description="build, gate, promote and roll back the verifier from labelled traffic",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -667,6 +759,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _autopilot_resolves(self) -> Settings:
+        if not self.autopilot.enabled:
+            return self
+        if not self.storage.enabled:
+            raise ValueError("autopilot.enabled: the registry lives in the store (storage.enabled)")
+        if not self.storage.keep_text:
+            raise ValueError(
+                "autopilot.enabled: the autopilot trains on the answers' text (storage.keep_text)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _key_scopes_resolve(self) -> Settings:
         sections = (("keys", self.auth.keys), ("admin_keys", self.auth.admin_keys))
         models = {*self.backends, *self.embeddings}  # direct models and embedding models
@@ -686,7 +790,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths in a config file relative to that file's folder."""
     verifier = data.get("verifier")
     if isinstance(verifier, dict):
-        for key in ("artifact", "encoder_model"):
+        for key in ("artifact", "encoder_model", "prompt_router"):
             value = verifier.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 verifier[key] = str((base / value).resolve())
@@ -698,6 +802,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 else root
                 for root in roots
             ]
+    autopilot = data.get("autopilot")
+    if isinstance(autopilot, dict):
+        folder = autopilot.get("folder")
+        if isinstance(folder, str) and not Path(folder).is_absolute():
+            autopilot["folder"] = str((base / folder).resolve())
     retrieval = data.get("retrieval")
     if isinstance(retrieval, dict):
         for key in ("corpus", "embedding_model"):

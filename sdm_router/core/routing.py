@@ -37,3 +37,31 @@ class OnBreach(StrEnum):
     ALERT = "alert"
     TIGHTEN = "tighten"
     ROLLBACK = "rollback"
+
+
+class OnOod(StrEnum):
+    """What a route does after an out-of-distribution answer (reason ``ood``): retrieve first
+    when a retriever is available, then the next tier (as for any failed verdict); go to the
+    next tier without retrieving; go straight to the strongest (last) tier; or abstain."""
+
+    RETRIEVE = "retrieve"
+    ESCALATE = "escalate"
+    STRONGEST = "strongest"
+    ABSTAIN = "abstain"
+
+
+class OnOodPrompt(StrEnum):
+    """What a route does when the prompt router finds the prompt out of distribution: run the
+    cascade from tier 0 as without routing, start at the strongest (last) tier, or abstain."""
+
+    CASCADE = "cascade"
+    STRONGEST = "strongest"
+    ABSTAIN = "abstain"
+
+
+class RoutingAction(StrEnum):
+    """What the routing step before generating did (``sdm_router_routing_total{action}``)."""
+
+    PROCEED = "proceed"  # start at tier 0, as without routing
+    SKIP = "skip"  # start at a later tier
+    ABSTAIN = "abstain"  # abstain before generating

@@ -18,6 +18,7 @@ class Action(StrEnum):
     ABSTAIN = "abstain"
     UNVERIFIED = "unverified"  # returned without a verdict (a route's on_unverified: pass)
     OBSERVED = "observed"  # observe mode: no artifact covers the route; served and recorded
+    SKIP = "skip"  # the prompt router skipped this tier before generating (prompt_routing)
 
 
 # A request's outcome as counted (``sdm_router_requests_total{outcome}``): the final action, or
@@ -44,6 +45,11 @@ class Reason(StrEnum):
     NO_ARTIFACT = "no_artifact"
     UNCALIBRATED_MODEL = "uncalibrated_model"
     ROLLED_BACK = "rolled_back"
+    # the prompt router, before generating: a tier it is sure fails (skipped); every tier
+    # predicted to fail (the route abstains at once); a prompt unlike its training prompts
+    PREDICTED_TO_FAIL = "predicted_to_fail"
+    PREDICTED_UNANSWERABLE = "predicted_unanswerable"
+    OOD_PROMPT = "ood_prompt"
 
 
 class Estimator(StrEnum):

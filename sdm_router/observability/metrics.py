@@ -32,6 +32,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from sdm_router.core.routing import RoutingAction
 from sdm_router.core.states import FEATURE_REASONS
 from sdm_router.core.verdict import ERROR_OUTCOME, FINAL_ACTIONS, Action, Reason
 from sdm_router.observability.closed_labels import check, check_name
@@ -67,7 +68,7 @@ __all__ = [
     "multiprocess_dir",
 ]
 
-Stage = Literal["generate", "encode", "score", "verify", "retrieve"]
+Stage = Literal["route", "generate", "encode", "score", "verify", "retrieve"]
 TokenType = Literal["input", "output"]
 ErrorType = Literal[
     "timeout",  # connect/read timeout talking to the backend
@@ -120,6 +121,7 @@ STORE_EVENTS: Final[frozenset[str]] = frozenset(get_args(StoreEvent))
 # the decision labels are the domain's enums: one source
 ACTIONS: Final[frozenset[str]] = frozenset(action.value for action in Action)
 REASONS: Final[frozenset[str]] = frozenset(reason.value for reason in Reason)
+ROUTING_ACTIONS: Final[frozenset[str]] = frozenset(action.value for action in RoutingAction)
 OUTCOMES: Final[frozenset[str]] = frozenset(
     {action.value for action in FINAL_ACTIONS} | {ERROR_OUTCOME}
 )
@@ -181,6 +183,13 @@ class GatewayMetrics(LabelMetrics):
             "Requests finished, by route and final outcome "
             "(accept|abstain|unverified|observed|error).",
             ["route", "outcome"],
+            registry=registry,
+        )
+        self._routing = Counter(
+            "sdm_router_routing",
+            "Routing steps before generating (prompt router), by route and action "
+            "(proceed|skip|abstain).",
+            ["route", "action"],
             registry=registry,
         )
         self._decisions = Counter(
@@ -353,6 +362,16 @@ class GatewayMetrics(LabelMetrics):
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def routing(self, route: str, action: str) -> None:
+        """Count one routing step before generating."""
+        key = ("routing", route, action)
+        child = self._children.get(key)
+        if child is None:
+            check_name(route, "route")
+            check(action, ROUTING_ACTIONS, "action")
+            child = self._children[key] = self._routing.labels(route=route, action=action)
+        child.inc()
 
     def attempt(
         self,

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sdm_router.backends.base import Backend
 from sdm_router.backends.resilience import BackendUnavailable
@@ -33,6 +33,7 @@ from sdm_router.core.verdict import NO_ARTIFACT_ID, Action, Reason, Verdict, Ver
 from sdm_router.pipeline.observer import PipelineObserver
 from sdm_router.pipeline.plan import RoutePlan, Tier
 from sdm_router.pipeline.policy import Progress, Step, final_action, judge, ranking_key, unjudged
+from sdm_router.pipeline.prompt_routing import PromptPredictor, RoutingStep, decide
 from sdm_router.pipeline.scope import UsageSink
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.context import format_context
@@ -77,6 +78,7 @@ class CascadeResult:
     attempts: list[Attempt]
     usage: Usage = field(default_factory=Usage)
     artifact_id: str = ""  # the verifier artifact that judged every attempt ("none": observed)
+    routing: RoutingStep | None = None  # the routing step before generating, when it ran
 
     @property
     def best(self) -> ScoredCandidate | None:
@@ -173,6 +175,7 @@ class _State:
     usage: Usage = field(default_factory=Usage)
     attempts: list[Attempt] = field(default_factory=list)
     best: list[ScoredCandidate] = field(default_factory=list)
+    routing: RoutingStep | None = None
 
 
 class Cascade:
@@ -183,10 +186,23 @@ class Cascade:
         verifier: Verifier,
         retriever: Retriever | None,
         observer: PipelineObserver,
+        router: PromptPredictor | None = None,
     ) -> None:
         self._verifier = verifier
         self._retriever = retriever
         self._observer = observer
+        self._router = router
+
+    def routes(self, plan: RoutePlan) -> bool:
+        """Whether ``plan`` runs the routing step: prompt routing on, a prompt router loaded
+        that predicts for as many tiers as the plan has, the plan verifies and may escalate."""
+        return (
+            self._router is not None
+            and plan.prompt_routing
+            and not plan.direct
+            and plan.observing is None
+            and self._router.tiers == len(plan.tiers)
+        )
 
     async def run(
         self,
@@ -204,7 +220,36 @@ class Cascade:
         _log_dropped(plan, request)
         with self._pinned(plan) as artifact:
             state = _State(request, request.params.n, artifact, usage_sink)
+            if self.routes(plan):
+                routed = await self._route(plan, state)
+                if routed is not None:
+                    return routed
             return await self._run(plan, state, nearest_exemplars)
+
+    async def _route(self, plan: RoutePlan, state: _State) -> CascadeResult | None:
+        """The routing step: ask the prompt router, record each skipped tier as a ``skip``
+        attempt, then start at the chosen tier (None) or abstain at once (the result)."""
+        assert self._router is not None
+        started = time.perf_counter()
+        verdicts = await self._router.predict(state.request.text_conversation)
+        seconds = time.perf_counter() - started
+        self._observer.stage("route", seconds)
+        step = decide(verdicts, plan.skip_alpha, plan.on_ood_prompt, self._router.router_id)
+        step = replace(step, latency_ms=seconds * 1000)
+        state.routing = step
+        self._observer.routing(plan.name, step.action.value)
+        for tier in step.skipped:
+            reason = step.reason or Reason.PREDICTED_TO_FAIL
+            model = plan.tiers[tier].backend.name
+            state.attempts.append(
+                Attempt(tier, model, Action.SKIP, reason, step.verdicts[tier], 0.0)
+            )
+            self._observer.attempt(plan.name, tier, model, Action.SKIP, reason, None)
+        if step.start is None:
+            reason = step.reason or Reason.PREDICTED_UNANSWERABLE
+            return self._finish(plan, state, Action.ABSTAIN, reason, [])
+        state.tier_index = step.start
+        return None
 
     def _pinned(self, plan: RoutePlan) -> AbstractContextManager[str]:
         """The artifact the request is judged by, held for the request; none in observe mode."""
@@ -472,6 +517,7 @@ class Cascade:
             attempts=state.attempts,
             usage=state.usage,
             artifact_id=state.artifact,
+            routing=state.routing,
         )
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sdm_router.backends.base import Backend
 from sdm_router.core.decisions import DecisionLog
@@ -16,10 +16,22 @@ from sdm_router.pipeline.cascade import Cascade
 from sdm_router.pipeline.guarantee import GuaranteeMonitor
 from sdm_router.pipeline.labeling import Labeler
 from sdm_router.pipeline.plan import RoutePlan
+from sdm_router.pipeline.prompt_routing import PromptPredictor
 from sdm_router.pipeline.routes import RouteTable
 from sdm_router.pipeline.shadow import ShadowRecorder
 from sdm_router.retrieval.base import Retriever
 from sdm_router.verifier.protocol import Verifier
+
+
+class Companion(Protocol):
+    """A background component the gateway starts last and stops first (the registry follower,
+    the autopilot loop)."""
+
+    async def start(self) -> None:
+        """Start (return at once; run in a task)."""
+
+    async def close(self) -> None:
+        """Stop."""
 
 
 @dataclass(slots=True)
@@ -48,6 +60,7 @@ class Gateway:
         decision_log: DecisionLog | None = None,
         labeler: Labeler | None = None,
         guarantee: GuaranteeMonitor | None = None,
+        prompt_router: PromptPredictor | None = None,
     ) -> None:
         self.routes = plans if isinstance(plans, RouteTable) else RouteTable(plans)
         self.decision_log = decision_log
@@ -59,8 +72,10 @@ class Gateway:
         self._verifier = verifier
         self.shadow = None if decision_log is None else ShadowRecorder(verifier, decision_log)
         self._retriever = retriever
+        self._prompt_router = prompt_router
         self._started = False
         self._draining = False
+        self.companions: list[Companion] = []  # started after everything else, in order
 
     def plan_for(
         self, model: str | None, offered: Callable[[RoutePlan], bool] | None = None
@@ -87,6 +102,8 @@ class Gateway:
         if self._retriever is not None:
             await self._retriever.start()
         await self._verifier.start()
+        if self._prompt_router is not None:
+            await self._prompt_router.start()
         self.routes.refresh(self._verifier.info)
         if self.decision_log is not None:
             await self.decision_log.start()
@@ -94,11 +111,15 @@ class Gateway:
             await self.labeler.start()
         if self.guarantee is not None:
             await self.guarantee.start()
+        for companion in self.companions:
+            await companion.start()
         self._started = True
 
     async def close(self) -> None:
         """Stop everything that was started, verifier first."""
         self._started = False
+        for companion in reversed(self.companions):
+            await companion.close()
         if self.guarantee is not None:
             await self.guarantee.close()
         if self.labeler is not None:
@@ -150,6 +171,8 @@ class Gateway:
             components["verifier"] = {"device": info.device, "artifact_id": info.artifact_id}
             if self._verifier.shadow_id is not None:
                 components["verifier"]["shadow_artifact_id"] = self._verifier.shadow_id
+        if self._prompt_router is not None and self._started:
+            components["prompt_router"] = {"router_id": self._prompt_router.router_id}
         if self._retriever is not None:
             components["retriever"] = {"device": getattr(self._retriever, "device", "cpu")}
         if self.decision_log is not None and self._started:

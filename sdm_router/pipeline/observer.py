@@ -21,7 +21,10 @@ class PipelineObserver(Protocol):
         """One attempt of the cascade finished with ``action`` for ``reason``."""
 
     def stage(self, stage: str, seconds: float) -> None:
-        """A stage (generate, encode, verify, retrieve) took ``seconds``."""
+        """A stage (route, generate, encode, verify, retrieve) took ``seconds``."""
+
+    def routing(self, route: str, action: str) -> None:
+        """The routing step before generating ended in ``action`` (proceed | skip | abstain)."""
 
     def backend_error(self, backend: str, error_type: str) -> None:
         """A backend call failed with ``error_type``."""
@@ -52,6 +55,9 @@ class NullObserver:
 
     def stage(self, stage: str, seconds: float) -> None:
         """Ignore a stage timing."""
+
+    def routing(self, route: str, action: str) -> None:
+        """Ignore a routing step."""
 
     def backend_error(self, backend: str, error_type: str) -> None:
         """Ignore a backend failure."""

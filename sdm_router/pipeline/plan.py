@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sdm_router.backends.base import Backend
 from sdm_router.config import Settings
-from sdm_router.core.routing import OnAbstain, OnBreach, OnUnverified, StreamMode
+from sdm_router.core.routing import OnAbstain, OnBreach, OnOodPrompt, OnUnverified, StreamMode
 from sdm_router.core.verdict import Estimator, Reason
 from sdm_router.pipeline.policy import DEFAULT_POLICY, Policy, PolicyThresholds, policy_for
 
@@ -50,6 +50,11 @@ class RoutePlan:
     # by configuration; None: the route verifies.
     observing: Reason | None = None
     on_breach: OnBreach = OnBreach.ALERT
+    # the routing step before generating (pipeline/prompt_routing.py): runs when a prompt
+    # router is loaded that predicts for as many tiers as the plan has
+    prompt_routing: bool = False
+    skip_alpha: float = 0.95
+    on_ood_prompt: OnOodPrompt = OnOodPrompt.CASCADE
 
     @property
     def models(self) -> frozenset[str]:
@@ -86,6 +91,9 @@ def route_plan(settings: Settings, name: str, backends: Mapping[str, Backend]) -
         drop_params=route.drop_params,
         policy=policy_for(route),
         on_breach=route.on_breach,
+        prompt_routing=route.prompt_routing,
+        skip_alpha=route.skip_alpha,
+        on_ood_prompt=route.on_ood_prompt,
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sdm_router.config import RouteSettings
-from sdm_router.core.routing import OnUnverified
+from sdm_router.core.routing import OnOod, OnUnverified
 from sdm_router.core.verdict import Action, Estimator, Reason, Verdict
 
 
@@ -113,26 +113,38 @@ def unjudged(observing: Reason | None, on_unverified: OnUnverified) -> tuple[Act
     return unverified(on_unverified)
 
 
+@dataclass(frozen=True, slots=True)
 class CascadePolicy:
     """The default policy. Accept a verified answer. Otherwise retrieve (once per request)
-    when a retriever is available, else go to the next tier, else abstain. A spent budget
-    abstains with ``budget_exhausted`` when the cascade could otherwise have continued. A failed
-    backend moves on to the next tier while calls are left."""
+    when a retriever is available, else go to the next tier, else abstain. An out-of-distribution
+    answer follows ``on_ood`` instead (``retrieve``, the default, is the rule above). A spent
+    budget abstains with ``budget_exhausted`` when the cascade could otherwise have continued. A
+    failed backend moves on to the next tier while calls are left."""
+
+    on_ood: OnOod = OnOod.RETRIEVE
 
     def after_verdict(
         self, verdict: Verdict, thresholds: PolicyThresholds, progress: Progress
     ) -> Step:
-        """Accept, retrieve, the next tier, or abstain (see the class)."""
+        """Accept, retrieve, a later tier, or abstain (see the class)."""
         reason = judge(verdict, thresholds)
         if reason is Reason.VERIFIED:
             return Step.accept()
-        can_escalate = progress.tier < progress.last_tier
-        if (progress.can_retrieve or can_escalate) and progress.budget_left <= 0:
+        can_retrieve = progress.can_retrieve
+        next_tier = progress.tier + 1
+        if reason is Reason.OOD and self.on_ood is not OnOod.RETRIEVE:
+            can_retrieve = False
+            if self.on_ood is OnOod.ABSTAIN:
+                return Step.abstain(reason)
+            if self.on_ood is OnOod.STRONGEST:
+                next_tier = progress.last_tier
+        can_escalate = progress.tier < next_tier <= progress.last_tier
+        if (can_retrieve or can_escalate) and progress.budget_left <= 0:
             return Step.abstain(Reason.BUDGET_EXHAUSTED)
-        if progress.can_retrieve:
+        if can_retrieve:
             return Step.retrieve(reason)
         if can_escalate:
-            return Step.go_to(progress.tier + 1, reason)
+            return Step.go_to(next_tier, reason)
         return Step.abstain(reason)
 
     def after_backend_error(self, progress: Progress) -> Step:
@@ -147,8 +159,9 @@ DEFAULT_POLICY = CascadePolicy()
 
 def policy_for(route: RouteSettings) -> Policy:
     """The policy of a configured route: the one place a route's settings choose its steps."""
-    del route  # every configured route runs the default policy today
-    return DEFAULT_POLICY
+    if route.on_ood is DEFAULT_POLICY.on_ood:
+        return DEFAULT_POLICY
+    return CascadePolicy(on_ood=route.on_ood)
 
 
 def ranking_key(verdict: Verdict | None, estimator: Estimator) -> tuple[int, float, float]:

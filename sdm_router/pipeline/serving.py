@@ -217,6 +217,9 @@ class GenerationServing:
                 attempts=[f"{a.tier}:{a.action.value}:{a.reason.value}" for a in result.attempts],
                 completion_tokens=result.usage.completion_tokens,
             )
+            if result.routing is not None:  # the routing step before generating
+                fields["routing"] = result.routing.action.value
+                fields["routing_skipped"] = list(result.routing.skipped)
             if self._log_prompts:
                 fields["prompt"] = request.question_text
                 fields["response"] = best.candidate.text if best else None

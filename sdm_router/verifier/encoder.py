@@ -376,6 +376,37 @@ class HiddenStateEncoder:
                 result[index] = vector
         return result, [reason for _, reason in found]
 
+    def encode_prompts(self, conversations: Sequence[Sequence[Message]]) -> F32Array:
+        """The prompt router's view (pooling ``last+prompt``): per conversation, one forward
+        over the generator's prompt alone (generation prompt added, no answer), pooled at this
+        encoder's layer as ``[state of the last prompt token ‖ mean over the prompt tokens]``."""
+        return self._encode_rows(self._prompt_rows(conversations))
+
+    def encode_prompt_layers(
+        self, conversations: Sequence[Sequence[Message]], layers: Sequence[int | None]
+    ) -> dict[int | None, F32Array]:
+        """``encode_prompts`` at several layers from one forward per batch (choosing a layer
+        on validation); None is the final hidden state."""
+        rows = self._prompt_rows(conversations)
+        result = {
+            layer: np.empty((len(rows), self.dimension), dtype=np.float32) for layer in layers
+        }
+        order = sorted(range(len(rows)), key=lambda index: len(rows[index].ids))
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            forward = partial(self._encode_batch, [rows[index] for index in chunk], tuple(layers))
+            pooled = forward() if self._owner is None else self._owner.run_on_model(forward)
+            for layer, vectors in zip(layers, pooled, strict=True):
+                result[layer][chunk] = vectors
+        return result
+
+    def _prompt_rows(self, conversations: Sequence[Sequence[Message]]) -> list[_Pooled]:
+        rows = []
+        for messages in conversations:
+            ids = self._ids(self.prompt_text(messages))[-self._max_length :] or [self._pad_id]
+            rows.append(_Pooled(ids, len(ids) - 1, 0, len(ids)))
+        return rows
+
     def encode_texts(self, texts: Sequence[str]) -> F32Array:
         """Encode already formatted texts (batched by ``batch_size``) with the ``final+mean``
         pooling: the last token's state and the mean over every token. A ``last+answer``
@@ -399,11 +430,14 @@ class HiddenStateEncoder:
         result = np.empty((len(rows), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            forward = partial(self._encode_batch, [rows[index] for index in chunk])
-            result[chunk] = forward() if self._owner is None else self._owner.run_on_model(forward)
+            forward = partial(self._encode_batch, [rows[index] for index in chunk], (self._layer,))
+            (pooled,) = forward() if self._owner is None else self._owner.run_on_model(forward)
+            result[chunk] = pooled
         return result
 
-    def _encode_batch(self, rows: Sequence[_Pooled]) -> F32Array:
+    def _encode_batch(
+        self, rows: Sequence[_Pooled], layers: tuple[int | None, ...]
+    ) -> list[F32Array]:
         device = self._loaded.device
         width = max(len(row.ids) for row in rows)
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
@@ -414,28 +448,34 @@ class HiddenStateEncoder:
             mask[index, : len(row.ids)] = 1
             span[index, row.begin : row.end] = 1
         last = torch.tensor([row.last for row in rows], dtype=torch.long, device=device)
+        results: list[F32Array] = []
         with torch.inference_mode():
-            hidden = self._hidden_states(ids.to(device), mask.to(device)).float()
-            final = hidden[torch.arange(len(rows), device=device), last]
-            weights = span.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
-            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
-            pooled = torch.cat([final, mean], dim=-1)
-        result: F32Array = pooled.cpu().numpy().astype(np.float32, copy=False)
-        return result
+            for states in self._hidden_states(ids.to(device), mask.to(device), layers):
+                hidden = states.float()
+                final = hidden[torch.arange(len(rows), device=device), last]
+                weights = span.to(device=device, dtype=hidden.dtype).unsqueeze(-1)
+                mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+                pooled = torch.cat([final, mean], dim=-1)
+                results.append(pooled.cpu().numpy().astype(np.float32, copy=False))
+        return results
 
-    def _hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
-        """[batch, tokens, hidden] of the pooled layer."""
-        every_layer = self._layer is not None
+    def _hidden_states(
+        self, ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int | None, ...]
+    ) -> list[Any]:
+        """[batch, tokens, hidden] of each of ``layers`` (None: the final hidden state)."""
+        every_layer = any(layer is not None for layer in layers)
         if self._body is not None:
             output = self._body(
                 input_ids=ids, attention_mask=mask, use_cache=False,
                 output_hidden_states=every_layer,
             )  # fmt: skip
             if not every_layer:
-                return output.last_hidden_state
+                return [output.last_hidden_state for _ in layers]
         else:
             output = self._loaded.model(
                 input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
             )
-        # hidden_states[0] is the embedding output, [i] the output of decoder layer i.
-        return output.hidden_states[self._layer if every_layer else -1]
+        # hidden_states[0] is the embedding output, [i] the output of decoder layer i; the body's
+        # last_hidden_state is the final (normalized) one.
+        final = output.last_hidden_state if self._body is not None else output.hidden_states[-1]
+        return [final if layer is None else output.hidden_states[layer] for layer in layers]

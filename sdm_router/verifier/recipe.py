@@ -11,6 +11,8 @@ FINAL_LAYER = "final"
 POOLING = "final+mean"  # the end-of-turn marker's state and the mean over the whole turn
 ANSWER_POOLING = "last+answer"  # the last answer token's state and the mean over the answer
 POOLINGS = (POOLING, ANSWER_POOLING)
+# the prompt router's: the last prompt token's state and the mean over the prompt (no answer)
+PROMPT_POOLING = "last+prompt"
 
 
 def layer_from_identity(identity: Mapping[str, Any] | None) -> int | None:

@@ -65,6 +65,7 @@ def exported_sample_names() -> set[str]:
     metrics = GatewayMetrics(CollectorRegistry())
     metrics.request_finished("r", "accept", 0.1)
     metrics.attempt("r", 0, "m", "accept", "verified", 0.9)
+    metrics.routing("r", "skip")
     metrics.stage("verify", 0.01)
     metrics.backend_error("b", "timeout")
     metrics.verifier_batch(2)

@@ -105,12 +105,37 @@ class VerdictFields(_Response):
     nearest_exemplars: list[NearestExemplarOut] | None = Field(None, exclude_if=_absent_when_none)
 
 
+class RoutingTierOut(_Response):
+    """The prompt router's verdict on one tier (class 1: the tier will answer correctly)."""
+
+    tier: int
+    prediction: int
+    probability: float
+    region_alpha: float
+    region_alpha_lower: float
+    ood: bool
+
+
+class RoutingOut(_Response):
+    """The routing step before generating: where the route started, what it skipped, why."""
+
+    action: Literal["proceed", "skip", "abstain"]
+    reason: str | None
+    start_tier: int | None
+    skipped_tiers: list[int]
+    router: str
+    latency_ms: float
+    tiers: list[RoutingTierOut]
+
+
 class Verification(VerdictFields):
-    """The ``verification`` object on completions and on the last stream chunk."""
+    """The ``verification`` object on completions and on the last stream chunk. ``routing``:
+    the routing step (None when the route does not route before generating)."""
 
     tier: int | None
     model: str | None
     attempts: list[AttemptOut]
+    routing: RoutingOut | None = None
 
 
 class VerifyResponse(_Response):

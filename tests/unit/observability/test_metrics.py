@@ -18,6 +18,7 @@ from sdm_router.observability.metrics import (
     ERROR_TYPES,
     OUTCOMES,
     REASONS,
+    ROUTING_ACTIONS,
     STAGES,
     TOKEN_TYPES,
     GatewayMetrics,
@@ -48,8 +49,18 @@ def value(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 
 def test_closed_sets_match_the_brief() -> None:
     assert {"accept", "abstain", "unverified", "observed", "error"} == OUTCOMES
-    assert {"accept", "escalate", "retrieve", "abstain", "unverified", "observed"} == ACTIONS
-    assert {"generate", "encode", "score", "verify", "retrieve"} == STAGES
+    assert {
+        "accept",
+        "escalate",
+        "retrieve",
+        "abstain",
+        "unverified",
+        "observed",
+        "skip",
+    } == ACTIONS
+    assert {"route", "generate", "encode", "score", "verify", "retrieve"} == STAGES
+    assert {"proceed", "skip", "abstain"} == ROUTING_ACTIONS
+    assert {"predicted_to_fail", "predicted_unanswerable", "ood_prompt"} <= REASONS
     assert {"input", "output"} == TOKEN_TYPES
     assert {"verified", "below_alpha", "no_region", "ood", "predicted_incorrect"} <= REASONS
     assert {"backend_error", "budget_exhausted"} <= REASONS and "retrieval_used" not in REASONS
@@ -90,6 +101,16 @@ def test_attempt_counts_decision_and_region_alpha(metrics: GatewayMetrics) -> No
     assert value(metrics, "sdm_router_region_alpha_bucket", route="auto", tier="1", le="0.95") == 1
     assert value(metrics, "sdm_router_region_alpha_bucket", route="auto", tier="0", le="0.6") == 1
     assert value(metrics, "sdm_router_region_alpha_bucket", route="auto", tier="0", le="0.55") == 0
+
+
+def test_routing_counts_each_step_by_route_and_action(metrics: GatewayMetrics) -> None:
+    metrics.routing("auto", "skip")
+    metrics.routing("auto", "skip")
+    metrics.routing("auto", "abstain")
+    assert value(metrics, "sdm_router_routing_total", route="auto", action="skip") == 2
+    assert value(metrics, "sdm_router_routing_total", route="auto", action="abstain") == 1
+    with pytest.raises(ValueError):
+        metrics.routing("auto", "jump")
 
 
 def test_no_region_alpha_zero_lands_in_the_first_bucket(metrics: GatewayMetrics) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sdm_router.config import RouteSettings
+from sdm_router.core.routing import OnOod
 from sdm_router.core.verdict import Action, Estimator, Reason, Verdict
 from sdm_router.pipeline.policy import (
     CascadePolicy,
@@ -11,6 +13,7 @@ from sdm_router.pipeline.policy import (
     Progress,
     Step,
     judge,
+    policy_for,
     ranking_key,
 )
 
@@ -96,3 +99,46 @@ def test_ranking_prefers_correct_then_alpha_then_probability() -> None:
     assert ranked[0] is items[3]
     assert ranked[1] is items[2]
     assert ranked[2] is items[1]
+
+
+OOD = verdict(ood=True, centroid=0.0, lower=0.0)
+# at tier 0 of a three-tier route, retrieval unused, calls left
+THREE_TIERS = Progress(tier=0, tiers=3, can_retrieve=True, budget_left=3)
+
+
+@pytest.mark.parametrize(
+    ("on_ood", "step"),
+    [
+        (OnOod.RETRIEVE, Step.retrieve(Reason.OOD)),
+        (OnOod.ESCALATE, Step.go_to(1, Reason.OOD)),
+        (OnOod.STRONGEST, Step.go_to(2, Reason.OOD)),
+        (OnOod.ABSTAIN, Step.abstain(Reason.OOD)),
+    ],
+)
+def test_on_ood_chooses_the_step_after_an_ood_answer(on_ood: OnOod, step: Step) -> None:
+    assert CascadePolicy(on_ood=on_ood).after_verdict(OOD, STRICT, THREE_TIERS) == step
+
+
+@pytest.mark.parametrize("on_ood", list(OnOod))
+def test_on_ood_leaves_other_reasons_alone(on_ood: OnOod) -> None:
+    policy = CascadePolicy(on_ood=on_ood)
+    bad = verdict(centroid=0.95, lower=0.9)
+    assert policy.after_verdict(bad, STRICT, THREE_TIERS) == Step.retrieve(Reason.BELOW_ALPHA)
+    assert policy.after_verdict(verdict(), STRICT, THREE_TIERS) == Step.accept()
+
+
+@pytest.mark.parametrize("on_ood", [OnOod.ESCALATE, OnOod.STRONGEST])
+def test_on_ood_at_the_last_tier_abstains(on_ood: OnOod) -> None:
+    last = Progress(tier=2, tiers=3, can_retrieve=True, budget_left=3)
+    assert CascadePolicy(on_ood=on_ood).after_verdict(OOD, STRICT, last) == Step.abstain(Reason.OOD)
+    spent = Progress(tier=0, tiers=3, can_retrieve=True, budget_left=0)
+    assert CascadePolicy(on_ood=on_ood).after_verdict(OOD, STRICT, spent) == Step.abstain(
+        Reason.BUDGET_EXHAUSTED
+    )
+
+
+def test_a_route_s_on_ood_reaches_its_policy() -> None:
+    route = RouteSettings.model_validate({"tiers": [{"backend": "a"}], "on_ood": "abstain"})
+    assert policy_for(route).after_verdict(OOD, STRICT, THREE_TIERS) == Step.abstain(Reason.OOD)
+    default = RouteSettings.model_validate({"tiers": [{"backend": "a"}]})
+    assert policy_for(default).after_verdict(OOD, STRICT, THREE_TIERS) == Step.retrieve(Reason.OOD)

@@ -83,6 +83,7 @@ def verification_of(served: Served, nearest_exemplars: int) -> JSONObject:
     verification["tier"] = best.tier if best else None
     verification["model"] = best.model if best else None
     verification["attempts"] = [_attempt(attempt, plan) for attempt in result.attempts]
+    verification["routing"] = None if result.routing is None else result.routing.as_dict()
     return verification
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_console"
-down_revision = "0003_label_sources"
+down_revision = "0004_autopilot"
 branch_labels = None
 depends_on = None
 
