@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from sdm_router.api.console.pages import router as console_router
 from sdm_router.config import StorageSettings
+from sdm_router.storage.registry import ArtifactRegistry
 from sdm_router.training.importing import labelled_decisions
 from tests.support.console import (
     ALICE,
@@ -212,3 +213,19 @@ def test_without_keys_the_console_needs_no_sign_in(
         )
         assert reply.status_code == 303
         assert httpx.get(f"{url}/v1/decisions/bob-1").json()["label"]["label"] == "correct"
+
+
+def test_the_artifacts_page_shows_the_registry_and_the_autopilots_steps(
+    upstream: tuple[str, FakeUpstream], tmp_path: Path
+) -> None:
+    registry = ArtifactRegistry.connect(sqlite_url(tmp_path))
+    registry.register("cand-1", "/nowhere/cand-1.sdmkitmodel", parent_id="fake-artifact",
+                      routes=("auto",), figures={"accepted": 12})  # fmt: skip
+    registry.record_step("gate", "refused", "too few accepted <answers>", route="auto",
+                         artifact_id="cand-1", figures={"accepted": 12})  # fmt: skip
+    registry.close()
+    with console_gateway(upstream[0], tmp_path, keyed=False, autopilot=True) as url:
+        page = httpx.get(f"{url}/console/artifacts", timeout=10).text
+    assert "No autopilot" not in page
+    assert "cand-1" in page and "candidate" in page and "fake-artifact" in page
+    assert "too few accepted &lt;answers&gt;" in page and "refused" in page

@@ -4,6 +4,7 @@ plain forms, one small script (keyboard shortcuts) that the pages do without."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,8 @@ from sdm_router.core.generation import Message
 from sdm_router.core.guarantee import lower_bound
 from sdm_router.core.verdict import VerificationInput
 from sdm_router.pipeline.feedback import give_feedback, owned_decision
+from sdm_router.pipeline.gateway import Gateway
+from sdm_router.pipeline.registry_follow import RegistryFollower
 from sdm_router.storage.console import RouteCounts
 from sdm_router.storage.query_params import decode_cursor, encode_cursor, instant
 from sdm_router.storage.store import DecisionStore
@@ -332,4 +335,16 @@ async def artifacts_page(request: Request) -> Response:
     return _render(request, "artifacts.html", viewer, info=info, routes=routes,
                    shadow=readiness.get("shadow_artifact_id"),
                    events=[event.as_dict() for event in gateway.routes.events],
-                   autopilot=getattr(gateway, "autopilot", None))  # fmt: skip
+                   autopilot=await _autopilot(gateway))  # fmt: skip
+
+
+async def _autopilot(gateway: Gateway) -> dict[str, Any] | None:
+    """The registry's artifacts (newest first) and the autopilot's steps (newest first), when
+    this gateway follows a registry (``autopilot.enabled``); else None."""
+    follower = next((c for c in gateway.companions if isinstance(c, RegistryFollower)), None)
+    if follower is None:
+        return None
+    registry = follower.registry
+    artifacts = await asyncio.to_thread(registry.artifacts, 50)
+    steps = await asyncio.to_thread(registry.steps, 100)
+    return {"artifacts": artifacts, "steps": list(reversed(steps))}
