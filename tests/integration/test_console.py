@@ -186,9 +186,11 @@ def test_pages_render_with_filters_and_the_review_queue(base: str) -> None:
 def test_a_console_label_reaches_the_api_and_the_store_export(base: str, folder: Path) -> None:
     client = signed_in(base, OPS)
     token = csrf_of(client.get("/console/decisions/alice-1").text)
-    form = {"label": "incorrect", "note": "checked by hand", "csrf": token}
+    form = {"label": "incorrect", "note": "checked by hand", "csrf": token,
+            "next": "https://evil.example/"}  # fmt: skip
     reply = client.post("/console/decisions/alice-1/label", data=form)
     assert reply.status_code == 303
+    assert reply.headers["location"] == "/console/decisions/alice-1?saved=1"  # not elsewhere
     record = httpx.get(f"{base}/v1/decisions/alice-1", headers=bearer(OPS), timeout=10).json()
     assert record["label"] == {"label": "incorrect", "source": "human"}
     assert record["feedback"][-1]["note"] == "checked by hand"

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -299,9 +299,9 @@ async def label_decision(request: Request, identifier: str) -> Response:
         _store(request), context_of(request).metrics, owner=viewer.owner,
         request_id=identifier, label=chosen, choice=0, note=note,
     )  # fmt: skip
-    following = form.get("next", "")
-    target = following if following.startswith("/console/") else (
-        f"/console/decisions/{request_id}?saved=1"
+    # back to the review queue when labelled there; never to a page the form names otherwise
+    target = "/console/review" if form.get("next") == "/console/review" else (
+        f"/console/decisions/{quote(request_id, safe='')}?saved=1"
     )  # fmt: skip
     return _secured(RedirectResponse(target, status_code=303), request)
 
