@@ -30,6 +30,7 @@ COVERAGE_FLOOR := 93
 test: $(TEST_STAMP)
 	scripts/ensure-prometheus
 	scripts/ensure-nginx
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest --cov=sdm_router --cov-report=term:skip-covered \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 

@@ -68,6 +68,9 @@ class StageClock:
         """A batch of ``size`` starts."""
         self.batches.append([0.0, 0.0, float(size)])
 
+    def verifier_features(self, source: str, reason: str) -> None:
+        """Where an answer's features came from (always encoded here)."""
+
     def stage(self, stage: str, seconds: float) -> None:
         """The running batch's encode or score time."""
         if stage in ("encode", "score") and self.batches:

@@ -410,6 +410,60 @@ class GuaranteeSettings(_Section):
     )
 
 
+class AutopilotSettings(_Section):
+    """The autopilot: builds or updates the verifier from labelled traffic, gates it on held-out
+    labelled rows, promotes it to every replica and rolls it back when its guarantee breaks
+    (docs/autopilot.md). Every replica sharing the store follows the registry's live artifact
+    while this section is enabled."""
+
+    enabled: bool = Field(False, description="run the loop (one replica, by lease) and follow")
+    run_in: Literal["serve", "separate"] = Field(
+        "serve",
+        description="serve: a replica of `sdm-router serve` runs the loop (the one holding the "
+        "lease); separate: only `sdm-router autopilot` runs it",
+    )
+    folder: Path | None = Field(
+        None, description="where artifacts are written (default: <state dir>/artifacts)"
+    )
+    min_labels: int = Field(
+        200, ge=1, description="new labelled decisions (text kept) that start a build"
+    )
+    min_accepted: int = Field(
+        20, ge=1, description="held-out labelled rows the candidate must accept to be promoted"
+    )
+    min_lower_bound: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="the one-sided Clopper-Pearson lower bound on the candidate's held-out "
+        "accepted precision it needs (default: accept_alpha - 0.10)",
+    )
+    confidence: float = Field(0.90, gt=0.5, lt=1, description="of that lower bound")
+    held_out: float = Field(
+        0.2, gt=0, lt=1, description="the share of conversation groups held out for the gate"
+    )
+    support: float = Field(
+        0.4, gt=0, lt=1, description="the share of groups trained on (the rest calibrates)"
+    )
+    interval_seconds: float = Field(60.0, gt=0, description="how often the loop looks for labels")
+    poll_seconds: float = Field(
+        10.0, gt=0, le=20, description="how often each replica reads the registry's live artifact"
+    )
+    lease_seconds: float = Field(
+        120.0, gt=0, description="the lease's life; renewed every interval and during a build"
+    )
+
+    def artifacts_folder(self) -> Path:
+        """``folder``, else ``<state dir>/artifacts``."""
+        return self.folder or default_state_dir() / "artifacts"
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> AutopilotSettings:
+        if self.held_out + self.support >= 1:
+            raise ValueError("held_out + support must leave a share for calibration")
+        return self
+
+
 class RetrievalSettings(_Section):
     """The document store behind RETRIEVE."""
 
@@ -643,6 +697,10 @@ class Settings(BaseSettings):
         default_factory=GuaranteeSettings,
         description="the live guarantee: labelled accepted answers against accept_alpha",
     )
+    autopilot: AutopilotSettings = Field(
+        default_factory=AutopilotSettings,
+        description="build, gate, promote and roll back the verifier from labelled traffic",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -701,6 +759,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _autopilot_resolves(self) -> Settings:
+        if not self.autopilot.enabled:
+            return self
+        if not self.storage.enabled:
+            raise ValueError("autopilot.enabled: the registry lives in the store (storage.enabled)")
+        if not self.storage.keep_text:
+            raise ValueError(
+                "autopilot.enabled: the autopilot trains on the answers' text (storage.keep_text)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _key_scopes_resolve(self) -> Settings:
         sections = (("keys", self.auth.keys), ("admin_keys", self.auth.admin_keys))
         models = {*self.backends, *self.embeddings}  # direct models and embedding models
@@ -732,6 +802,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 else root
                 for root in roots
             ]
+    autopilot = data.get("autopilot")
+    if isinstance(autopilot, dict):
+        folder = autopilot.get("folder")
+        if isinstance(folder, str) and not Path(folder).is_absolute():
+            autopilot["folder"] = str((base / folder).resolve())
     retrieval = data.get("retrieval")
     if isinstance(retrieval, dict):
         for key in ("corpus", "embedding_model"):

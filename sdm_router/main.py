@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from fastapi import FastAPI
 
@@ -19,13 +19,16 @@ from sdm_router.core.errors import ConfigurationError
 from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.pipeline.cascade import Cascade
 from sdm_router.pipeline.embeddings import EmbeddingsServing, EmbeddingTarget
-from sdm_router.pipeline.gateway import Gateway
+from sdm_router.pipeline.gateway import Companion, Gateway
 from sdm_router.pipeline.guarantee import GuaranteeMonitor
 from sdm_router.pipeline.labeling import Labeler
 from sdm_router.pipeline.plan import build_plans
+from sdm_router.pipeline.registry_follow import RegistryFollower, RegistryRollback
 from sdm_router.pipeline.routes import RouteTable
 from sdm_router.retrieval.base import Retriever
 from sdm_router.retrieval.corpus import make_retriever
+from sdm_router.storage.database import make_engine
+from sdm_router.storage.registry import ArtifactRegistry
 from sdm_router.storage.store import DecisionStore
 from sdm_router.verifier.prompt_router import PromptRouter
 from sdm_router.verifier.protocol import Verifier
@@ -77,6 +80,19 @@ def build_embeddings(settings: Settings, backends: Mapping[str, Backend]) -> Emb
     return EmbeddingsServing(targets)
 
 
+def follow_registry(
+    settings: Settings, gateway: Gateway, guarantee: GuaranteeMonitor, metrics: GatewayMetrics
+) -> None:
+    """This replica follows the artifact registry, and the guarantee's rollback goes back to
+    the registry's previous artifact (``pipeline/registry_follow.py``)."""
+    registry = ArtifactRegistry(make_engine(settings.storage.sqlalchemy_url()))
+    follower = RegistryFollower(registry, gateway, metrics, settings.autopilot.poll_seconds)
+    rollback = RegistryRollback(registry, follower, metrics)
+    rollback.fallback(gateway.routes)
+    guarantee.rollback = rollback
+    gateway.companions.append(follower)
+
+
 def build_app(
     settings: Settings,
     *,
@@ -84,8 +100,11 @@ def build_app(
     verifier: Verifier | None = None,
     retriever: Retriever | None = None,
     metrics: GatewayMetrics | None = None,
+    companions: Sequence[Callable[[Gateway], Companion]] = (),
 ) -> FastAPI:
-    """Wire every component from ``settings``; tests may pass ready-made components."""
+    """Wire every component from ``settings``; tests may pass ready-made components.
+    ``companions``: factories of background components the gateway starts after the rest (the
+    CLI passes the autopilot loop, which sits above this module)."""
     metrics = metrics or GatewayMetrics()
     if backends is None:
         backends = {
@@ -118,6 +137,9 @@ def build_app(
         guarantee=guarantee,
         prompt_router=prompt_router,
     )
+    if store is not None and guarantee is not None and settings.autopilot.enabled:
+        follow_registry(settings, gateway, guarantee, metrics)
+    gateway.companions.extend(make(gateway) for make in companions)
     return create_app(
         gateway,
         metrics,

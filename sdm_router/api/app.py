@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from sdm_router.api.console import pages as console
 from sdm_router.api.context import ApiContext
 from sdm_router.api.edge.admission import AdmissionGate
 from sdm_router.api.edge.auth import AuthMiddleware, KeyRing
@@ -81,6 +82,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. The gateway's components load in the lifespan, before readiness."""
     auth = auth or AuthSettings()
+    ring = KeyRing(auth)
     gate = AdmissionGate(server.max_concurrency)
     limiter = KeyLimiter(LimitStore(limits or LimitsSettings(), metrics), gate, metrics)
 
@@ -131,6 +133,7 @@ def create_app(
         store=store,
         embeddings=embeddings_serving,
         artifact_roots=tuple(artifact_roots),
+        keys=ring,
     )
     install_error_handlers(app)
     # keys are checked by AuthMiddleware (deny by default, sdm_router/api/edge/auth.py)
@@ -145,13 +148,12 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(guarantee.router)
     app.include_router(health.router)
+    app.include_router(console.router)
     # every body's text is valid Unicode, or a 400 (the fast path checks its own requests)
     app.add_middleware(ValidTextMiddleware, skip=taken_by(fast_routes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     # keys before bodies: a request without a valid key is refused before its body is read
-    app.add_middleware(
-        AuthMiddleware, ring=KeyRing(auth), public_paths=frozenset(auth.public_paths)
-    )
+    app.add_middleware(AuthMiddleware, ring=ring, public_paths=frozenset(auth.public_paths))
     # the last added runs first: request id, then the one log line (413s included) and the 500
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     app.add_middleware(CloseWhenDrainingMiddleware, draining=lambda: gateway.draining)

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import Request
 
 from sdm_router.api.edge.admission import AdmissionGate
+from sdm_router.api.edge.auth import KeyRing
 from sdm_router.api.edge.key_limits import KeyLimiter
 from sdm_router.api.edge.scope import RequestEdge
 from sdm_router.config import ObservabilitySettings, ServerSettings
@@ -35,6 +36,8 @@ class ApiContext:
     store: DecisionStore | None = None
     embeddings: EmbeddingsServing = field(default_factory=EmbeddingsServing)
     artifact_roots: tuple[Path, ...] = ()  # where an admin reload may name an artifact
+    keys: KeyRing | None = None  # the configured keys (the console signs people in with them)
+    console_session_s: float = 8 * 3600.0  # how long a console sign-in lasts
 
 
 def context_of(request: Request) -> ApiContext:

@@ -11,13 +11,14 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from sdm_router.backends.local.decoding import BatchDecoder, DecodeStats
 from sdm_router.backends.local.job import Job
 from sdm_router.backends.local.rows import RowSpec, RowState
 from sdm_router.backends.local.sampling import make_sampler
+from sdm_router.backends.local.states import LayerTap, RowRecorder
 from sdm_router.backends.local.text import TextTracker
 from sdm_router.backends.local.worker import BatchingWorker
 from sdm_router.core.errors import (
@@ -94,6 +95,8 @@ class LocalTransformersBackend:
         self._context = 0
         self._decode: Callable[[Sequence[int]], str] = str
         self._token_text: Callable[[int], str] = str
+        self._tap: LayerTap | None = None
+        self._wanted_layers: dict[str, frozenset[int]] = {}
 
     @property
     def name(self) -> str:
@@ -143,6 +146,21 @@ class LocalTransformersBackend:
             return forward()
         return worker.run(forward).result()
 
+    def record_layers(self, consumer: str, layers: frozenset[int]) -> None:
+        """Record ``layers`` (decoder layers, 1-based) of every answer generated from now on,
+        for ``consumer`` (replacing what it asked before; empty stops). Each candidate then
+        carries them (``Candidate.recorded``): the prompt's and the answer's spans, pooled.
+        Raises ValueError for a layer the model does not have."""
+        self._wanted_layers[consumer] = layers
+        tap = self._tap
+        if tap is not None:  # hooks change on the model's thread, never during a pass
+            self.run_on_model(partial(tap.want, consumer, layers))
+
+    @property
+    def recorded_layers(self) -> frozenset[int]:
+        """The layers recorded now (empty before :meth:`start` or when none is asked for)."""
+        return self._tap.layers if self._tap is not None else frozenset()
+
     @property
     def ready(self) -> bool:
         """Whether the worker is running."""
@@ -168,8 +186,16 @@ class LocalTransformersBackend:
         self._token_text = _token_text(loaded)
         self._context = int(getattr(loaded.model.config, "max_position_embeddings", 2048))
         pad_id = loaded.tokenizer.pad_token_id
+        tap = LayerTap(loaded.model)
+        if tap.supported:
+            for consumer, layers in self._wanted_layers.items():
+                tap.want(consumer, layers)
+            self._tap = tap
         decoder = BatchDecoder(
-            loaded.model, loaded.device, pad_id if pad_id is not None else min(self._eos_ids)
+            loaded.model,
+            loaded.device,
+            pad_id if pad_id is not None else min(self._eos_ids),
+            self._tap,
         )
         self._decoder = decoder
         self._worker = BatchingWorker(
@@ -203,6 +229,7 @@ class LocalTransformersBackend:
                 text=row.text,
                 finish_reason=row.finish_reason or "stop",
                 token_logprobs=row.kept_logprobs() if row.spec.logprobs else None,
+                recorded=row.recorded_states(),
             )
             for row in rows
         )
@@ -272,7 +299,9 @@ class LocalTransformersBackend:
             index=index,
         )
         tracker = TextTracker(self._decode, params.stop)
-        return RowState(spec, job, tracker, self._eos_ids, self._token_text)
+        layers = self._tap.layers if self._tap is not None else frozenset()
+        recorder = RowRecorder(layers) if layers else None
+        return RowState(spec, job, tracker, self._eos_ids, self._token_text, recorder)
 
 
 MAX_TOP_LOGPROBS = 20

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
+from sdm_router.core.states import RecordedStates
+
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 JSONObject = Mapping[str, Any]
 
@@ -266,6 +268,9 @@ class Candidate:
     finish_reason: FinishReason = "stop"
     token_logprobs: tuple[TokenLogprob, ...] | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    # Layer states the generator recorded while writing it (the embedded decoder), for the
+    # verifier; never compared or shown.
+    recorded: RecordedStates | None = field(default=None, compare=False, repr=False)
 
     @property
     def verification_text(self) -> str:
@@ -321,3 +326,5 @@ class StreamDelta:
     token_logprobs: tuple[TokenLogprob, ...] = ()
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    # On the last piece: the layer states the generator recorded for the whole answer.
+    recorded: RecordedStates | None = field(default=None, compare=False, repr=False)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sdm_router.core.generation import Message, TokenLogprob
+from sdm_router.core.states import RecordedStates
 
 
 class Action(StrEnum):
@@ -65,6 +66,8 @@ class VerificationInput:
     messages: tuple[Message, ...]
     response: str
     token_logprobs: tuple[TokenLogprob, ...] | None = None
+    # The generator's recorded layer states for this answer (a second forward is then saved).
+    recorded: RecordedStates | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,21 @@ LabelingEvent = Literal[
     "dropped_failed",  # every attempt failed (a judge outage)
     "dropped_shutdown",  # still queued when the gateway stopped
 ]
+AutopilotEvent = Literal[
+    "followed",  # this replica swapped to the registry's live artifact
+    "follow_refused",  # the registry's live artifact was refused: the old one serves
+    "follow_error",  # the registry could not be read (retried next poll)
+    "rolled_back",  # this replica rolled the registry's live artifact back
+    "build",  # the loop built a candidate
+    "promoted",  # the gate passed: the candidate is live
+    "refused",  # the gate refused the candidate
+    "error",  # a build or gate failed
+]
 LabelKindName = Literal["human", "judge", "reference"]
 FeedbackLabelName = Literal["correct", "incorrect"]
 
 LABELING_EVENTS: Final[frozenset[str]] = frozenset(get_args(LabelingEvent))
+AUTOPILOT_EVENTS: Final[frozenset[str]] = frozenset(get_args(AutopilotEvent))
 LABEL_KINDS: Final[frozenset[str]] = frozenset(get_args(LabelKindName))
 FEEDBACK_LABELS: Final[frozenset[str]] = frozenset(get_args(FeedbackLabelName))
 GUARANTEE_STATUSES: Final[tuple[str, ...]] = tuple(status.value for status in GuaranteeStatus)
@@ -90,6 +101,21 @@ class LabelMetrics:
                 ("observing", "1 while the route is in observe mode (answers unverified)."),
             )
         }
+        self._autopilot_events = Counter(
+            "sdm_router_autopilot_events",
+            "The autopilot's steps and the replicas following it: followed, follow_refused, "
+            "follow_error, rolled_back, build, promoted, refused, error.",
+            ["event"],
+            registry=registry,
+        )
+        for event in sorted(AUTOPILOT_EVENTS):
+            self._autopilot_events.labels(event=event)
+        self._autopilot_lower_bound = Gauge(
+            "sdm_router_autopilot_candidate_lower_bound",
+            "The last candidate's one-sided lower bound on its held-out accepted precision.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self._guarantee_status = Gauge(
             "sdm_router_guarantee_status",
             "The route's guarantee status (holding|provisional|unknown|breached): 1 for the "
@@ -103,6 +129,15 @@ class LabelMetrics:
         """Count one labelling event (``LabelingEvent``)."""
         check(event, LABELING_EVENTS, "event")
         self._labeling_events.labels(event=event).inc()
+
+    def autopilot_event(self, event: str) -> None:
+        """Count one autopilot event (``AutopilotEvent``)."""
+        check(event, AUTOPILOT_EVENTS, "event")
+        self._autopilot_events.labels(event=event).inc()
+
+    def autopilot_candidate(self, lower_bound: float) -> None:
+        """Publish the last candidate's held-out lower bound."""
+        self._autopilot_lower_bound.set(lower_bound)
 
     def labeling_queue(self, depth: int) -> None:
         """Publish how many answers wait for the judge."""

@@ -33,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from sdm_router.core.routing import RoutingAction
+from sdm_router.core.states import FEATURE_REASONS
 from sdm_router.core.verdict import ERROR_OUTCOME, FINAL_ACTIONS, Action, Reason
 from sdm_router.observability.closed_labels import check, check_name
 from sdm_router.observability.label_metrics import LabelMetrics
@@ -125,6 +126,7 @@ OUTCOMES: Final[frozenset[str]] = frozenset(
     {action.value for action in FINAL_ACTIONS} | {ERROR_OUTCOME}
 )
 STAGES: Final[frozenset[str]] = frozenset(get_args(Stage))
+FEATURE_SOURCES: Final[frozenset[str]] = frozenset({"recorded", "encoded"})
 TOKEN_TYPES: Final[frozenset[str]] = frozenset(get_args(TokenType))
 ERROR_TYPES: Final[frozenset[str]] = frozenset(get_args(ErrorType))
 
@@ -230,6 +232,13 @@ class GatewayMetrics(LabelMetrics):
             "sdm_router_verifier_batch_size",
             "Number of items scored in one verifier device call.",
             buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self._features = Counter(
+            "sdm_router_verifier_features",
+            "Verified answers by where their hidden-state features came from (recorded: the "
+            "generator's own pass; encoded: a second forward) and why.",
+            ["source", "reason"],
             registry=registry,
         )
         self._inflight = Gauge(
@@ -425,6 +434,12 @@ class GatewayMetrics(LabelMetrics):
         if size < 1:
             raise ValueError(f"batch size must be >= 1, got {size}")
         self._batch_size.observe(size)
+
+    def verifier_features(self, source: str, reason: str) -> None:
+        """Count one answer's features by ``source`` (recorded | encoded) and ``reason``."""
+        check(source, FEATURE_SOURCES, "source")
+        check(reason, FEATURE_REASONS, "reason")
+        self._features.labels(source=source, reason=reason).inc()
 
     def store_event(self, event: str, count: int = 1) -> None:
         """Count ``count`` decision records that met ``event``."""

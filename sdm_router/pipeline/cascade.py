@@ -323,11 +323,12 @@ class Cascade:
         calls: list[ToolCallDelta] = []
         logprobs: list[TokenLogprob] = []
         finish: FinishReason = "stop"
+        recorded = None
         async for delta in tier.backend.stream(streamed):
             if delta.usage is not None:
                 state.usage = delta.usage
             if delta.finish_reason is not None:
-                finish = delta.finish_reason
+                finish, recorded = delta.finish_reason, delta.recorded
             pieces.append(delta.text)
             calls.extend(delta.tool_calls)
             logprobs.extend(delta.token_logprobs)
@@ -336,14 +337,17 @@ class Cascade:
         self._observer.stage("generate", time.perf_counter() - started)
         self._count_tokens(plan, tier.backend.name, state.usage, state.usage_sink)
         candidate = Candidate(
-            "".join(pieces), finish, tuple(logprobs) or None, join_tool_calls(calls)
+            "".join(pieces), finish, tuple(logprobs) or None, join_tool_calls(calls), recorded
         )
         verdict: Verdict | None = None
         if plan.observing or (candidate.tool_calls and not plan.verify_tool_calls):
             action, reason = unjudged(plan.observing, plan.on_unverified)
         else:
             item = VerificationInput(
-                streamed.text_conversation, candidate.verification_text, candidate.token_logprobs
+                streamed.text_conversation,
+                candidate.verification_text,
+                candidate.token_logprobs,
+                candidate.recorded,
             )
             (verdict,) = await self.verify([item], nearest_exemplars, state.artifact)
             reason = judge(verdict, plan.thresholds)
@@ -385,7 +389,12 @@ class Cascade:
             for c in generation.candidates
         ]
         items = [
-            VerificationInput(messages, candidate.verification_text, candidate.token_logprobs)
+            VerificationInput(
+                messages,
+                candidate.verification_text,
+                candidate.token_logprobs,
+                candidate.recorded,
+            )
             for candidate, judge_it in zip(generation.candidates, judged, strict=True)
             if judge_it
         ]

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sdm_router.backends.base import Backend
 from sdm_router.core.decisions import DecisionLog
@@ -21,6 +21,17 @@ from sdm_router.pipeline.routes import RouteTable
 from sdm_router.pipeline.shadow import ShadowRecorder
 from sdm_router.retrieval.base import Retriever
 from sdm_router.verifier.protocol import Verifier
+
+
+class Companion(Protocol):
+    """A background component the gateway starts last and stops first (the registry follower,
+    the autopilot loop)."""
+
+    async def start(self) -> None:
+        """Start (return at once; run in a task)."""
+
+    async def close(self) -> None:
+        """Stop."""
 
 
 @dataclass(slots=True)
@@ -64,6 +75,7 @@ class Gateway:
         self._prompt_router = prompt_router
         self._started = False
         self._draining = False
+        self.companions: list[Companion] = []  # started after everything else, in order
 
     def plan_for(
         self, model: str | None, offered: Callable[[RoutePlan], bool] | None = None
@@ -99,11 +111,15 @@ class Gateway:
             await self.labeler.start()
         if self.guarantee is not None:
             await self.guarantee.start()
+        for companion in self.companions:
+            await companion.start()
         self._started = True
 
     async def close(self) -> None:
         """Stop everything that was started, verifier first."""
         self._started = False
+        for companion in reversed(self.companions):
+            await companion.close()
         if self.guarantee is not None:
             await self.guarantee.close()
         if self.labeler is not None:
@@ -121,6 +137,11 @@ class Gateway:
     def artifact_id(self) -> str:
         """The verifier artifact deciding now."""
         return self._verifier.info.artifact_id
+
+    @property
+    def verifier_info(self) -> VerifierInfo:
+        """The live verifier artifact's identity, device and what it was calibrated on."""
+        return self._verifier.info
 
     async def reload_verifier(self, artifact: Path | None = None) -> VerifierInfo:
         """Swap in another verifier artifact (``ReloadRefused`` keeps the current one), then

@@ -35,6 +35,12 @@ from sdm_router.core.decisions import (
     ShadowRecord,
 )
 from sdm_router.core.errors import StoreUnavailable
+from sdm_router.storage.console import (
+    RouteCounts,
+    accepted_labels,
+    overview_counts,
+    review_queue,
+)
 from sdm_router.storage.database import make_engine, migrate
 from sdm_router.storage.labels import (
     counting_label,
@@ -369,11 +375,15 @@ class DecisionStore:
         key_name: str | None = None,
         limit: int = 50,
         cursor: tuple[float, str] | None = None,
+        reason: str | None = None,
+        source: LabelKind | None = None,
+        text: str | None = None,
     ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
         """Records newest first, filtered; returns a page and the cursor of the next page.
-        ``key_name``: only the records of requests made with that key. Queued records are
-        listed too (a queued record has no feedback yet, so only ``label="unlabeled"`` keeps
-        it)."""
+        ``key_name``: only the records of requests made with that key; ``source``: only those
+        whose counting label is of that kind; ``text``: only those whose kept conversation or
+        answer contains it. Queued records are listed too (a queued record has no feedback
+        yet, so only ``label="unlabeled"`` keeps it)."""
 
         def read() -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
             assert self._engine is not None
@@ -388,15 +398,7 @@ class DecisionStore:
                 query = query.where(decisions.c.created < until)
             if decision is not None:
                 query = query.where(decisions.c.decision == decision)
-            if label is not None:  # the label that counts (a person's over a machine's)
-                counting = effective_labels()
-                labelled = select(counting.c.request_id)
-                if label == "unlabeled":
-                    query = query.where(decisions.c.request_id.not_in(labelled))
-                else:
-                    query = query.where(
-                        decisions.c.request_id.in_(labelled.where(counting.c.label == label))
-                    )
+            query = _narrowed(query, reason, text, label, source)
             if cursor is not None:
                 created, request_id = cursor
                 query = query.where(
@@ -408,7 +410,7 @@ class DecisionStore:
             waiting = self._queued_rows(
                 key_name=key_name, route=route, since=since, until=until, decision=decision,
                 label=label, cursor=cursor,
-            )  # fmt: skip
+            ) if reason is None and text is None and source is None else []  # fmt: skip
             with self._engine.connect() as connection:
                 rows = [row._asdict() for row in connection.execute(query.limit(limit + 1))]
             stored = {row["request_id"] for row in rows}
@@ -516,6 +518,41 @@ class DecisionStore:
 
         return await self._run(read)
 
+    async def overview(
+        self, since: float, until: float, key_name: str | None, buckets: int
+    ) -> tuple[list[RouteCounts], dict[str, list[dict[str, int]]]]:
+        """Per route over ``[since, until)``: the counts, and the counts in ``buckets``
+        slices (the console's overview)."""
+
+        def read_counts() -> tuple[dict[str, RouteCounts], dict[str, list[dict[str, int]]]]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return overview_counts(connection, since, until, key_name, buckets)
+
+        def read_labels() -> dict[str, tuple[int, int]]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return accepted_labels(connection, since, until, key_name)
+
+        # two reads on two connections at once: the page waits for the slower, not the sum
+        (routes, series), labels = await asyncio.gather(
+            self._run(read_counts), self._run(read_labels)
+        )
+        for name, (labelled, correct) in labels.items():
+            entry = routes.setdefault(name, RouteCounts(name))
+            entry.accepted_labelled, entry.accepted_correct = labelled, correct
+        return sorted(routes.values(), key=lambda entry: entry.route), series
+
+    async def review_queue(self, key_name: str | None, limit: int) -> list[dict[str, Any]]:
+        """The decisions a person should label next, oldest first (``storage/console.py``)."""
+
+        def read() -> list[dict[str, Any]]:
+            assert self._engine is not None
+            with self._engine.connect() as connection:
+                return review_queue(connection, key_name, limit)
+
+        return await self._run(read)
+
     async def agreement(self, since: float | None = None) -> list[LabelAgreement]:
         """Per machine label source, its agreement with people's labels on shared answers."""
 
@@ -525,6 +562,41 @@ class DecisionStore:
                 return label_agreement(connection, since)
 
         return await self._run(read)
+
+
+def _narrowed(
+    query: Any, reason: str | None, text: str | None, label: str | None, source: LabelKind | None
+) -> Any:
+    """A listing narrowed by reason, kept text, and the label that counts (value and kind)."""
+    if reason is not None:
+        query = query.where(decisions.c.reason == reason)
+    if text is not None:
+        pattern = f"%{_escape_like(text)}%"
+        query = query.where(
+            decisions.c.conversation.ilike(pattern, escape="\\")
+            | decisions.c.answer.ilike(pattern, escape="\\")
+        )
+    if label is not None or source is not None:  # the label that counts
+        counting = effective_labels()
+        labelled = select(counting.c.request_id)
+        if source is not None:
+            kind_of = counting.c.source
+            labelled = labelled.where(
+                kind_of == HUMAN_SOURCE
+                if source is LabelKind.HUMAN
+                else kind_of.like(f"{source.value}:%")
+            )
+        if label == "unlabeled":
+            query = query.where(decisions.c.request_id.not_in(labelled))
+        elif label is not None:
+            labelled = labelled.where(counting.c.label == label)
+        if label != "unlabeled":
+            query = query.where(decisions.c.request_id.in_(labelled))
+    return query
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
@@ -552,6 +624,8 @@ def _decision_row(record: DecisionRecord, keep_text: bool) -> dict[str, Any]:
         if keep_text and record.answer_logprobs is not None
         else None,
         "answer_model": record.answer_model,
+        "attempt_count": len(record.attempts),
+        "retrieved": any(attempt.retrieved_context for attempt in record.attempts),
     }
 
 
@@ -560,7 +634,7 @@ def _decision_json(row: dict[str, Any]) -> dict[str, Any]:
     shown = {
         key: value
         for key, value in row.items()
-        if key not in ("conversation", "answer", "answer_logprobs")
+        if key not in ("conversation", "answer", "answer_logprobs", "attempt_count", "retrieved")
     }
     shown["usage"] = {
         "prompt_tokens": shown.pop("prompt_tokens"),

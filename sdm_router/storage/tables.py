@@ -37,6 +37,20 @@ decisions = Table(
     Column("answer_logprobs", Text, nullable=True),  # JSON [[token, logprob], ...], keep_text only
     # the model identity (config: a backend's model_identity) whose answer was served
     Column("answer_model", String(200), nullable=True),
+    # how many attempts, and whether one retrieved context (the console's overview counts
+    # escalations and retrievals from these, without joining the attempts)
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("retrieved", Boolean, nullable=False, server_default=text("false")),
+)
+# the overview's grouped counts over a window read this index alone (0005_console)
+Index(
+    "decisions_overview",
+    decisions.c.created,
+    decisions.c.route,
+    decisions.c.decision,
+    decisions.c.key_name,
+    decisions.c.attempt_count,
+    decisions.c.retrieved,
 )
 
 attempts = Table(
@@ -111,4 +125,43 @@ Index(
     unique=True,
     sqlite_where=text("current"),
     postgresql_where=text("current"),
+)
+
+# The artifact registry (storage/registry.py): every artifact the autopilot built, with its
+# lineage and lifecycle. ``id`` is the artifact's own id (``artifactId``), so a replica compares
+# it with the artifact it serves.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("parent_id", String(200), nullable=True),
+    Column("path", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("routes", Text, nullable=False),  # JSON list of route names
+    Column("status", String(32), nullable=False, index=True),  # core.registry.ArtifactStatus
+    Column("status_changed", Float, nullable=False),
+    Column("figures", Text, nullable=False),  # JSON: the gate's figures
+)
+
+# Every step the autopilot took (and every rollback), oldest first by id.
+autopilot_steps = Table(
+    "autopilot_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("step", String(32), nullable=False),
+    Column("route", String(200), nullable=True),
+    Column("artifact_id", String(200), nullable=True),
+    Column("decision", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("figures", Text, nullable=False),  # JSON
+)
+
+# One row per lease name: who holds it until when (only one replica runs the autopilot).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires", Float, nullable=False),
 )

@@ -13,6 +13,12 @@ layers often carry more about correctness than the last one, which is shaped for
   is causal, so the states at the answer's positions are those the generator itself computed
   while it wrote the answer (the prompt's prefill, then each generated token fed back).
 
+Where the generator recorded the pooled layer's states while it wrote the answer
+(:class:`~sdm_router.core.states.RecordedStates`, the embedded decoder), :meth:`features` takes
+them instead of running the pass again, when their tokens are exactly this layout's prompt and
+answer; otherwise (and for ``final+mean``, which reads the end marker no generator fed) it
+encodes, and says why.
+
 Batches are right-padded with an attention mask, so a row's real tokens see exactly what they
 would see alone; a vector is the same batched or not (up to float rounding, ~1e-6).
 
@@ -31,16 +37,29 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from sdm_router.core.generation import Message
+from sdm_router.core.states import (
+    NOT_RECORDED,
+    OTHER_LAYER,
+    RECORDED,
+    TOKENS_DIFFER,
+    TRUNCATED,
+)
 from sdm_router.core.verdict import VerificationInput
 from sdm_router.models.causal_lm import LoadedCausalLM, chat_messages, load_causal_lm
-from sdm_router.verifier.recipe import FINAL_LAYER, POOLING, POOLINGS, EncoderRecipe
+from sdm_router.verifier.recipe import (
+    ANSWER_POOLING,
+    FINAL_LAYER,
+    POOLING,
+    POOLINGS,
+    EncoderRecipe,
+)
 
 F32Array = npt.NDArray[np.float32]
 T = TypeVar("T")
@@ -61,6 +80,15 @@ class SharedModel(ModelOwner, Protocol):
     @property
     def loaded(self) -> LoadedCausalLM:
         """The loaded model (available once the owner has started)."""
+
+
+@runtime_checkable
+class RecordsStates(Protocol):
+    """A shared model that records chosen layers' states while it generates
+    (``LocalTransformersBackend``): its candidates then carry them."""
+
+    def record_layers(self, consumer: str, layers: frozenset[int]) -> None:
+        """Record ``layers`` (1-based) for ``consumer`` from now on (empty: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +165,7 @@ class HiddenStateEncoder:
         if layer is not None and not 1 <= layer <= layers:
             raise ValueError(f"encoder layer must be in 1..{layers} for {loaded.name}, got {layer}")
         self._layer = layer
+        self._state_layer = layer if layer is not None else layers  # hidden_states[L] is final
         self._loaded = loaded
         self._owner = owner
         self._max_length = max_length
@@ -190,6 +219,15 @@ class HiddenStateEncoder:
     def layer(self) -> int | None:
         """The pooled decoder layer (None: the final hidden state)."""
         return self._layer
+
+    @property
+    def recordable_layers(self) -> frozenset[int]:
+        """The decoder layers (1-based, as ``hidden_states[layer]``) a generator should record
+        for :meth:`recorded_vector`: this encoder's layer with ``last+answer``; none for
+        ``final+mean``, which reads the end-of-turn marker no generator feeds back."""
+        if self._pooling != ANSWER_POOLING:
+            return frozenset()
+        return frozenset({self._state_layer})
 
     @property
     def recipe(self) -> EncoderRecipe:
@@ -297,6 +335,46 @@ class HiddenStateEncoder:
             begin, end = layout.answer_span
             rows.append(_Pooled(layout.ids, layout.last_answer, begin, end))
         return self._encode_rows(rows)
+
+    def recorded_vector(self, item: VerificationInput) -> tuple[F32Array | None, str]:
+        """The vector :meth:`encode` would give, from the generator's recorded states, and
+        ``recorded``; or None and why they cannot stand in (a reason of ``core.states``)."""
+        recorded = item.recorded
+        if recorded is None:
+            return None, NOT_RECORDED
+        if recorded.missing is not None:
+            return None, recorded.missing
+        states = recorded.layers.get(self._state_layer)
+        if states is None or self._pooling != ANSWER_POOLING:
+            return None, OTHER_LAYER
+        layout = self.layout(item)
+        if (
+            layout.answer_start != recorded.prompt_length
+            or layout.ids[: layout.answer_end] != recorded.token_ids
+        ):
+            cut = len(layout.ids) >= self._max_length
+            return None, TRUNCATED if cut else TOKENS_DIFFER
+        # An empty answer pools the last prompt token's state twice, as encode does.
+        last, mean = (
+            (states.answer.last, states.answer.mean)
+            if states.answer is not None
+            else (states.prompt.last, states.prompt.last)
+        )
+        return np.concatenate([last, mean]).astype(np.float32, copy=False), RECORDED
+
+    def features(self, items: Sequence[VerificationInput]) -> tuple[F32Array, list[str]]:
+        """One row per item, as :meth:`encode` gives it, taken from the recorded states where
+        they stand in (:meth:`recorded_vector`) and encoded for the rest; and each row's
+        reason (``recorded``, or why it was encoded)."""
+        found = [self.recorded_vector(item) for item in items]
+        result = np.empty((len(items), self.dimension), dtype=np.float32)
+        missing = [index for index, (vector, _) in enumerate(found) if vector is None]
+        if missing:
+            result[missing] = self.encode([items[index] for index in missing])
+        for index, (vector, _) in enumerate(found):
+            if vector is not None:
+                result[index] = vector
+        return result, [reason for _, reason in found]
 
     def encode_prompts(self, conversations: Sequence[Sequence[Message]]) -> F32Array:
         """The prompt router's view (pooling ``last+prompt``): per conversation, one forward

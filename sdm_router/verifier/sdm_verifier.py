@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from sdm_router.config import VerifierSettings
 from sdm_router.core.errors import ConfigurationError
+from sdm_router.core.states import RECORDED
 from sdm_router.core.verdict import (
     NO_ARTIFACT_ID,
     NearestExemplar,
@@ -27,7 +28,7 @@ from sdm_router.core.verdict import (
     VerifierInfo,
 )
 from sdm_router.verifier.batching import MicroBatcher
-from sdm_router.verifier.encoder import HiddenStateEncoder, SharedModel
+from sdm_router.verifier.encoder import HiddenStateEncoder, RecordsStates, SharedModel
 from sdm_router.verifier.features import FEATURE_COMPOSITION, compose_features, feature_dimension
 from sdm_router.verifier.protocol import ReloadRefused
 from sdm_router.verifier.recipe import EncoderRecipe
@@ -47,6 +48,10 @@ class VerifierObserver(Protocol):
 
     def verifier_batch(self, size: int) -> None:
         """One device call verified ``size`` answers."""
+
+    def verifier_features(self, source: str, reason: str) -> None:
+        """One answer's hidden-state features came from ``source`` (``recorded``: the
+        generator's own pass; ``encoded``: a forward pass here) for ``reason``."""
 
 
 def recorded_encoder(model: SDMModel) -> EncoderRecipe:
@@ -218,9 +223,13 @@ class SDMVerifier:
         try:
             if self._shared_model is not None:
                 shared, recipe = self._shared_model, recorded_encoder(model)
-                return HiddenStateEncoder(
+                encoder = HiddenStateEncoder(
                     shared.loaded, layer=recipe.layer, pooling=recipe.pooling, owner=shared
                 )
+                if isinstance(shared, RecordsStates):
+                    # The generator records the layer this encoder pools: no second forward.
+                    shared.record_layers("verifier", encoder.recordable_layers)
+                return encoder
             assert self._settings.encoder_model is not None
             return load_recorded_encoder(
                 model, self._settings.encoder_model, device=self._settings.device
@@ -315,8 +324,13 @@ class SDMVerifier:
         assert self._encoder is not None
         items = [item for item, _, _ in batch]
         started = time.perf_counter()
-        hidden = self._encoder.encode(items)
-        self._observer.stage("encode", time.perf_counter() - started)
+        hidden, reasons = self._encoder.features(items)
+        if any(reason != RECORDED for reason in reasons):
+            self._observer.stage("encode", time.perf_counter() - started)
+        for reason in reasons:
+            self._observer.verifier_features(
+                "recorded" if reason == RECORDED else "encoded", reason
+            )
         features = compose_features(hidden, items)
         scoring = time.perf_counter()
         verdicts: list[Verdict | None] = [None] * len(batch)

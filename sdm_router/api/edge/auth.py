@@ -4,6 +4,8 @@ With keys configured (``auth.keys`` / ``auth.admin_keys``) every path needs a ke
 exact ``auth.public_paths`` (``/healthz`` and ``/readyz`` by default): unknown paths too, so no
 spelling of a path (trailing slash, ``//``, percent-encoding, case) can reach a route without
 one. ``/admin/*``, ``/metrics`` and the API docs need an admin key (unless listed public).
+``/console`` and below pass without one: the console signs people in with a key and a session
+cookie of its own (``sdm_router/api/console/session.py``) and refuses every page without it.
 With no key configured at all (the embedded default on loopback) everything stays open.
 
 A presented key is hashed with SHA-256 and the digest compared with ``hmac.compare_digest``
@@ -27,7 +29,8 @@ from sdm_router.config import ApiKeySettings, AuthSettings
 from sdm_router.core.errors import GatewayError, PermissionDenied, Unauthorized
 from sdm_router.pipeline.plan import RoutePlan
 
-PathKind = Literal["public", "user", "admin"]
+PathKind = Literal["public", "user", "admin", "console"]
+CONSOLE_PREFIX = "/console"  # the console signs its users in itself (api/console/session.py)
 STATE_KEY = "api_key"
 STATE_KEY_NAME = "api_key_name"
 STATE_OPERATOR = "operator"  # the caller may read operator details: auth is off, or an admin key
@@ -88,6 +91,19 @@ class KeyRing:
         self.user_keys = bool(settings.keys)
         self.admin_keys = bool(settings.admin_keys)
 
+    def named(self, name: str, admin: bool) -> Principal | None:
+        """The configured principal called ``name`` with that scope (a console session's)."""
+        for _, principal in self._entries:
+            if principal.name == name and principal.admin == admin:
+                return principal
+        return None
+
+    def signing_key(self) -> bytes:
+        """A secret derived from every configured key's digest (never sent anywhere): it signs
+        console sessions, so changing the keys signs everyone out."""
+        digests = sorted(digest for digest, _ in self._entries)
+        return hashlib.sha256(b"sdm-router console session\x00" + b"".join(digests)).digest()
+
     def find(self, presented: bytes) -> Principal | None:
         """The principal whose key is ``presented``; every digest is compared, in constant
         time, whichever matches."""
@@ -133,6 +149,8 @@ class AuthMiddleware:
         """Public only on an exact match; admin on any spelling that folds to an admin path."""
         if path in self.public:
             return "public"
+        if (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")) and "/." not in path:
+            return "console"
         folded = "/" + "/".join(part for part in path.lower().split("/") if part)
         if folded == "/admin" or folded.startswith("/admin/") or folded in OPERATOR_PATHS:
             return "admin"
@@ -149,6 +167,9 @@ class AuthMiddleware:
         kind = self.kind(route_path(scope))
         token = bearer_token(scope)
         principal = self.ring.find(token) if token is not None else None
+        if kind == "console":  # its session cookie, not a bearer key, says who calls
+            await self.app(scope, receive, send)
+            return
         if kind == "public":  # open to all; an admin key presented here sees details
             if principal is not None and principal.admin:
                 scope.setdefault("state", {})[STATE_OPERATOR] = True

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -13,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sdm_router.api.context import context_of
 from sdm_router.api.edge.auth import principal_of
 from sdm_router.core.decisions import HUMAN_SOURCE
-from sdm_router.core.errors import InvalidRequest, NotFound
+from sdm_router.core.errors import NotFound
+from sdm_router.pipeline.feedback import give_feedback, owned_decision
+from sdm_router.storage.query_params import decode_cursor, encode_cursor, instant
 from sdm_router.storage.store import DecisionStore
 
 
@@ -41,29 +40,11 @@ def store_of(request: Request) -> DecisionStore:
     return store
 
 
-def _not_found(identifier: str) -> NotFound:
-    return NotFound(
-        f"No decision is recorded for request {identifier!r}.",
-        param="request_id",
-        code="request_not_found",
-    )
-
-
-def _owner(request: Request) -> str | None:
+def owner_of(request: Request) -> str | None:
     """The key name whose records the caller may see and label: None for everything (no keys
     configured, or an admin key), else the caller's own key."""
     principal = principal_of(request)
     return None if principal is None or principal.admin else principal.name
-
-
-async def _owned_decision(request: Request, identifier: str) -> dict[str, Any]:
-    """The record, if it exists and the caller may see it (404 alike otherwise: a user key
-    learns nothing of other keys' requests)."""
-    record = await store_of(request).decision(identifier)  # StoreUnavailable: a 503
-    owner = _owner(request)
-    if record is None or (owner is not None and record.get("key_name") != owner):
-        raise _not_found(identifier)
-    return record
 
 
 @router.post("/v1/feedback")
@@ -71,15 +52,10 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
     """Label one answer as a person (source ``human``: it overrides a judge's label); the same
     label again changes nothing, a new one replaces it. A user key labels only its own
     requests."""
-    store = store_of(request)
-    if _owner(request) is not None:
-        await _owned_decision(request, body.request_id)
-    outcome = await store.label(body.request_id, body.label, body.choice, body.note)
-    if outcome is None:
-        raise _not_found(body.request_id)
-    request_id, changed = outcome
-    if changed:
-        context_of(request).metrics.label_given(HUMAN_SOURCE, body.label)
+    request_id, changed = await give_feedback(
+        store_of(request), context_of(request).metrics, owner=owner_of(request),
+        request_id=body.request_id, label=body.label, choice=body.choice, note=body.note,
+    )  # fmt: skip
     return {
         "object": "feedback",
         "request_id": request_id,
@@ -94,38 +70,8 @@ async def post_feedback(request: Request, body: FeedbackRequest) -> dict[str, An
 async def get_decision(request: Request, identifier: str) -> dict[str, Any]:
     """The recorded decision of one request (its x-request-id or its response id); a user key
     sees only its own requests."""
-    return {"object": "decision", **await _owned_decision(request, identifier)}
-
-
-def instant(value: str | None, param: str) -> float | None:
-    """Seconds since the epoch from epoch seconds or an ISO 8601 time."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise InvalidRequest(
-            f"Invalid value for '{param}': give epoch seconds or an ISO 8601 time.", param=param
-        ) from None
-
-
-def encode_cursor(cursor: tuple[float, str]) -> str:
-    """An opaque page cursor."""
-    return base64.urlsafe_b64encode(f"{cursor[0]!r}|{cursor[1]}".encode()).decode()
-
-
-def _decode_cursor(value: str | None) -> tuple[float, str] | None:
-    if value is None:
-        return None
-    try:
-        created, _, request_id = base64.urlsafe_b64decode(value.encode()).decode().partition("|")
-        return float(created), request_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("Invalid value for 'cursor'.", param="cursor") from None
+    record = await owned_decision(store_of(request), identifier, owner_of(request))
+    return {"object": "decision", **record}
 
 
 @router.get("/v1/decisions")
@@ -143,8 +89,8 @@ async def list_decisions(
     user key lists only its own requests."""
     page, following = await store_of(request).decisions(
         route=route, since=instant(since, "since"), until=instant(until, "until"),
-        decision=decision, label=label, key_name=_owner(request), limit=limit,
-        cursor=_decode_cursor(cursor),
+        decision=decision, label=label, key_name=owner_of(request), limit=limit,
+        cursor=decode_cursor(cursor),
     )  # fmt: skip
     return {
         "object": "list",

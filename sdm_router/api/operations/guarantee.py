@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from sdm_router.api.context import context_of
-from sdm_router.api.operations.decisions import instant, store_of
+from sdm_router.api.operations.decisions import store_of
 from sdm_router.core.errors import NotFound
 from sdm_router.pipeline.guarantee import GuaranteeMonitor
+from sdm_router.storage.query_params import instant
 
 router = APIRouter()
 

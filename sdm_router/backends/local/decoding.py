@@ -3,12 +3,15 @@
 Rows leave the batch (and the KV cache) as soon as they finish or their request is cancelled,
 and rows queued meanwhile join it at a step boundary (continuous batching): they are prefilled
 on their own and their cache is merged into the running one, left-padded to a common length.
-Positions are counted per row, so padding never changes what a row computes.
+Positions are counted per row, so padding never changes what a row computes. With a
+:class:`~sdm_router.backends.local.states.LayerTap`, rows that carry a recorder get their
+wanted layers' states recorded from these same passes (prefill and each step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,7 @@ import torch
 from sdm_router.backends.local import kv
 from sdm_router.backends.local.rows import RowState
 from sdm_router.backends.local.sampling import choose_tokens, step_logprobs
+from sdm_router.backends.local.states import LayerTap
 
 # Given the rows decoding now and whether rows may join (the cache supports merging), hands out
 # queued rows that join (maybe none). The worker also runs its queued tasks inside the call.
@@ -67,11 +71,20 @@ class _Batch:
 class BatchDecoder:
     """Runs :meth:`decode` on a model that owns a device; used by the worker thread only."""
 
-    def __init__(self, model: Any, device: torch.device, pad_id: int) -> None:
+    def __init__(
+        self, model: Any, device: torch.device, pad_id: int, tap: LayerTap | None = None
+    ) -> None:
         self._model = model
         self._device = device
         self._pad_id = pad_id
+        self._tap = tap
         self.stats = DecodeStats()
+
+    def _capture(self, rows: Sequence[RowState]) -> AbstractContextManager[dict[int, Any]]:
+        """Record the tap's layers when a row wants them."""
+        if self._tap is None or not any(row.recorder is not None for row in rows):
+            return nullcontext({})
+        return self._tap.capture()
 
     def decode(self, rows: Sequence[RowState], poll: Poll | None = None) -> None:
         """Decode until every row (and every row that joined through ``poll``) is done."""
@@ -97,13 +110,16 @@ class BatchDecoder:
         self.stats.rows += len(active)
         ids, mask, positions = left_pad([row.spec.prompt_ids for row in active], self._pad_id)
         mask = mask.to(self._device)
-        output = self._model(
-            input_ids=ids.to(self._device),
-            attention_mask=mask,
-            position_ids=positions.to(self._device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        with self._capture(active) as captured:
+            output = self._model(
+                input_ids=ids.to(self._device),
+                attention_mask=mask,
+                position_ids=positions.to(self._device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        if captured:
+            _record_prompts(active, captured, mask)
         empty = torch.zeros(0, dtype=torch.long)
         next_positions = positions[:, -1:].to(self._device) + 1
         logits = output.logits[:, -1, :]
@@ -115,13 +131,22 @@ class BatchDecoder:
         tokens = choose_tokens(batch.logits, [row.spec.sampler for row in rows])
         top_k = max(row.spec.top_logprobs for row in rows)
         scored = step_logprobs(batch.logits, tokens, top_k)
+        accepted = 0
         for i, row in enumerate(rows):
-            row.accept(int(tokens[i]), scored.chosen[i], scored.top_ids[i], scored.top_values[i])
-            row.owner.on_progress(row)
-            if row.finished:
+            if row.feeding_last:  # its last token's states are recorded now: it is done
+                row.feeding_last = False
                 row.owner.on_finished(row)
-        self.stats.tokens += len(rows)
-        unfinished = [i for i, row in enumerate(rows) if not row.finished]
+                continue
+            row.accept(int(tokens[i]), scored.chosen[i], scored.top_ids[i], scored.top_values[i])
+            accepted += 1
+            # A row cut by max_tokens never fed its last token back; a recording row stays one
+            # more (cached) step for that token's states, then finishes.
+            row.feeding_last = row.recorder is not None and row.finish_reason == "length"
+            row.owner.on_progress(row)
+            if row.finished and not row.feeding_last:
+                row.owner.on_finished(row)
+        self.stats.tokens += accepted
+        unfinished = [i for i, row in enumerate(rows) if not row.finished or row.feeding_last]
         keep = [i for i in unfinished if not rows[i].owner.cancelled()]
         self.stats.cancelled_rows += len(unfinished) - len(keep)
         batch.tokens = tokens
@@ -173,12 +198,31 @@ class BatchDecoder:
         """Feed each row's last token; the cache grows by one position."""
         ones = torch.ones((len(batch.rows), 1), dtype=batch.mask.dtype, device=self._device)
         batch.mask = torch.cat([batch.mask, ones], dim=-1)
-        output = self._model(
-            input_ids=batch.tokens.view(-1, 1).to(self._device),
-            attention_mask=batch.mask,
-            position_ids=batch.next_positions,
-            past_key_values=batch.cache,
-            use_cache=True,
-        )
+        with self._capture(batch.rows) as captured:
+            output = self._model(
+                input_ids=batch.tokens.view(-1, 1).to(self._device),
+                attention_mask=batch.mask,
+                position_ids=batch.next_positions,
+                past_key_values=batch.cache,
+                use_cache=True,
+            )
+        if captured:
+            for index, row in enumerate(batch.rows):
+                if row.recorder is not None:
+                    row.recorder.answer_token(captured, index)
         batch.next_positions = batch.next_positions + 1
         batch.logits = output.logits[:, -1, :]
+
+
+def _record_prompts(
+    rows: Sequence[RowState], captured: dict[int, torch.Tensor], mask: torch.Tensor
+) -> None:
+    """Each recording row's prompt span: its last token's state and the mean over its tokens
+    (the prompts are left-padded, so the last column is every row's last token)."""
+    weights = mask.unsqueeze(-1).float()
+    for layer, states in captured.items():
+        hidden = states.float()
+        means = (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+        for index, row in enumerate(rows):
+            if row.recorder is not None and layer in row.recorder.layers:
+                row.recorder.prompt(layer, hidden[index, -1], means[index])

@@ -38,9 +38,14 @@ class Job:
         return self._cancelled.is_set()
 
     def on_progress(self, row: RowState) -> None:
-        """Stream whatever text became safe to show (streams only)."""
-        if self.deltas is None:
+        """Stream whatever text became safe to show (streams only). A finished row that stays
+        one more step to record its last token's states sends its last piece when done."""
+        if self.deltas is None or row.feeding_last:
             return
+        self._send(row)
+
+    def _send(self, row: RowState) -> None:
+        assert self.deltas is not None
         delta = row.take_delta()
         if not (delta.text or delta.token_logprobs or row.finished):
             return
@@ -53,11 +58,14 @@ class Job:
             finish_reason=row.finish_reason,
             token_logprobs=delta.token_logprobs,
             usage=usage,
+            recorded=row.recorded_states() if row.finished else None,
         )
         self._call(self.deltas.put_nowait, item)
 
     def on_finished(self, row: RowState) -> None:
         """Count the row done; resolve :attr:`done` after the last one."""
+        if self.deltas is not None and row.recorder is not None and row.finish_reason == "length":
+            self._send(row)  # held back by on_progress while its last token was fed
         self._remaining -= 1
         if self._remaining == 0:
             self._call(self._resolve, None)

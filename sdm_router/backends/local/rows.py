@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sdm_router.backends.local.sampling import RowSampler
+from sdm_router.backends.local.states import RowRecorder
 from sdm_router.backends.local.text import TextTracker
 from sdm_router.core.generation import FinishReason, TokenLogprob, TopLogprob
+from sdm_router.core.states import CUT_BY_LENGTH, CUT_BY_STOP, RecordedStates
 
 TokenText = Callable[[int], str]
 
@@ -64,8 +66,12 @@ class RowState:
         tracker: TextTracker,
         eos_ids: frozenset[int],
         token_text: TokenText,
+        recorder: RowRecorder | None = None,
     ) -> None:
+        """``recorder``: records this row's layer states during decoding (None: nothing)."""
         self.spec = spec
+        self.recorder = recorder
+        self.feeding_last = False  # finished, kept one step to record its last token's states
         self.owner = owner
         self.tracker = tracker
         self._eos_ids = eos_ids
@@ -108,6 +114,21 @@ class RowState:
     def text(self) -> str:
         """The answer so far (without any stop string)."""
         return self.tracker.final_text
+
+    def recorded_states(self) -> RecordedStates | None:
+        """The layer states recorded for the finished answer (None without a recorder); their
+        ``missing`` says why they do not cover the answer's text (a stop string cut it inside
+        the tokens, or its last token was never fed back)."""
+        if self.recorder is None:
+            return None
+        ids = self.token_ids
+        answer = ids[:-1] if ids and ids[-1] in self._eos_ids else ids
+        missing = None
+        if self.tracker.stopped:
+            missing = CUT_BY_STOP
+        elif self.recorder.fed < len(answer):  # cancelled before its last token was fed
+            missing = CUT_BY_LENGTH
+        return self.recorder.result(self.spec.prompt_ids, answer, missing)
 
     def kept_logprobs(self) -> tuple[TokenLogprob, ...]:
         """Token logprobs of the answer: those starting before a stop string, when one cut it."""

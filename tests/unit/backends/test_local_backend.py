@@ -182,3 +182,34 @@ async def test_concurrent_requests_resolve_on_their_own_loop(
 ) -> None:
     generations = await asyncio.gather(*(backend.generate(request(max_tokens=3)) for _ in range(5)))
     assert len({g.candidates[0].text for g in generations}) == 1
+
+
+async def test_recorded_layers_ride_with_generated_and_streamed_answers(
+    backend: LocalTransformersBackend,
+) -> None:
+    """Asked for, the layers' states come with each candidate and with a stream's last piece;
+    a stream cut by max_tokens (its last token fed once more) still ends exactly once, with
+    the same text as a generation."""
+    assert backend.recorded_layers == frozenset()
+    plain = await backend.generate(request(max_tokens=5))
+    assert plain.candidates[0].recorded is None
+    with pytest.raises(ValueError, match=r"layers 1\.\.2"):
+        backend.record_layers("test", frozenset({3}))
+    backend.record_layers("test", frozenset({1, 2}))
+    try:
+        assert backend.recorded_layers == {1, 2}
+        generated = await backend.generate(request(max_tokens=5))
+        deltas = [delta async for delta in backend.stream(request(max_tokens=5))]
+    finally:
+        backend.record_layers("test", frozenset())
+    assert backend.recorded_layers == frozenset()
+    (candidate,) = generated.candidates
+    assert candidate.finish_reason == "length"  # the held-back last piece is exercised
+    assert candidate.text == plain.candidates[0].text
+    assert candidate.recorded is not None and candidate.recorded.missing is None
+    assert set(candidate.recorded.layers) == {1, 2}
+    assert [d.finish_reason for d in deltas].count(candidate.finish_reason) == 1
+    assert deltas[-1].finish_reason is not None and deltas[-1].usage is not None
+    assert "".join(d.text for d in deltas) == candidate.text
+    assert deltas[-1].recorded is not None
+    assert deltas[-1].recorded.token_ids == candidate.recorded.token_ids
