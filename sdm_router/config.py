@@ -306,6 +306,12 @@ class VerifierSettings(_Section):
         None, description="a local backend whose weights the encoder shares"
     )
     encoder_model: Path | None = Field(None, description="a causal LM folder on local disk")
+    recorded_states: bool = Field(
+        True,
+        description="with `encoder_backend` and a `last+answer` artifact, the backend records "
+        "the artifact's layer while it generates and the verifier reads it instead of a second "
+        "forward pass (answers whose tokens differ are encoded); false: always encode",
+    )
     device: str = "auto"
     max_batch_size: int = Field(32, ge=1)
     max_wait_ms: float = Field(2.0, ge=0)

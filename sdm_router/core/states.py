@@ -27,9 +27,13 @@ CUT_BY_STOP: Final = "stop_string"  # a stop string cut the text inside the gene
 OTHER_LAYER: Final = "layer"  # the encoder reads a layer (or pooling) that was not recorded
 TOKENS_DIFFER: Final = "tokens_differ"  # re-tokenizing the text gives other ids
 TRUNCATED: Final = "truncated"  # the encoder would cut the turn to its max_length
+DISABLED: Final = "disabled"  # verifier.recorded_states is false
 FEATURE_REASONS: Final = frozenset(
-    {RECORDED, NOT_RECORDED, CUT_BY_LENGTH, CUT_BY_STOP, OTHER_LAYER, TOKENS_DIFFER, TRUNCATED}
-)
+    {
+        RECORDED, NOT_RECORDED, CUT_BY_LENGTH, CUT_BY_STOP, OTHER_LAYER, TOKENS_DIFFER,
+        TRUNCATED, DISABLED,
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from sdm_router.config import VerifierSettings
 from sdm_router.core.errors import ConfigurationError
-from sdm_router.core.states import RECORDED
+from sdm_router.core.states import DISABLED, RECORDED
 from sdm_router.core.verdict import (
     NO_ARTIFACT_ID,
     NearestExemplar,
@@ -264,7 +264,7 @@ class SDMVerifier:
                 encoder = HiddenStateEncoder(
                     shared.loaded, layer=recipe.layer, pooling=recipe.pooling, owner=shared
                 )
-                if isinstance(shared, RecordsStates):
+                if isinstance(shared, RecordsStates) and self._settings.recorded_states:
                     # The generator records the layer this encoder pools: no second forward.
                     shared.record_layers("verifier", encoder.recordable_layers)
                 return encoder
@@ -362,7 +362,10 @@ class SDMVerifier:
         assert self._encoder is not None
         items = [item for item, _, _ in batch]
         started = time.perf_counter()
-        hidden, reasons = self._encoder.features(items)
+        if self._settings.recorded_states:
+            hidden, reasons = self._encoder.features(items)
+        else:
+            hidden, reasons = self._encoder.encode(items), [DISABLED] * len(items)
         if any(reason != RECORDED for reason in reasons):
             self._observer.stage("encode", time.perf_counter() - started)
         for reason in reasons:

@@ -17,6 +17,7 @@ from sdm_router.config import EMBEDDED_CONFIG, VerifierSettings
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.core.states import (
     CUT_BY_STOP,
+    DISABLED,
     NOT_RECORDED,
     OTHER_LAYER,
     RECORDED,
@@ -149,3 +150,29 @@ async def test_each_fallback_encodes_and_names_its_reason(
     assert reasons == [RECORDED, TOKENS_DIFFER, RECORDED]
     np.testing.assert_allclose(vectors[1], encoder.encode([edited])[0], rtol=0, atol=0)
     assert not np.allclose(vectors[0], vectors[1], atol=1e-2)
+
+
+async def test_recorded_states_false_always_encodes(
+    embedded_backend: LocalTransformersBackend,
+) -> None:
+    observer = Observer()
+    settings = VerifierSettings(
+        artifact=SHIPPED, encoder_backend="smollm2-135m", device="cpu", recorded_states=False
+    )
+    verifier = SDMVerifier(settings, embedded_backend, observer)
+    await verifier.start()
+    try:
+        assert embedded_backend.recorded_layers == frozenset()  # the verifier asked for none
+        embedded_backend.record_layers("test", frozenset({LAYER}))  # another consumer did
+        try:
+            items = (await answers(embedded_backend))[:2]
+        finally:
+            embedded_backend.record_layers("test", frozenset())
+        assert all(item.recorded is not None for item in items)
+        ours = await verifier.verify(items)
+        assert observer.features == {("encoded", DISABLED): 2}
+        theirs = await verifier.verify(unrecorded(items))
+        assert [v.prediction for v in ours] == [v.prediction for v in theirs]
+        assert [v.probability for v in ours] == [v.probability for v in theirs]
+    finally:
+        await verifier.close()
