@@ -54,11 +54,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Decoding parameters, already validated and defaulted."""
+    """Decoding parameters, already validated. ``max_tokens``, ``temperature`` and ``top_p`` are
+    None when neither the client nor the route set them: a remote backend then omits them (the
+    upstream's own defaults apply) and the embedded backend uses its own defaults."""
 
-    max_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1

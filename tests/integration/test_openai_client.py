@@ -132,6 +132,15 @@ def test_sampling_parameters_reach_the_upstream(
     assert "some_vendor_field" not in sent
 
 
+def test_only_what_the_client_sent_reaches_the_upstream(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    client.chat.completions.create(model="good", messages=QUESTION)
+    sent = upstream[1].log.requests[-1]
+    # nothing injected: the upstream's own defaults apply (issue 26)
+    assert not {"max_tokens", "temperature", "top_p"} & sent.keys()
+
+
 def test_legacy_completions(client: openai.OpenAI) -> None:
     completion = client.completions.create(model="auto", prompt="What is six times seven?")
     assert completion.object == "text_completion"
