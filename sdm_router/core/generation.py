@@ -93,6 +93,8 @@ class RequestOptions:
 
     ``unsupported`` names fields of the OpenAI API the client set that the gateway implements
     for no backend (e.g. ``audio``): refused like any parameter a backend cannot honour.
+    ``unrecognized`` names top-level fields that are not part of the API at all (a typo, a
+    vendor extension): a 400 unless the route has ``drop_params``.
     """
 
     tools: tuple[JSONObject, ...] | None = None
@@ -103,6 +105,7 @@ class RequestOptions:
     frequency_penalty: float | None = None
     logit_bias: Mapping[str, int] | None = None
     unsupported: tuple[str, ...] = ()
+    unrecognized: tuple[str, ...] = ()
 
 
 def conversation(messages: tuple[Message, ...] | None, prompt: str | None) -> tuple[Message, ...]:

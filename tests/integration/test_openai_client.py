@@ -123,13 +123,28 @@ def test_sampling_parameters_reach_the_upstream(
         stop=["\n"],
         seed=7,
         user="alice",
-        extra_body={"some_vendor_field": True},
+        extra_body={"metadata": {"team": "a"}},  # accepted, changes nothing, not forwarded
     )
     sent = upstream[1].log.requests[-1]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (17, 0.3, 0.9)
     assert (sent["stop"], sent["seed"], sent["user"]) == (["\n"], 7, "alice")
     assert sent["logprobs"] is True
-    assert "some_vendor_field" not in sent
+    assert "metadata" not in sent
+
+
+def test_an_unknown_parameter_is_a_400_naming_it(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    before = len(upstream[1].log.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=QUESTION, extra_body={"temprature": 0.2}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["message"].startswith("Unrecognized request argument supplied: temprature")
+    assert (body["param"], body["code"]) == ("temprature", "unrecognized_argument")
+    assert len(upstream[1].log.requests) == before  # refused before any backend call
 
 
 def test_only_what_the_client_sent_reaches_the_upstream(

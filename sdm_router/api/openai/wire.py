@@ -1,6 +1,7 @@
 """OpenAI request bodies as validated models, with OpenAI's field names.
 
-Unknown extra fields are ignored (clients send vendor extensions); wrong types are rejected
+Unknown top-level fields are noted (``RequestOptions.unrecognized``: a 400 unless the route has
+``drop_params``); unknown nested fields are ignored; wrong types are rejected
 (strict mode: ``"1"`` is not an integer). Responses are typed in ``openai_responses.py``.
 """
 
@@ -190,6 +191,27 @@ UNSUPPORTED_COMPLETION_FIELDS = ("best_of", "suffix")
 _NEUTRAL: dict[str, tuple[object, ...]] = {"modalities": (["text"],), "best_of": (1,)}
 
 
+# Fields of the OpenAI API that change nothing the gateway does, accepted and not forwarded.
+IGNORED_FIELDS = frozenset(
+    {
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "safety_identifier",
+    }
+)
+
+
+def unrecognized_fields(data: object, known: frozenset[str]) -> tuple[str, ...]:
+    """The top-level keys of ``data`` (a request body) that are neither ``known`` nor ignored."""
+    if not isinstance(data, dict):
+        return ()
+    return tuple(sorted(str(key) for key in data if key not in known | IGNORED_FIELDS))
+
+
 def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
     """The ``names`` that ``data`` (a request body) sets to a value that is not neutral."""
     if not isinstance(data, dict):
@@ -235,6 +257,7 @@ class _SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     verification: VerificationOptions | None = None
     _unsupported: tuple[str, ...] = PrivateAttr(default=())
+    _unrecognized: tuple[str, ...] = PrivateAttr(default=())
     UNSUPPORTED: ClassVar[tuple[str, ...]] = ()  # the API fields this endpoint implements nowhere
 
     @model_validator(mode="wrap")
@@ -242,6 +265,8 @@ class _SamplingFields(BaseModel):
     def _note_unsupported(cls, data: Any, handler: Any) -> Any:
         model = handler(data)
         model._unsupported = unsupported_fields(data, cls.UNSUPPORTED)
+        known = frozenset(cls.model_fields) | frozenset(cls.UNSUPPORTED)
+        model._unrecognized = unrecognized_fields(data, known)
         return model
 
     def options(self) -> RequestOptions:
@@ -251,6 +276,7 @@ class _SamplingFields(BaseModel):
             frequency_penalty=self.frequency_penalty,
             logit_bias=self.logit_bias,
             unsupported=self._unsupported,
+            unrecognized=self._unrecognized,
         )
 
     def stop_sequences(self) -> tuple[str, ...]:
