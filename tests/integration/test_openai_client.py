@@ -132,6 +132,23 @@ def test_sampling_parameters_reach_the_upstream(
     assert "metadata" not in sent
 
 
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        (["a", "b", "c", "d", "e"], "stop takes at most 4 sequences; 5 were given"),
+        ([1], "stop must be a string or a list of up to 4 strings"),
+    ],
+)
+def test_a_wrong_stop_says_what_stop_takes(client: openai.OpenAI, stop: object, says: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="good", messages=QUESTION, extra_body={"stop": stop})
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "stop"
+    assert says in body["message"]
+    assert "valid string" not in body["message"]
+
+
 def test_an_unknown_parameter_is_a_400_naming_it(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:

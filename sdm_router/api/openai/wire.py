@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -237,7 +238,21 @@ class VerificationOptions(BaseModel):
     nearest_exemplars: int = Field(0, ge=0, le=1000)
 
 
-StopField = StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None
+MAX_STOP = 4
+
+
+def _check_stop(value: object) -> object:
+    """One message for any wrong ``stop``: what it must be, not which union branch failed."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"stop must be a string or a list of up to {MAX_STOP} strings")
+    if len(value) > MAX_STOP:
+        raise ValueError(f"stop takes at most {MAX_STOP} sequences; {len(value)} were given")
+    return value
+
+
+StopField = Annotated[StrictStr | list[StrictStr] | None, BeforeValidator(_check_stop)]
 
 
 class _SamplingFields(BaseModel):
