@@ -252,7 +252,10 @@ def _check_stop(value: object) -> object:
     return value
 
 
-StopField = Annotated[StrictStr | list[StrictStr] | None, BeforeValidator(_check_stop)]
+StopField = Annotated[
+    StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP)] | None,
+    BeforeValidator(_check_stop),
+]
 
 
 class _SamplingFields(BaseModel):
