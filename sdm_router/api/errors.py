@@ -103,8 +103,18 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
     return EnvelopeResponse(error_body(error), status_code=status, headers=headers)
 
 
+# request fields that are unions tagged by their ``type``: pydantic puts the tag in the location
+# (``response_format.json_schema.json_schema.name``); the client's path has no such step
+TAGGED_UNIONS = frozenset({"response_format"})
+
+
 def _field_path(location: Sequence[Any]) -> str | None:
     parts = [part for part in location if part not in ("body", "query", "path")]
+    parts = [
+        part
+        for index, part in enumerate(parts)
+        if not (0 < index < len(parts) - 1 and parts[index - 1] in TAGGED_UNIONS)
+    ]
     # pydantic adds the member type of a union (e.g. 'str', 'list[...]') to the location
     parts = [
         part

@@ -149,6 +149,17 @@ def test_a_wrong_stop_says_what_stop_takes(client: openai.OpenAI, stop: object, 
     assert "valid string" not in body["message"]
 
 
+def test_a_missing_schema_name_names_its_path(client: openai.OpenAI) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=QUESTION, extra_body={"response_format": response_format}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "response_format.json_schema.name"
+
+
 def test_an_unknown_parameter_is_a_400_naming_it(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
