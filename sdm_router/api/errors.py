@@ -142,6 +142,11 @@ def validation_error(exc: RequestValidationError) -> errors.InvalidRequest:
         return errors.InvalidRequest("The request body is not valid JSON.", code="invalid_json")
     param = _field_path(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type"):
+        # a body that is not read as JSON: ``curl -d`` sends x-www-form-urlencoded, some
+        # clients send no content-type at all
+        text = "The body must be a JSON object sent with 'Content-Type: application/json'."
+        return errors.InvalidRequest(text, code="invalid_content_type")
     if first.get("type") == "missing":
         text = f"Missing required parameter: '{param}'." if param else "The request has no body."
         return errors.InvalidRequest(text, param=param, code="missing_required_parameter")

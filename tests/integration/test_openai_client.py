@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -158,6 +159,19 @@ def test_a_missing_schema_name_names_its_path(client: openai.OpenAI) -> None:
     body = caught.value.body
     assert isinstance(body, dict)
     assert body["param"] == "response_format.json_schema.name"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded"])
+def test_a_json_body_without_the_json_content_type_says_so(
+    gateway_url: str, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = b'{"model": "good", "messages": [{"role": "user", "content": "hi"}]}'
+    reply = httpx.post(f"{gateway_url}/v1/chat/completions", content=body, headers=headers)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert "Content-Type: application/json" in error["message"]
+    assert error["code"] == "invalid_content_type"
 
 
 def test_an_unknown_parameter_is_a_400_naming_it(
