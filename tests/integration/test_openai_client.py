@@ -174,6 +174,18 @@ def test_a_json_body_without_the_json_content_type_says_so(
     assert error["code"] == "invalid_content_type"
 
 
+def test_an_image_part_is_a_400_naming_its_type(client: openai.OpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=[{"role": "user", "content": [image]}]
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "messages[0].content"
+    assert "'image_url' are not supported; only 'text' parts are" in body["message"]
+
+
 def test_an_unknown_parameter_is_a_400_naming_it(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
