@@ -54,11 +54,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Decoding parameters, already validated and defaulted."""
+    """Decoding parameters, already validated. ``max_tokens``, ``temperature`` and ``top_p`` are
+    None when neither the client nor the route set them: a remote backend then omits them (the
+    upstream's own defaults apply) and the embedded backend uses its own defaults."""
 
-    max_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
@@ -91,6 +93,8 @@ class RequestOptions:
 
     ``unsupported`` names fields of the OpenAI API the client set that the gateway implements
     for no backend (e.g. ``audio``): refused like any parameter a backend cannot honour.
+    ``unrecognized`` names top-level fields that are not part of the API at all (a typo, a
+    vendor extension): a 400 unless the route has ``drop_params``.
     """
 
     tools: tuple[JSONObject, ...] | None = None
@@ -101,6 +105,7 @@ class RequestOptions:
     frequency_penalty: float | None = None
     logit_bias: Mapping[str, int] | None = None
     unsupported: tuple[str, ...] = ()
+    unrecognized: tuple[str, ...] = ()
 
 
 def conversation(messages: tuple[Message, ...] | None, prompt: str | None) -> tuple[Message, ...]:

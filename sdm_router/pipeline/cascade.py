@@ -102,6 +102,13 @@ def check_params(plan: RoutePlan, request: GenerationRequest) -> None:
     if plan.drop_params:
         return
     hint = "(a route with drop_params: true drops it)"
+    if request.options.unrecognized:
+        name = request.options.unrecognized[0]
+        raise InvalidRequest(
+            f"Unrecognized request argument supplied: {name} {hint}.",
+            param=name,
+            code="unrecognized_argument",
+        )
     if request.options.unsupported:
         name = request.options.unsupported[0]
         raise InvalidRequest(
@@ -130,7 +137,7 @@ def _log_dropped(plan: RoutePlan, request: GenerationRequest) -> None:
         for tier in plan.tiers
     }
     dropped = {name: paths for name, paths in dropped.items() if paths}
-    unsupported = list(request.options.unsupported)
+    unsupported = [*request.options.unsupported, *request.options.unrecognized]
     if dropped or unsupported:
         logger.info(
             "parameters dropped (drop_params)",

@@ -123,13 +123,54 @@ def test_sampling_parameters_reach_the_upstream(
         stop=["\n"],
         seed=7,
         user="alice",
-        extra_body={"some_vendor_field": True},
+        extra_body={"metadata": {"team": "a"}},  # accepted, changes nothing, not forwarded
     )
     sent = upstream[1].log.requests[-1]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (17, 0.3, 0.9)
     assert (sent["stop"], sent["seed"], sent["user"]) == (["\n"], 7, "alice")
     assert sent["logprobs"] is True
-    assert "some_vendor_field" not in sent
+    assert "metadata" not in sent
+
+
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        (["a", "b", "c", "d", "e"], "stop takes at most 4 sequences; 5 were given"),
+        ([1], "stop must be a string or a list of up to 4 strings"),
+    ],
+)
+def test_a_wrong_stop_says_what_stop_takes(client: openai.OpenAI, stop: object, says: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="good", messages=QUESTION, extra_body={"stop": stop})
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "stop"
+    assert says in body["message"]
+    assert "valid string" not in body["message"]
+
+
+def test_an_unknown_parameter_is_a_400_naming_it(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    before = len(upstream[1].log.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=QUESTION, extra_body={"temprature": 0.2}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["message"].startswith("Unrecognized request argument supplied: temprature")
+    assert (body["param"], body["code"]) == ("temprature", "unrecognized_argument")
+    assert len(upstream[1].log.requests) == before  # refused before any backend call
+
+
+def test_only_what_the_client_sent_reaches_the_upstream(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    client.chat.completions.create(model="good", messages=QUESTION)
+    sent = upstream[1].log.requests[-1]
+    # nothing injected: the upstream's own defaults apply (issue 26)
+    assert not {"max_tokens", "temperature", "top_p"} & sent.keys()
 
 
 def test_legacy_completions(client: openai.OpenAI) -> None:

@@ -388,11 +388,11 @@ def test_drop_params_drops_what_the_backend_cannot_honour(
         tool_choice="auto",
         logit_bias={"1": 5},
         seed=9,
-        extra_body={"audio": {"voice": "alloy"}},
+        extra_body={"audio": {"voice": "alloy"}, "vendor_knob": 1},
     )
     assert completion.choices[0].message.content == CONFIDENT  # no tools reached the model
     body = sent(upstream)
-    for key in ("tools", "tool_choice", "logit_bias", "audio"):
+    for key in ("tools", "tool_choice", "logit_bias", "audio", "vendor_knob"):
         assert key not in body
     assert body["seed"] == 9
 

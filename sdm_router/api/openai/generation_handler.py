@@ -22,7 +22,6 @@ from sdm_router.api.openai.wire import ChatCompletionRequest, CompletionRequest
 from sdm_router.core.generation import GenerationRequest, Message, SamplingParams
 from sdm_router.pipeline.serving import Streaming
 
-DEFAULT_MAX_TOKENS = 256
 WireRequest = ChatCompletionRequest | CompletionRequest
 
 
@@ -37,9 +36,9 @@ def to_generation_request(body: WireRequest) -> GenerationRequest:
         top_logprobs = body.logprobs or 0
         prompt = body.prompt_text()
     params = SamplingParams(
-        max_tokens=body.token_limit() or DEFAULT_MAX_TOKENS,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
+        max_tokens=body.token_limit(),
+        temperature=body.temperature,
+        top_p=body.top_p,
         stop=body.stop_sequences(),
         seed=body.seed,
         n=body.n,

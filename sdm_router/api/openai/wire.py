@@ -1,6 +1,7 @@
 """OpenAI request bodies as validated models, with OpenAI's field names.
 
-Unknown extra fields are ignored (clients send vendor extensions); wrong types are rejected
+Unknown top-level fields are noted (``RequestOptions.unrecognized``: a 400 unless the route has
+``drop_params``); unknown nested fields are ignored; wrong types are rejected
 (strict mode: ``"1"`` is not an integer). Responses are typed in ``openai_responses.py``.
 """
 
@@ -11,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -190,6 +192,27 @@ UNSUPPORTED_COMPLETION_FIELDS = ("best_of", "suffix")
 _NEUTRAL: dict[str, tuple[object, ...]] = {"modalities": (["text"],), "best_of": (1,)}
 
 
+# Fields of the OpenAI API that change nothing the gateway does, accepted and not forwarded.
+IGNORED_FIELDS = frozenset(
+    {
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "safety_identifier",
+    }
+)
+
+
+def unrecognized_fields(data: object, known: frozenset[str]) -> tuple[str, ...]:
+    """The top-level keys of ``data`` (a request body) that are neither ``known`` nor ignored."""
+    if not isinstance(data, dict):
+        return ()
+    return tuple(sorted(str(key) for key in data if key not in known | IGNORED_FIELDS))
+
+
 def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
     """The ``names`` that ``data`` (a request body) sets to a value that is not neutral."""
     if not isinstance(data, dict):
@@ -215,7 +238,21 @@ class VerificationOptions(BaseModel):
     nearest_exemplars: int = Field(0, ge=0, le=1000)
 
 
-StopField = StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None
+MAX_STOP = 4
+
+
+def _check_stop(value: object) -> object:
+    """One message for any wrong ``stop``: what it must be, not which union branch failed."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"stop must be a string or a list of up to {MAX_STOP} strings")
+    if len(value) > MAX_STOP:
+        raise ValueError(f"stop takes at most {MAX_STOP} sequences; {len(value)} were given")
+    return value
+
+
+StopField = Annotated[StrictStr | list[StrictStr] | None, BeforeValidator(_check_stop)]
 
 
 class _SamplingFields(BaseModel):
@@ -235,6 +272,7 @@ class _SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     verification: VerificationOptions | None = None
     _unsupported: tuple[str, ...] = PrivateAttr(default=())
+    _unrecognized: tuple[str, ...] = PrivateAttr(default=())
     UNSUPPORTED: ClassVar[tuple[str, ...]] = ()  # the API fields this endpoint implements nowhere
 
     @model_validator(mode="wrap")
@@ -242,6 +280,8 @@ class _SamplingFields(BaseModel):
     def _note_unsupported(cls, data: Any, handler: Any) -> Any:
         model = handler(data)
         model._unsupported = unsupported_fields(data, cls.UNSUPPORTED)
+        known = frozenset(cls.model_fields) | frozenset(cls.UNSUPPORTED)
+        model._unrecognized = unrecognized_fields(data, known)
         return model
 
     def options(self) -> RequestOptions:
@@ -251,6 +291,7 @@ class _SamplingFields(BaseModel):
             frequency_penalty=self.frequency_penalty,
             logit_bias=self.logit_bias,
             unsupported=self._unsupported,
+            unrecognized=self._unrecognized,
         )
 
     def stop_sequences(self) -> tuple[str, ...]:
