@@ -223,6 +223,17 @@ def test_legacy_completions_stream(client: openai.OpenAI) -> None:
     assert extra_fields(chunks[-1])["verification"]["decision"] == "accept"
 
 
+def test_models_retrieve_one_and_404_for_an_unknown_id(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("auto")
+    assert (model.id, model.object, extra_fields(model)["kind"]) == ("auto", "model", "route")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "model_not_found"
+    assert "no-such-model" in body["message"]
+
+
 def test_models_lists_routes_and_direct_models(client: openai.OpenAI) -> None:
     models = {model.id: extra_fields(model)["kind"] for model in client.models.list()}
     assert models["auto"] == "route"
