@@ -103,8 +103,18 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
     return EnvelopeResponse(error_body(error), status_code=status, headers=headers)
 
 
+# request fields that are unions tagged by their ``type``: pydantic puts the tag in the location
+# (``response_format.json_schema.json_schema.name``); the client's path has no such step
+TAGGED_UNIONS = frozenset({"response_format"})
+
+
 def _field_path(location: Sequence[Any]) -> str | None:
     parts = [part for part in location if part not in ("body", "query", "path")]
+    parts = [
+        part
+        for index, part in enumerate(parts)
+        if not (0 < index < len(parts) - 1 and parts[index - 1] in TAGGED_UNIONS)
+    ]
     # pydantic adds the member type of a union (e.g. 'str', 'list[...]') to the location
     parts = [
         part
@@ -132,6 +142,11 @@ def validation_error(exc: RequestValidationError) -> errors.InvalidRequest:
         return errors.InvalidRequest("The request body is not valid JSON.", code="invalid_json")
     param = _field_path(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type"):
+        # a body that is not read as JSON: ``curl -d`` sends x-www-form-urlencoded, some
+        # clients send no content-type at all
+        text = "The body must be a JSON object sent with 'Content-Type: application/json'."
+        return errors.InvalidRequest(text, code="invalid_content_type")
     if first.get("type") == "missing":
         text = f"Missing required parameter: '{param}'." if param else "The request has no body."
         return errors.InvalidRequest(text, param=param, code="missing_required_parameter")

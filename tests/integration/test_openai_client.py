@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -149,6 +150,42 @@ def test_a_wrong_stop_says_what_stop_takes(client: openai.OpenAI, stop: object, 
     assert "valid string" not in body["message"]
 
 
+def test_a_missing_schema_name_names_its_path(client: openai.OpenAI) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=QUESTION, extra_body={"response_format": response_format}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "response_format.json_schema.name"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded"])
+def test_a_json_body_without_the_json_content_type_says_so(
+    gateway_url: str, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = b'{"model": "good", "messages": [{"role": "user", "content": "hi"}]}'
+    reply = httpx.post(f"{gateway_url}/v1/chat/completions", content=body, headers=headers)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert "Content-Type: application/json" in error["message"]
+    assert error["code"] == "invalid_content_type"
+
+
+def test_an_image_part_is_a_400_naming_its_type(client: openai.OpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=[{"role": "user", "content": [image]}]
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "messages[0].content"
+    assert "'image_url' are not supported; only 'text' parts are" in body["message"]
+
+
 def test_an_unknown_parameter_is_a_400_naming_it(
     client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
@@ -184,6 +221,17 @@ def test_legacy_completions_stream(client: openai.OpenAI) -> None:
     chunks = list(client.completions.create(model="auto", prompt="What is 6*7?", stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == CONFIDENT
     assert extra_fields(chunks[-1])["verification"]["decision"] == "accept"
+
+
+def test_models_retrieve_one_and_404_for_an_unknown_id(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("auto")
+    assert (model.id, model.object, extra_fields(model)["kind"]) == ("auto", "model", "route")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "model_not_found"
+    assert "no-such-model" in body["message"]
 
 
 def test_models_lists_routes_and_direct_models(client: openai.OpenAI) -> None:

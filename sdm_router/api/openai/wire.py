@@ -53,13 +53,28 @@ class ToolCallIn(BaseModel):
     function: FunctionCallIn
 
 
+def _check_content(value: object) -> object:
+    """One message naming a content part type the gateway does not take (``image_url``...)."""
+    if isinstance(value, list):
+        for part in value:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind != "text":
+                raise ValueError(
+                    f"content parts of type {kind!r} are not supported; only 'text' parts are"
+                )
+    return value
+
+
+ContentField = Annotated[StrictStr | list[TextContentPart] | None, BeforeValidator(_check_content)]
+
+
 class ChatMessageIn(BaseModel):
     """One message of a chat request. An assistant turn may carry ``tool_calls`` (its content may
     then be null); a ``tool`` turn answers the call its ``tool_call_id`` names."""
 
     model_config = _REQUEST_CONFIG
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextContentPart] | None = None
+    content: ContentField = None
     name: StrictStr | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: StrictStr | None = None
@@ -252,7 +267,10 @@ def _check_stop(value: object) -> object:
     return value
 
 
-StopField = Annotated[StrictStr | list[StrictStr] | None, BeforeValidator(_check_stop)]
+StopField = Annotated[
+    StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP)] | None,
+    BeforeValidator(_check_stop),
+]
 
 
 class _SamplingFields(BaseModel):
