@@ -7,7 +7,7 @@ import time
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionContentPartImageParam, ChatCompletionMessageParam
 
 from sdm_router.config import DEFAULT_ABSTAIN_MESSAGE
 from tests.support.fake_upstream import CONFIDENT, UNSURE, FakeUpstream
@@ -175,7 +175,10 @@ def test_a_json_body_without_the_json_content_type_says_so(
 
 
 def test_an_image_part_is_a_400_naming_its_type(client: openai.OpenAI) -> None:
-    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    image: ChatCompletionContentPartImageParam = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/a.png"},
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model="good", messages=[{"role": "user", "content": [image]}]
