@@ -91,10 +91,13 @@ class FakeVerifier:
 
     @staticmethod
     def _judge(response: str, nearest_exemplars: int) -> Verdict:
-        exemplars = tuple(
-            NearestExemplar(id=f"support-{i}", label=1, distance=0.5 + i)
+        exemplars = tuple(  # support-1 carries text, as an artifact built with it does
+            NearestExemplar(
+                id=f"support-{i}", label=1, distance=0.5 + i,
+                text="Q: What is six times seven?\nA: 42" if i == 1 else None,
+            )
             for i in range(nearest_exemplars)
-        )
+        )  # fmt: skip
         if "ood" in response.lower():
             return Verdict(
                 0, 0.5, 0.0, 0.0, q=0, d=0.0, q_prime=0.0, is_ood=True, nearest_exemplars=exemplars

@@ -16,7 +16,6 @@ from sdm_router.api.console import pages as console
 from sdm_router.api.context import ApiContext
 from sdm_router.api.edge.admission import AdmissionGate
 from sdm_router.api.edge.auth import AuthMiddleware, KeyRing
-from sdm_router.api.edge.json_body import JSONBodyMiddleware
 from sdm_router.api.edge.key_limits import KeyLimiter
 from sdm_router.api.edge.limit_store import LimitStore
 from sdm_router.api.edge.middleware import (
@@ -153,7 +152,6 @@ def create_app(
     # every body's text is valid Unicode, or a 400 (the fast path checks its own requests)
     app.add_middleware(ValidTextMiddleware, skip=taken_by(fast_routes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
-    app.add_middleware(JSONBodyMiddleware)  # curl -d: a /v1 body is JSON whatever its type
     # keys before bodies: a request without a valid key is refused before its body is read
     app.add_middleware(AuthMiddleware, ring=ring, public_paths=frozenset(auth.public_paths))
     # the last added runs first: request id, then the one log line (413s included) and the 500

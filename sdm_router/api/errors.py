@@ -103,8 +103,18 @@ def error_response(error: errors.GatewayError) -> JSONResponse:
     return EnvelopeResponse(error_body(error), status_code=status, headers=headers)
 
 
+# request fields that are unions tagged by their ``type``: pydantic puts the tag in the location
+# (``response_format.json_schema.json_schema.name``); the client's path has no such step
+TAGGED_UNIONS = frozenset({"response_format"})
+
+
 def _field_path(location: Sequence[Any]) -> str | None:
     parts = [part for part in location if part not in ("body", "query", "path")]
+    parts = [
+        part
+        for index, part in enumerate(parts)
+        if not (0 < index < len(parts) - 1 and parts[index - 1] in TAGGED_UNIONS)
+    ]
     # pydantic adds the member type of a union (e.g. 'str', 'list[...]') to the location
     parts = [
         part
@@ -114,8 +124,6 @@ def _field_path(location: Sequence[Any]) -> str | None:
             and ("[" in part or part in {"str", "int", "float", "bool", "list", "function-after"})
         )
     ]
-    # a discriminated union adds its tag ('json_schema') before the field of the same name
-    parts = [part for i, part in enumerate(parts) if i == 0 or part != parts[i - 1]]
     if not parts:
         return None
     path = str(parts[0])
@@ -129,14 +137,16 @@ def validation_error(exc: RequestValidationError) -> errors.InvalidRequest:
     problems = exc.errors()
     if not problems:
         return errors.InvalidRequest("The request body is invalid.")
-    # A union reports each member's error; the first that is not a type mismatch of a member
-    # says what is wrong (a list too long, a part of the wrong type), not "should be a string".
-    specific = [p for p in problems if not str(p.get("type", "")).endswith("_type")]
-    first = specific[0] if specific else problems[0]
+    first = problems[0]
     if first.get("type") == "json_invalid":
         return errors.InvalidRequest("The request body is not valid JSON.", code="invalid_json")
     param = _field_path(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type"):
+        # a body that is not read as JSON: ``curl -d`` sends x-www-form-urlencoded, some
+        # clients send no content-type at all
+        text = "The body must be a JSON object sent with 'Content-Type: application/json'."
+        return errors.InvalidRequest(text, code="invalid_content_type")
     if first.get("type") == "missing":
         text = f"Missing required parameter: '{param}'." if param else "The request has no body."
         return errors.InvalidRequest(text, param=param, code="missing_required_parameter")

@@ -30,9 +30,6 @@ from sdm_router.core.errors import (
     UpstreamError,
 )
 from sdm_router.core.generation import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
     Candidate,
     Generation,
     GenerationRequest,
@@ -275,7 +272,7 @@ class LocalTransformersBackend:
                 f"the prompt has {len(prompt_ids)} tokens; {self._name} takes {self._context}",
                 param="messages" if request.messages is not None else "prompt",
             )
-        limit = min(_or(params.max_tokens, DEFAULT_MAX_TOKENS), self._max_new_tokens, room)
+        limit = min(max_tokens_of(params), self._max_new_tokens, room)
         job = Job(asyncio.get_running_loop(), params.n, stream=stream)
         job.prompt_tokens = len(prompt_ids)
         rows = [self._row(job, tuple(prompt_ids), limit, request, i) for i in range(params.n)]
@@ -295,9 +292,7 @@ class LocalTransformersBackend:
         spec = RowSpec(
             prompt_ids=prompt_ids,
             max_new_tokens=limit,
-            sampler=make_sampler(
-                _or(params.temperature, DEFAULT_TEMPERATURE), _or(params.top_p, DEFAULT_TOP_P), seed
-            ),
+            sampler=make_sampler(*sampling_of(params), seed),
             stop=params.stop,
             logprobs=params.logprobs,
             top_logprobs=params.top_logprobs if params.logprobs else 0,
@@ -310,23 +305,33 @@ class LocalTransformersBackend:
 
 
 MAX_TOP_LOGPROBS = 20
-_T = TypeVar("_T")
+# the embedded model's defaults for what neither the client nor the route set
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
 
 
-def _or(value: _T | None, default: _T) -> _T:
-    """``value``, or the local default when no one set it."""
-    return default if value is None else value
+def max_tokens_of(params: SamplingParams) -> int:
+    """The request's ``max_tokens``, else the embedded default."""
+    return DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens
+
+
+def sampling_of(params: SamplingParams) -> tuple[float, float]:
+    """The request's ``temperature`` and ``top_p``, else the embedded defaults."""
+    temperature = DEFAULT_TEMPERATURE if params.temperature is None else params.temperature
+    return temperature, DEFAULT_TOP_P if params.top_p is None else params.top_p
 
 
 def check_params(params: SamplingParams) -> None:
     """Refuse values that would break the batch a request shares with others."""
     if params.n < 1:
         raise InvalidRequest("n must be at least 1", param="n")
-    if params.max_tokens is not None and params.max_tokens < 1:
+    temperature, top_p = sampling_of(params)
+    if max_tokens_of(params) < 1:
         raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
-    if params.temperature is not None and not params.temperature >= 0.0:  # also refuses NaN
+    if not temperature >= 0.0:  # also refuses NaN
         raise InvalidRequest("temperature must be >= 0", param="temperature")
-    if params.top_p is not None and not 0.0 < params.top_p <= 1.0:
+    if not 0.0 < top_p <= 1.0:
         raise InvalidRequest("top_p must be in (0, 1]", param="top_p")
     if not 0 <= params.top_logprobs <= MAX_TOP_LOGPROBS:
         message = f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}]"

@@ -59,24 +59,25 @@ def message_payload(message: Message) -> dict[str, Any]:
 def chat_payload(
     request: GenerationRequest, model: str, top_logprobs: int, *, stream: bool
 ) -> dict[str, Any]:
-    """The upstream request body. Logprobs are always requested: the verifier uses them. Every
-    OpenAI field the request sets (``max_tokens``, ``temperature``, ``top_p``, tools,
-    ``response_format``, penalties, ``logit_bias``, ``seed``, ``stop``, ``user``) is passed on
-    as given; one it does not set is not sent, so the upstream's own default applies."""
+    """The upstream request body. Logprobs are always requested: the verifier uses them.
+    ``max_tokens``, ``temperature`` and ``top_p`` go only when set (by the client or the tier).
+    Every OpenAI field the request sets (tools, ``response_format``, penalties, ``logit_bias``,
+    ``seed``, ``stop``, ``user``) is passed on as given."""
     params = request.params
-    payload: dict[str, Any] = {"model": model}
+    payload: dict[str, Any] = {
+        "model": model,
+        "n": params.n,
+        "logprobs": True,
+        "top_logprobs": max(top_logprobs, params.top_logprobs),
+        "stream": stream,
+    }
+    # only what the client (or the route's tier) set: the upstream's own defaults apply otherwise
     sampling = {
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
         "top_p": params.top_p,
     }
     payload.update({key: value for key, value in sampling.items() if value is not None})
-    payload |= {
-        "n": params.n,
-        "logprobs": True,
-        "top_logprobs": max(top_logprobs, params.top_logprobs),
-        "stream": stream,
-    }
     # a prompt goes upstream as one user turn, like everywhere else (GenerationRequest.conversation)
     payload["messages"] = [message_payload(message) for message in request.conversation]
     if params.stop:

@@ -52,16 +52,11 @@ class Message:
         return replace(self, content=tool_calls_text(self.content, self.tool_calls), tool_calls=())
 
 
-DEFAULT_MAX_TOKENS = 256  # what a local backend generates when no one set max_tokens
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_TOP_P = 1.0
-
-
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Decoding parameters, already validated. ``max_tokens``, ``temperature`` and ``top_p``
-    are None when neither the client nor the route set them: an upstream then applies its own
-    default (nothing is sent), a local backend the ``DEFAULT_*`` values below."""
+    """Decoding parameters, already validated. ``max_tokens``, ``temperature`` and ``top_p`` are
+    None when neither the client nor the route set them: a remote backend then omits them (the
+    upstream's own defaults apply) and the embedded backend uses its own defaults."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -98,8 +93,8 @@ class RequestOptions:
 
     ``unsupported`` names fields of the OpenAI API the client set that the gateway implements
     for no backend (e.g. ``audio``): refused like any parameter a backend cannot honour.
-    ``unrecognized`` names fields the API does not define (a misspelling, a vendor extension):
-    refused too, unless the route drops them (``drop_params``); never forwarded.
+    ``unrecognized`` names top-level fields that are not part of the API at all (a typo, a
+    vendor extension): a 400 unless the route has ``drop_params``.
     """
 
     tools: tuple[JSONObject, ...] | None = None

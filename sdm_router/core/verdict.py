@@ -72,11 +72,13 @@ class VerificationInput:
 
 @dataclass(frozen=True, slots=True)
 class NearestExemplar:
-    """A support row near the answer, for explanations."""
+    """A support row near the answer, for explanations; ``text``: the row's text when the
+    artifact was built with it (``verifier build --exemplar-text``)."""
 
     id: str
     label: int
     distance: float
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +114,17 @@ class VerifierInfo:
 
     ``calibrated_on``: the model identities the live artifact was calibrated on
     (``metadata.sdmRouter.calibratedOn``); None when it records none (an artifact built before
-    the record existed: taken to cover every model)."""
+    the record existed: taken to cover every model). ``regions``: (alpha, minimum rescaled
+    similarity) of each calibrated region; ``lineage``: what the artifact records of how it was
+    made (created, calibration rows, split, seed, the parent it was updated from), as
+    (name, value) pairs for the console."""
 
     artifact_id: str
     device: str
     description: str
     calibrated_on: frozenset[str] | None = None
+    regions: tuple[tuple[float, float], ...] = ()
+    lineage: tuple[tuple[str, str], ...] = ()
 
     @property
     def loaded(self) -> bool:

@@ -102,12 +102,12 @@ def check_params(plan: RoutePlan, request: GenerationRequest) -> None:
     if plan.drop_params:
         return
     hint = "(a route with drop_params: true drops it)"
-    unrecognized = request.options.unrecognized
-    if unrecognized:
-        plural = "s" if len(unrecognized) > 1 else ""
+    if request.options.unrecognized:
+        name = request.options.unrecognized[0]
         raise InvalidRequest(
-            f"Unrecognized request argument{plural} supplied: {', '.join(unrecognized)} {hint}.",
-            param=unrecognized[0],
+            f"Unrecognized request argument supplied: {name} {hint}.",
+            param=name,
+            code="unrecognized_argument",
         )
     if request.options.unsupported:
         name = request.options.unsupported[0]

@@ -60,6 +60,11 @@ class RegistryFollower:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def registry(self) -> ArtifactRegistry:
+        """The registry followed (the console reads its artifacts and steps)."""
+        return self._registry
+
     async def sync(self) -> str | None:
         """Read the registry once and follow it; returns what changed (None: nothing)."""
         async with self._lock:

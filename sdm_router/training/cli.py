@@ -215,6 +215,7 @@ def _verifier_build_options(args: argparse.Namespace) -> VerifierBuildOptions:
         target_alpha=args.target_alpha,
         attempts=args.attempts,
         overwrite=args.overwrite,
+        exemplar_text=args.exemplar_text,
         calibrated_on=None
         if args.calibrated_on is None
         else tuple(part.strip() for part in args.calibrated_on.split(",") if part.strip()),
@@ -601,6 +602,12 @@ def register(commands: Any) -> None:
         "--calibrated-on", default=None,
         help="model identities (comma-separated; e.g. local:embedded, or the upstream's model "
         "name) the artifact records it was calibrated on, instead of the rows' model field",
+    )  # fmt: skip
+    vbuild.add_argument(
+        "--exemplar-text", action="store_true",
+        help="store each support row's question and answer in the artifact, so that the "
+        "console shows the nearest exemplars' text (off by default: it copies training data "
+        "into the artifact)",
     )  # fmt: skip
     vbuild.add_argument("--device", default=DEFAULT_TRAINING.device)
     vbuild.add_argument("--overwrite", action="store_true")

@@ -56,7 +56,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from sdm_router.training.router_evaluate import evaluate_router, markdown
+    from sdm_router.training.router_evaluate import evaluate_at, markdown
     from sdm_router.verifier.encoder import HiddenStateEncoder
     from sdm_router.verifier.prompt_router import PromptRouterModel
     from sdm_router.verifier.recipe import layer_from_identity
@@ -70,10 +70,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     encoder = HiddenStateEncoder.from_local(
         source, device=args.device, layer=layer_from_identity(router.identity)
     )
-    report = evaluate_router(router, encoder, args.splits, args.skip_alpha)
+    alphas = [float(value) for value in args.skip_alpha.split(",")]
+    reports = evaluate_at(router, encoder, args.splits, alphas)
     args.report.mkdir(parents=True, exist_ok=True)
-    (args.report / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
+    (args.report / "report.json").write_text(json.dumps(reports, indent=2) + "\n")
+    text = "\n".join(markdown(report) for report in reports)
     (args.report / "README.md").write_text(text + "\n")
     print(text)
     return 0
@@ -109,7 +110,10 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--router", type=Path, required=True)
     evaluate.add_argument("--splits", type=Path, required=True, help="router build's --splits")
     evaluate.add_argument("--report", type=Path, required=True)
-    evaluate.add_argument("--skip-alpha", type=float, default=0.95)
+    evaluate.add_argument(
+        "--skip-alpha", default="0.9,0.95",
+        help="the skip_alpha values to report, comma-separated (one reading of each split)",
+    )  # fmt: skip
     evaluate.add_argument("--encoder", default="embedded")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(func=_evaluate)

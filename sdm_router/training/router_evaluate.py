@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sdm_router.core.guarantee import upper_bound
+from sdm_router.core.verdict import Verdict
 from sdm_router.pipeline.prompt_routing import fails_confidently
-from sdm_router.training.records import read_records
+from sdm_router.training.records import AnswerRecord, read_records
 from sdm_router.verifier.encoder import HiddenStateEncoder
 from sdm_router.verifier.prompt_router import PromptRouterModel
 
@@ -98,17 +100,36 @@ def evaluate_router(
     skip_alpha: float = 0.95,
 ) -> dict[str, Any]:
     """The report (see the module) as a JSON-ready dict."""
+    return evaluate_at(router, encoder, splits_dir, (skip_alpha,))[0]
+
+
+def evaluate_at(
+    router: PromptRouterModel,
+    encoder: HiddenStateEncoder,
+    splits_dir: Path,
+    skip_alphas: Sequence[float],
+) -> list[dict[str, Any]]:
+    """One report per ``skip_alphas`` value from one reading of each split."""
+    scored = {}
+    for name in SPLITS:
+        path = splits_dir / f"{name}.jsonl"
+        records = read_records(path) if path.exists() else []
+        if records:
+            features = encoder.encode_prompts([r.messages for r in records])
+            scored[name] = (records, router.score(features))
+    return [_report(router, splits_dir, scored, alpha) for alpha in skip_alphas]
+
+
+def _report(
+    router: PromptRouterModel,
+    splits_dir: Path,
+    scored: dict[str, tuple[list[AnswerRecord], list[tuple[Verdict, ...]]]],
+    skip_alpha: float,
+) -> dict[str, Any]:
     labels = json.loads((splits_dir / "labels.json").read_text())
     retrieval = bool(router.manifest.get("retrievalInLabels", False))
     report: dict[str, Any] = {"skip_alpha": skip_alpha, "router": router.router_id, "splits": {}}
-    for name in SPLITS:
-        path = splits_dir / f"{name}.jsonl"
-        if not path.exists():
-            continue
-        records = read_records(path)
-        if not records:
-            continue
-        verdicts = router.score(encoder.encode_prompts([r.messages for r in records]))
+    for name, (records, verdicts) in scored.items():
         tallies: dict[str, Tally] = defaultdict(Tally)
         for record, per_tier in zip(records, verdicts, strict=True):
             truth = [int(value) for value in labels[record.item_id]]

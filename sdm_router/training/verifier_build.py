@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ class VerifierBuildOptions:
     whose training answers are correct (``splits.covered_families``; 0 keeps every family);
     the test, shift and phrasing splits keep every family, so the report shows what the
     verifier does on the families it left out.
+    ``exemplar_text``: store each support row's text (its question and answer) in the artifact,
+    for the console's nearest exemplars; off by default, since it copies training data into
+    the artifact.
     ``calibrated_on``: the model identities to record as what the artifact was calibrated on,
     instead of the rows' ``model`` (rows that name a backend, as older ``data build`` rows do,
     or nothing); None records the rows' own.
@@ -77,6 +81,7 @@ class VerifierBuildOptions:
     overwrite: bool = False
     show_progress: bool = True
     calibrated_on: tuple[str, ...] | None = None
+    exemplar_text: bool = False
 
 
 def write_splits(splits: Splits, folder: Path) -> dict[str, int]:
@@ -95,6 +100,20 @@ def has_region(alphas: list[float], target: float | None) -> bool:
 
 def _labels(records: list[AnswerRecord]) -> np.ndarray[Any, np.dtype[np.int64]]:
     return np.asarray([record.label for record in records], dtype=np.int64)
+
+
+def exemplar_text(record: AnswerRecord) -> str:
+    """A support row's text as the console shows it: the question, then the answer given."""
+    return f"Q: {record.question}\nA: {record.response}"
+
+
+def with_exemplar_text(model: SDMModel, support: Sequence[AnswerRecord]) -> SDMModel:
+    """``model`` with each support row's text (``exemplar_text``) stored beside its id."""
+    texts = {record.id: exemplar_text(record) for record in support}
+    rows = model.contents.support
+    documents = tuple(texts.get(identifier) for identifier in rows.ids)
+    contents = replace(model.contents, support=replace(rows, documents=documents))
+    return SDMModel(contents, device=model.device)
 
 
 def build_verifier(
@@ -186,6 +205,8 @@ def build_verifier(
         if has_region(alphas, options.target_alpha) or attempt == options.attempts - 1:
             break
         rejected.append({"seed": seed, "regionAlphas": alphas})
+    if options.exemplar_text:
+        model = with_exemplar_text(model, splits.train)
     model.save(options.out, overwrite=options.overwrite)
     summary = {
         "artifact": str(options.out),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import threading
@@ -75,6 +76,30 @@ def calibrated_on(model: SDMModel) -> frozenset[str] | None:
     return models or None
 
 
+def lineage_of(model: SDMModel) -> tuple[tuple[str, str], ...]:
+    """What the artifact records of how it was made, as (name, value) pairs: when and by what,
+    its calibration rows per model, the split and seed, and each parent it was updated from."""
+    contents = model.contents
+    router = (contents.metadata or {}).get("sdmRouter", {})
+    facts = [("created", contents.created_at),
+             ("producer", " ".join(str(v) for v in contents.producer.values()))]  # fmt: skip
+    for entry in router.get("calibratedOn") or ():
+        if isinstance(entry, dict):
+            facts.append(("calibrated on", f"{entry.get('model')}: {entry.get('rows')} rows"))
+    for key, name in (("splitCounts", "split rows"), ("holdoutFamilies", "held-out families"),
+                      ("trainingSeed", "training seed"), ("dataRows", "data rows")):  # fmt: skip
+        if router.get(key) is not None:
+            facts.append((name, json.dumps(router[key], sort_keys=True)))
+    lineage = router.get("lineage")
+    while isinstance(lineage, dict):
+        facts.append((
+            "updated from",
+            f"{lineage.get('parentArtifactId')} ({lineage.get('mode')}, {lineage.get('rule')})",
+        ))  # fmt: skip
+        lineage = lineage.get("parentLineage")
+    return tuple(facts)
+
+
 def load_recorded_encoder(
     model: SDMModel, source: str | os.PathLike[str] | None, *, device: str = "auto"
 ) -> HiddenStateEncoder:
@@ -109,15 +134,23 @@ def check_compatible(model: SDMModel, encoder: HiddenStateEncoder, artifact: Pat
         )
 
 
-def to_verdicts(scores: SDMScores, nearest: Sequence[int]) -> list[Verdict]:
-    """Convert batched SDM scores into per-answer verdicts."""
+def to_verdicts(
+    scores: SDMScores,
+    nearest: Sequence[int],
+    documents: Sequence[str | None] | None = None,
+) -> list[Verdict]:
+    """Convert batched SDM scores into per-answer verdicts; ``documents``: the support rows'
+    text, when the artifact holds it (its exemplars then carry it)."""
     verdicts = []
     for i, wanted in enumerate(nearest):
         row = scores.row(i)
         exemplars = tuple(
-            NearestExemplar(id=item.id, label=item.label, distance=item.squared_distance)
+            NearestExemplar(
+                id=item.id, label=item.label, distance=item.squared_distance,
+                text=None if documents is None else documents[item.support_index],
+            )
             for item in row.nearest_exemplars[:wanted]
-        )
+        )  # fmt: skip
         verdicts.append(
             Verdict(
                 prediction=row.prediction,
@@ -169,8 +202,13 @@ class SDMVerifier:
             f"{model.support_size} support rows"
         )
         return VerifierInfo(
-            model.artifact_id, self._encoder.device, description, calibrated_on(model)
-        )
+            model.artifact_id, self._encoder.device, description, calibrated_on(model),
+            regions=tuple(
+                (region.alpha, region.minimum_rescaled_similarity)
+                for region in model.contents.regions
+            ),
+            lineage=lineage_of(model),
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Load the artifact and encoder, check they belong together, start the worker. With
@@ -340,8 +378,10 @@ class SDMVerifier:
         for artifact in {artifact for _, _, artifact in batch}:
             rows = [i for i, (_, _, pinned) in enumerate(batch) if pinned == artifact]
             nearest = [batch[i][1] for i in rows]
-            scores = self._models[artifact].score(features[rows], nearest_exemplars=max(nearest))
-            for row, verdict in zip(rows, to_verdicts(scores, nearest), strict=True):
+            model = self._models[artifact]
+            scores = model.score(features[rows], nearest_exemplars=max(nearest))
+            documents = model.contents.support.documents
+            for row, verdict in zip(rows, to_verdicts(scores, nearest, documents), strict=True):
                 verdicts[row] = verdict
         done = [verdict for verdict in verdicts if verdict is not None]
         self._observer.stage("score", time.perf_counter() - scoring)

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from sdm_router.api.console.pages import router as console_router
 from sdm_router.config import StorageSettings
+from sdm_router.storage.registry import ArtifactRegistry
 from sdm_router.training.importing import labelled_decisions
 from tests.support.console import (
     ALICE,
@@ -154,6 +155,12 @@ def test_a_decision_shows_its_attempts_and_exemplars_linked_back_to_decisions(ba
     # the fake verifier's nearest exemplars: support-0 is a decision (linked, its text shown)
     assert 'href="/console/decisions/support-0"' in page
     assert "<code>support-1</code>" in page
+    assert "Q: What is six times seven?\nA: 42" in page  # the artifact's own exemplar text
+    assert "<code>support-2</code>" in page
+    # a user key sees its linked decisions' text, never the artifact's (training data)
+    mine = signed_in(base, ALICE).get("/console/decisions/alice-1").text
+    assert 'href="/console/decisions/support-0"' in mine
+    assert "Q: What is six times seven?" not in mine
 
 
 def test_pages_render_with_filters_and_the_review_queue(base: str) -> None:
@@ -179,9 +186,11 @@ def test_pages_render_with_filters_and_the_review_queue(base: str) -> None:
 def test_a_console_label_reaches_the_api_and_the_store_export(base: str, folder: Path) -> None:
     client = signed_in(base, OPS)
     token = csrf_of(client.get("/console/decisions/alice-1").text)
-    form = {"label": "incorrect", "note": "checked by hand", "csrf": token}
+    form = {"label": "incorrect", "note": "checked by hand", "csrf": token,
+            "next": "https://evil.example/"}  # fmt: skip
     reply = client.post("/console/decisions/alice-1/label", data=form)
     assert reply.status_code == 303
+    assert reply.headers["location"] == "/console/decisions/alice-1?saved=1"  # not elsewhere
     record = httpx.get(f"{base}/v1/decisions/alice-1", headers=bearer(OPS), timeout=10).json()
     assert record["label"] == {"label": "incorrect", "source": "human"}
     assert record["feedback"][-1]["note"] == "checked by hand"
@@ -206,3 +215,19 @@ def test_without_keys_the_console_needs_no_sign_in(
         )
         assert reply.status_code == 303
         assert httpx.get(f"{url}/v1/decisions/bob-1").json()["label"]["label"] == "correct"
+
+
+def test_the_artifacts_page_shows_the_registry_and_the_autopilots_steps(
+    upstream: tuple[str, FakeUpstream], tmp_path: Path
+) -> None:
+    registry = ArtifactRegistry.connect(sqlite_url(tmp_path))
+    registry.register("cand-1", "/nowhere/cand-1.sdmkitmodel", parent_id="fake-artifact",
+                      routes=("auto",), figures={"accepted": 12})  # fmt: skip
+    registry.record_step("gate", "refused", "too few accepted <answers>", route="auto",
+                         artifact_id="cand-1", figures={"accepted": 12})  # fmt: skip
+    registry.close()
+    with console_gateway(upstream[0], tmp_path, keyed=False, autopilot=True) as url:
+        page = httpx.get(f"{url}/console/artifacts", timeout=10).text
+    assert "No autopilot" not in page
+    assert "cand-1" in page and "candidate" in page and "fake-artifact" in page
+    assert "too few accepted &lt;answers&gt;" in page and "refused" in page

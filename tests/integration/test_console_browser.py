@@ -95,9 +95,13 @@ def test_sign_in_filter_open_label_and_sign_out_in_chromium(
         assert "<script>" in page.inner_text("#answer")
 
         page.goto(f"{base}/console/review")
-        assert page.locator("#queue tr.item").count() >= 1
-        page.keyboard.press("c")  # the shortcut labels the first queued decision correct
-        page.wait_for_url("**/console/review")
+        queued = page.locator("#queue tr.item").count()
+        assert queued >= 1
+        first = page.locator("#queue tr.item").first.get_attribute("data-href")
+        with page.expect_navigation():  # the URL stays the same: wait for the form's reply
+            page.keyboard.press("c")  # the shortcut labels the first queued decision correct
+        assert page.locator("#queue tr.item").count() == queued - 1
+        assert page.locator(f'#queue tr.item[data-href="{first}"]').count() == 0
         shot(page, "review")
         page.goto(f"{base}/console/artifacts")
         assert page.locator("#no-autopilot").count() == 1

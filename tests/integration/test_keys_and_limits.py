@@ -230,6 +230,9 @@ def test_a_route_or_model_outside_the_key_is_403(keyed: tuple[str, Any]) -> None
         answer = client.chat.completions.create(model="auto", messages=QUESTION)
         assert answer.choices[0].message.content
         assert [model.id for model in client.models.list()] == ["auto"]
+        assert client.models.retrieve("auto").id == "auto"
+        with pytest.raises(openai.NotFoundError):  # a hidden model is not revealed, not a 403
+            client.models.retrieve("good")
     verify = httpx.post(
         f"{url}/v1/verify",
         json={"model": "good", "messages": QUESTION, "response": "42"},

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionContentPartImageParam, ChatCompletionMessageParam
 
 from sdm_router.config import DEFAULT_ABSTAIN_MESSAGE
 from tests.support.fake_upstream import CONFIDENT, UNSURE, FakeUpstream
@@ -123,27 +124,93 @@ def test_sampling_parameters_reach_the_upstream(
         stop=["\n"],
         seed=7,
         user="alice",
-        extra_body={"store": False, "metadata": {"team": "a"}},  # platform metadata: accepted
+        extra_body={"metadata": {"team": "a"}},  # accepted, changes nothing, not forwarded
     )
     sent = upstream[1].log.requests[-1]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (17, 0.3, 0.9)
     assert (sent["stop"], sent["seed"], sent["user"]) == (["\n"], 7, "alice")
     assert sent["logprobs"] is True
-    assert "store" not in sent and "metadata" not in sent
+    assert "metadata" not in sent
 
 
-@pytest.mark.parametrize("model", ["auto", "good"])
-def test_unknown_parameters_are_a_400_naming_them(client: openai.OpenAI, model: str) -> None:
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        (["a", "b", "c", "d", "e"], "stop takes at most 4 sequences; 5 were given"),
+        ([1], "stop must be a string or a list of up to 4 strings"),
+    ],
+)
+def test_a_wrong_stop_says_what_stop_takes(client: openai.OpenAI, stop: object, says: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="good", messages=QUESTION, extra_body={"stop": stop})
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "stop"
+    assert says in body["message"]
+    assert "valid string" not in body["message"]
+
+
+def test_a_missing_schema_name_names_its_path(client: openai.OpenAI) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model=model, messages=QUESTION, extra_body={"temprature": 0.2, "top_k": 5}
+            model="good", messages=QUESTION, extra_body={"response_format": response_format}
         )
     body = caught.value.body
     assert isinstance(body, dict)
-    assert body["message"].startswith("Unrecognized request arguments supplied: temprature, top_k")
-    assert body["param"] == "temprature"
-    with pytest.raises(openai.BadRequestError, match="argument supplied: suffx"):
-        client.completions.create(model=model, prompt="Hi", extra_body={"suffx": "!"})
+    assert body["param"] == "response_format.json_schema.name"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded"])
+def test_a_json_body_without_the_json_content_type_says_so(
+    gateway_url: str, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = b'{"model": "good", "messages": [{"role": "user", "content": "hi"}]}'
+    reply = httpx.post(f"{gateway_url}/v1/chat/completions", content=body, headers=headers)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert "Content-Type: application/json" in error["message"]
+    assert error["code"] == "invalid_content_type"
+
+
+def test_an_image_part_is_a_400_naming_its_type(client: openai.OpenAI) -> None:
+    image: ChatCompletionContentPartImageParam = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/a.png"},
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=[{"role": "user", "content": [image]}]
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "messages[0].content"
+    assert "'image_url' are not supported; only 'text' parts are" in body["message"]
+
+
+def test_an_unknown_parameter_is_a_400_naming_it(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    before = len(upstream[1].log.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="good", messages=QUESTION, extra_body={"temprature": 0.2}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["message"].startswith("Unrecognized request argument supplied: temprature")
+    assert (body["param"], body["code"]) == ("temprature", "unrecognized_argument")
+    assert len(upstream[1].log.requests) == before  # refused before any backend call
+
+
+def test_only_what_the_client_sent_reaches_the_upstream(
+    client: openai.OpenAI, upstream: tuple[str, FakeUpstream]
+) -> None:
+    client.chat.completions.create(model="good", messages=QUESTION)
+    sent = upstream[1].log.requests[-1]
+    # nothing injected: the upstream's own defaults apply (issue 26)
+    assert not {"max_tokens", "temperature", "top_p"} & sent.keys()
 
 
 def test_legacy_completions(client: openai.OpenAI) -> None:
@@ -159,23 +226,21 @@ def test_legacy_completions_stream(client: openai.OpenAI) -> None:
     assert extra_fields(chunks[-1])["verification"]["decision"] == "accept"
 
 
+def test_models_retrieve_one_and_404_for_an_unknown_id(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("auto")
+    assert (model.id, model.object, extra_fields(model)["kind"]) == ("auto", "model", "route")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "model_not_found"
+    assert "no-such-model" in body["message"]
+
+
 def test_models_lists_routes_and_direct_models(client: openai.OpenAI) -> None:
     models = {model.id: extra_fields(model)["kind"] for model in client.models.list()}
     assert models["auto"] == "route"
     assert models["good"] == "direct"
-
-
-def test_models_retrieve(client: openai.OpenAI) -> None:
-    model = client.models.retrieve("auto")
-    assert (model.id, model.object, model.owned_by) == ("auto", "model", "sdm-router")
-    assert extra_fields(model)["kind"] == "route"
-    assert extra_fields(client.models.retrieve("good"))["kind"] == "direct"
-    with pytest.raises(openai.NotFoundError) as caught:
-        client.models.retrieve("no-such-model")
-    assert caught.value.code == "model_not_found"
-    assert "no-such-model" in caught.value.message
-    body = caught.value.body
-    assert isinstance(body, dict) and body["param"] == "model"  # the OpenAI envelope
 
 
 def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:

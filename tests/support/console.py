@@ -72,13 +72,17 @@ def seed(url: str) -> None:
 
 
 @contextmanager
-def console_gateway(upstream_url: str, folder: Path, *, keyed: bool = True) -> Iterator[str]:
-    """The gateway (keys unless ``keyed`` is false) over a seeded SQLite store; its URL."""
+def console_gateway(
+    upstream_url: str, folder: Path, *, keyed: bool = True, autopilot: bool = False
+) -> Iterator[str]:
+    """The gateway (keys unless ``keyed`` is false; following the artifact registry with
+    ``autopilot``) over a seeded SQLite store; its URL."""
     url = sqlite_url(folder)
     seed(url)
     app = fake_app(
         upstream_url, auth=KEYS if keyed else {}, guarantee={"refresh_seconds": 0.1},
         storage={"url": url, "flush_interval_ms": 10, "keep_text": True},
+        autopilot={"enabled": autopilot, "run_in": "separate"},
     )  # fmt: skip
     with serve_in_thread(app) as base:
         yield base

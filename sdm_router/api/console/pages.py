@@ -4,11 +4,12 @@ plain forms, one small script (keyboard shortcuts) that the pages do without."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -32,6 +33,8 @@ from sdm_router.core.generation import Message
 from sdm_router.core.guarantee import lower_bound
 from sdm_router.core.verdict import VerificationInput
 from sdm_router.pipeline.feedback import give_feedback, owned_decision
+from sdm_router.pipeline.gateway import Gateway
+from sdm_router.pipeline.registry_follow import RegistryFollower
 from sdm_router.storage.console import RouteCounts
 from sdm_router.storage.query_params import decode_cursor, encode_cursor, instant
 from sdm_router.storage.store import DecisionStore
@@ -259,6 +262,8 @@ async def _exemplars(request: Request, record: dict[str, Any], viewer: Viewer) -
             "id": exemplar.id, "label": "correct" if exemplar.label == 1 else "incorrect",
             "distance": exemplar.distance,
             "decision": linked if visible else None,
+            # the artifact's own text is training data: an operator's to read
+            "text": exemplar.text if viewer.admin else None,
         })  # fmt: skip
     return {"why": None, "rows": rows, "artifact_id": context.gateway.artifact_id}
 
@@ -294,9 +299,9 @@ async def label_decision(request: Request, identifier: str) -> Response:
         _store(request), context_of(request).metrics, owner=viewer.owner,
         request_id=identifier, label=chosen, choice=0, note=note,
     )  # fmt: skip
-    following = form.get("next", "")
-    target = following if following.startswith("/console/") else (
-        f"/console/decisions/{request_id}?saved=1"
+    # back to the review queue when labelled there; never to a page the form names otherwise
+    target = "/console/review" if form.get("next") == "/console/review" else (
+        f"/console/decisions/{quote(request_id, safe='')}?saved=1"
     )  # fmt: skip
     return _secured(RedirectResponse(target, status_code=303), request)
 
@@ -330,4 +335,16 @@ async def artifacts_page(request: Request) -> Response:
     return _render(request, "artifacts.html", viewer, info=info, routes=routes,
                    shadow=readiness.get("shadow_artifact_id"),
                    events=[event.as_dict() for event in gateway.routes.events],
-                   autopilot=getattr(gateway, "autopilot", None))  # fmt: skip
+                   autopilot=await _autopilot(gateway))  # fmt: skip
+
+
+async def _autopilot(gateway: Gateway) -> dict[str, Any] | None:
+    """The registry's artifacts (newest first) and the autopilot's steps (newest first), when
+    this gateway follows a registry (``autopilot.enabled``); else None."""
+    follower = next((c for c in gateway.companions if isinstance(c, RegistryFollower)), None)
+    if follower is None:
+        return None
+    registry = follower.registry
+    artifacts = await asyncio.to_thread(registry.artifacts, 50)
+    steps = await asyncio.to_thread(registry.steps, 100)
+    return {"artifacts": artifacts, "steps": list(reversed(steps))}

@@ -36,7 +36,7 @@ def to_generation_request(body: WireRequest) -> GenerationRequest:
         top_logprobs = body.logprobs or 0
         prompt = body.prompt_text()
     params = SamplingParams(
-        max_tokens=body.token_limit(),  # None: not sent upstream (core.generation)
+        max_tokens=body.token_limit(),
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_sequences(),

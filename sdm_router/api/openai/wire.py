@@ -1,8 +1,8 @@
 """OpenAI request bodies as validated models, with OpenAI's field names.
 
-A field the endpoint does not know is noted (``RequestOptions.unrecognized``: a 400 unless the
-route has ``drop_params``), the OpenAI platform's metadata fields in ``IGNORED_FIELDS`` are
-accepted and unused; wrong types are rejected (strict mode: ``"1"`` is not an integer).
+Unknown top-level fields are noted (``RequestOptions.unrecognized``: a 400 unless the route has
+``drop_params``); unknown nested fields are ignored; wrong types are rejected
+(strict mode: ``"1"`` is not an integer). Responses are typed in ``openai_responses.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -52,13 +53,28 @@ class ToolCallIn(BaseModel):
     function: FunctionCallIn
 
 
+def _check_content(value: object) -> object:
+    """One message naming a content part type the gateway does not take (``image_url``...)."""
+    if isinstance(value, list):
+        for part in value:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind != "text":
+                raise ValueError(
+                    f"content parts of type {kind!r} are not supported; only 'text' parts are"
+                )
+    return value
+
+
+ContentField = Annotated[StrictStr | list[TextContentPart] | None, BeforeValidator(_check_content)]
+
+
 class ChatMessageIn(BaseModel):
     """One message of a chat request. An assistant turn may carry ``tool_calls`` (its content may
     then be null); a ``tool`` turn answers the call its ``tool_call_id`` names."""
 
     model_config = _REQUEST_CONFIG
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextContentPart] | None = None
+    content: ContentField = None
     name: StrictStr | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: StrictStr | None = None
@@ -189,11 +205,13 @@ UNSUPPORTED_CHAT_FIELDS = (
 )
 UNSUPPORTED_COMPLETION_FIELDS = ("best_of", "suffix")
 _NEUTRAL: dict[str, tuple[object, ...]] = {"modalities": (["text"],), "best_of": (1,)}
-# The OpenAI platform's metadata fields: accepted everywhere, never forwarded, never used.
+
+
+# Fields of the OpenAI API that change nothing the gateway does, accepted and not forwarded.
 IGNORED_FIELDS = frozenset(
     {
-        "store",
         "metadata",
+        "store",
         "service_tier",
         "prompt_cache_key",
         "prompt_cache_retention",
@@ -201,6 +219,13 @@ IGNORED_FIELDS = frozenset(
         "safety_identifier",
     }
 )
+
+
+def unrecognized_fields(data: object, known: frozenset[str]) -> tuple[str, ...]:
+    """The top-level keys of ``data`` (a request body) that are neither ``known`` nor ignored."""
+    if not isinstance(data, dict):
+        return ()
+    return tuple(sorted(str(key) for key in data if key not in known | IGNORED_FIELDS))
 
 
 def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -212,16 +237,6 @@ def unsupported_fields(data: object, names: tuple[str, ...]) -> tuple[str, ...]:
         for name in names
         if data.get(name) is not None and data[name] not in _NEUTRAL.get(name, ())
     )
-
-
-def unrecognized_fields(data: object, model: type[BaseModel]) -> tuple[str, ...]:
-    """The top-level fields of ``data`` that ``model`` neither defines nor lists as unsupported
-    or ignored: what OpenAI answers "Unrecognized request argument supplied" to."""
-    if not isinstance(data, dict):
-        return ()
-    known = {field.alias or name for name, field in model.model_fields.items()}
-    known |= IGNORED_FIELDS | set(getattr(model, "UNSUPPORTED", ()))
-    return tuple(sorted(str(name) for name in data if name not in known))
 
 
 class StreamOptions(BaseModel):
@@ -238,7 +253,24 @@ class VerificationOptions(BaseModel):
     nearest_exemplars: int = Field(0, ge=0, le=1000)
 
 
-StopField = StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None
+MAX_STOP = 4
+
+
+def _check_stop(value: object) -> object:
+    """One message for any wrong ``stop``: what it must be, not which union branch failed."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"stop must be a string or a list of up to {MAX_STOP} strings")
+    if len(value) > MAX_STOP:
+        raise ValueError(f"stop takes at most {MAX_STOP} sequences; {len(value)} were given")
+    return value
+
+
+StopField = Annotated[
+    StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP)] | None,
+    BeforeValidator(_check_stop),
+]
 
 
 class _SamplingFields(BaseModel):
@@ -266,7 +298,8 @@ class _SamplingFields(BaseModel):
     def _note_unsupported(cls, data: Any, handler: Any) -> Any:
         model = handler(data)
         model._unsupported = unsupported_fields(data, cls.UNSUPPORTED)
-        model._unrecognized = unrecognized_fields(data, cls)
+        known = frozenset(cls.model_fields) | frozenset(cls.UNSUPPORTED)
+        model._unrecognized = unrecognized_fields(data, known)
         return model
 
     def options(self) -> RequestOptions:

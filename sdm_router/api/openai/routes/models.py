@@ -1,4 +1,5 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: routes, direct models and embedding models."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: routes, direct models and embedding models,
+those the caller's key may use (one visibility rule for both)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ router = APIRouter()
 
 
 def visible_models(request: Request) -> list[dict[str, Any]]:
-    """Every model object the request's key may use: the one visibility rule of both
-    endpoints (a key limited to some routes does not learn of the others)."""
+    """Every name a client may pass as ``model`` (those its key may use), as model objects."""
     gateway = context_of(request).gateway
     data = [
         {
@@ -45,10 +45,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": visible_models(request)}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id}")
 async def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     """One model object; 404 ``model_not_found`` for a name unknown or hidden from the key."""
     for model in visible_models(request):
         if model["id"] == model_id:
             return model
-    raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+    raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")

@@ -3,7 +3,7 @@ context (kept on the decision, so that the overview counts escalations and retri
 joining the attempts), and one covering index for the overview's grouped counts over a window.
 
 Revision ID: 0005_console
-Revises: 0003_label_sources
+Revises: 0004_autopilot
 """
 
 from __future__ import annotations
