@@ -69,3 +69,17 @@ def test_litellm_completion_sampling_parameters(
     body = sent(upstream)
     assert (body["max_tokens"], body["temperature"]) == (17, 0.3)
     assert "top_p" not in body
+
+
+def test_litellm_responses(tools_gateway: str, upstream: tuple[str, FakeUpstream]) -> None:
+    response = litellm.responses(
+        model="openai/auto",
+        input="What is six times seven?",
+        api_base=f"{tools_gateway}/v1",
+        api_key="unused",
+        max_retries=0,
+    )
+    assert response.output[0].content[0].text == CONFIDENT
+    body = sent(upstream)
+    assert body["messages"] == QUESTION
+    assert_nothing_injected(body)
