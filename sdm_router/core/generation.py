@@ -276,6 +276,8 @@ class Candidate:
     # Layer states the generator recorded while writing it (the embedded decoder), for the
     # verifier; never compared or shown.
     recorded: RecordedStates | None = field(default=None, compare=False, repr=False)
+    # An abstention in OpenAI's refusal shape: the sentence, shown as ``refusal`` (text empty).
+    refusal: str | None = None
 
     @property
     def verification_text(self) -> str:
@@ -331,5 +333,6 @@ class StreamDelta:
     token_logprobs: tuple[TokenLogprob, ...] = ()
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    refusal: str = ""  # a piece of an abstention in the refusal shape (Candidate.refusal)
     # On the last piece: the layer states the generator recorded for the whole answer.
     recorded: RecordedStates | None = field(default=None, compare=False, repr=False)

@@ -11,6 +11,7 @@ class OnAbstain(StrEnum):
     MESSAGE = "message"
     BEST_EFFORT = "best_effort"
     ERROR = "error"
+    REFUSAL = "refusal"  # OpenAI's refusal shape: content null, the message in ``refusal``
 
 
 class StreamMode(StrEnum):

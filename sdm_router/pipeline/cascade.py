@@ -528,12 +528,18 @@ class Cascade:
         )
 
 
-def answer_candidates(plan: RoutePlan, result: CascadeResult, n: int) -> list[Candidate]:
+def answer_candidates(
+    plan: RoutePlan, result: CascadeResult, request: GenerationRequest
+) -> list[Candidate]:
     """The candidates to send back, after the route's ``on_abstain`` policy.
 
     Raises ``Abstained`` when the policy is ``error``. An ``unverified`` answer (the route's
     ``on_unverified: pass``) and an ``observed`` one (observe mode) are returned as generated.
+    The abstention sentence is a ``refusal`` (no content) under ``on_abstain: refusal`` and
+    for every request whose content has a shape (``response_format`` other than text, or
+    ``tools``); it is cut to ``max_tokens`` (``abstention_candidate``).
     """
+    n = request.params.n
     if result.decision in (Action.ACCEPT, Action.UNVERIFIED, Action.OBSERVED):
         return [item.candidate for item in result.choices]
     if plan.on_abstain is OnAbstain.ERROR:
@@ -543,4 +549,23 @@ def answer_candidates(plan: RoutePlan, result: CascadeResult, n: int) -> list[Ca
         )
     if plan.on_abstain is OnAbstain.BEST_EFFORT and result.choices:
         return [item.candidate for item in result.choices]
-    return [Candidate(text=plan.abstain_message, finish_reason="stop") for _ in range(n)]
+    return [abstention_candidate(plan, request) for _ in range(n)]
+
+
+def abstention_candidate(plan: RoutePlan, request: GenerationRequest) -> Candidate:
+    """The route's abstention sentence as an answer. Cut to ``max_tokens`` characters when
+    longer (a token covers at least one character, so the cut never exceeds the limit; finish
+    reason ``length``). A refusal when the route says so or the content has a shape."""
+    text = plan.abstain_message
+    finish_reason: FinishReason = "stop"
+    limit = request.params.max_tokens
+    if limit is not None and len(text) > limit:
+        text, finish_reason = text[:limit].rstrip(), "length"
+    options = request.options
+    formatted = options.response_format is not None and options.response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    )
+    if plan.on_abstain is OnAbstain.REFUSAL or formatted or bool(options.tools):
+        return Candidate(text="", finish_reason=finish_reason, refusal=text)
+    return Candidate(text=text, finish_reason=finish_reason)

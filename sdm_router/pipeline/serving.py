@@ -128,7 +128,7 @@ class GenerationServing:
                     usage_sink=scope.usage_sink,
                 )
             outcome = result.decision.value  # an abstention the policy answers 422 included
-            return Served(plan, result, answer_candidates(plan, result, request.params.n))
+            return Served(plan, result, answer_candidates(plan, result, request))
         finally:
             self._report(scope, plan, request, result, outcome, started)
 
@@ -277,6 +277,8 @@ async def replay(served: Served) -> AsyncIterator[StreamEvent]:
         tokens = candidate.token_logprobs or ()
         for number, piece in enumerate(text_pieces(candidate.text)):
             yield StreamDelta(index=index, text=piece, token_logprobs=tokens if number == 0 else ())
+        if candidate.refusal is not None:
+            yield StreamDelta(index=index, text="", refusal=candidate.refusal)
         if candidate.tool_calls:
             pieces = tool_call_pieces(candidate.tool_calls)
             yield StreamDelta(index=index, text="", tool_calls=pieces)

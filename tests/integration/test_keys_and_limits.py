@@ -618,3 +618,14 @@ def test_redis_down_fails_open_to_counting_in_process(upstream: tuple[str, FakeU
             if line.startswith("sdm_router_rate_limit_store_errors_total ")
         ]
         assert errors and errors[0] >= 1
+
+
+def test_a_limited_key_retrieves_only_the_models_it_may_use(keyed: tuple[str, Any]) -> None:
+    url, _ = keyed
+    limited = sdk(url, "sk-auto-only")
+    assert limited.models.retrieve("auto").id == "auto"
+    assert [model.id for model in limited.models.list()] == ["auto"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        limited.models.retrieve("good")  # exists, but hidden from this key: as unknown
+    assert caught.value.code == "model_not_found"
+    assert sdk(url, USER).models.retrieve("good").id == "good"

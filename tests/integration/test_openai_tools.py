@@ -80,6 +80,8 @@ def tools_gateway(upstream: tuple[str, FakeUpstream]) -> Iterator[str]:
             "unverified-abstain": {"tiers": [{"backend": "good"}], "verify_tool_calls": False},
             "local-route": {"tiers": [{"backend": "local-like"}]},
             "local-like-drop": {"tiers": [{"backend": "local-like"}], "drop_params": True},
+            "abstains": {"tiers": [{"backend": "unsure"}]},
+            "abstains-refusal": {"tiers": [{"backend": "unsure"}], "on_abstain": "refusal"},
         },
         embeddings={
             "embed-small": {"backend": "good", "model": "fake-embedder"},
@@ -212,6 +214,38 @@ def test_structured_outputs_parse(sdk: openai.OpenAI, upstream: tuple[str, FakeU
     assert forwarded["json_schema"]["schema"]["required"] == ["city", "temperature"]
 
 
+def test_a_structured_request_abstains_as_a_refusal_parse_surfaces(sdk: openai.OpenAI) -> None:
+    class Answer(BaseModel):
+        city: str
+
+    completion = sdk.chat.completions.parse(model="abstains", messages=ASK, response_format=Answer)
+    message = completion.choices[0].message
+    assert (message.content, message.parsed) == (None, None)
+    assert message.refusal == DEFAULT_ABSTAIN_MESSAGE
+    assert extra_fields(completion)["verification"]["decision"] == "abstain"
+
+
+def test_plain_text_abstains_as_the_route_says(sdk: openai.OpenAI) -> None:
+    plain = sdk.chat.completions.create(model="abstains", messages=ASK).choices[0].message
+    assert (plain.content, plain.refusal) == (DEFAULT_ABSTAIN_MESSAGE, None)  # default: message
+    refused = sdk.chat.completions.create(model="abstains-refusal", messages=ASK)
+    message = refused.choices[0].message
+    assert (message.content, message.refusal) == (None, DEFAULT_ABSTAIN_MESSAGE)
+    chunks = list(sdk.chat.completions.create(model="abstains-refusal", messages=ASK, stream=True))
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    assert "".join(d.refusal or "" for d in deltas) == DEFAULT_ABSTAIN_MESSAGE
+    assert not "".join(d.content or "" for d in deltas)
+
+
+def test_the_abstention_respects_max_tokens(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model="abstains", messages=ASK, max_completion_tokens=5
+    )
+    choice = completion.choices[0]
+    assert choice.message.content == DEFAULT_ABSTAIN_MESSAGE[:5].rstrip()
+    assert choice.finish_reason == "length"
+
+
 def test_penalties_logit_bias_user_seed_stop_are_forwarded(
     sdk: openai.OpenAI, upstream: tuple[str, FakeUpstream]
 ) -> None:
@@ -309,7 +343,8 @@ def test_unverified_tool_calls_abstain_by_default(sdk: openai.OpenAI) -> None:
     completion = sdk.chat.completions.create(
         model="unverified-abstain", messages=ASK, tools=[WEATHER_TOOL]
     )
-    assert completion.choices[0].message.content == DEFAULT_ABSTAIN_MESSAGE
+    message = completion.choices[0].message
+    assert (message.content, message.refusal) == (None, DEFAULT_ABSTAIN_MESSAGE)  # tools: refusal
     assert completion.choices[0].message.tool_calls is None
     verification = extra_fields(completion)["verification"]
     assert (verification["decision"], verification["reason"]) == (

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from sdm_router.core.errors import Abstained, InvalidRequest, UpstreamError, UpstreamTimeout
+from sdm_router.core.generation import RequestOptions
 from sdm_router.core.routing import OnAbstain
 from sdm_router.core.verdict import Action, Reason, Verdict
 from sdm_router.pipeline.cascade import Cascade, answer_candidates
@@ -118,13 +119,35 @@ async def test_budget_caps_backend_calls() -> None:
 async def test_on_abstain_policies() -> None:
     route = plan(Tier(FakeBackend("a", [BAD])))
     result = await cascade().run(route, REQUEST)
-    assert [c.text for c in answer_candidates(route, result, 2)] == ["no", "no"]
+    two = REQUEST.with_params(n=2)
+    assert [c.text for c in answer_candidates(route, result, two)] == ["no", "no"]
     best_effort = plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.BEST_EFFORT)
-    assert [c.text for c in answer_candidates(best_effort, result, 1)] == [BAD]
+    assert [c.text for c in answer_candidates(best_effort, result, REQUEST)] == [BAD]
     with pytest.raises(Abstained):
         answer_candidates(
-            plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.ERROR), result, 1
+            plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.ERROR), result, REQUEST
         )
+    refusing = plan(Tier(FakeBackend("a", [BAD])), on_abstain=OnAbstain.REFUSAL)
+    (refusal,) = answer_candidates(refusing, result, REQUEST)
+    assert (refusal.text, refusal.refusal, refusal.finish_reason) == ("", "no", "stop")
+
+
+async def test_an_abstention_with_a_shape_is_a_refusal_cut_to_max_tokens() -> None:
+    route = dataclasses.replace(
+        plan(Tier(FakeBackend("a", [BAD]))), abstain_message="I will not guess this."
+    )
+    result = await cascade().run(route, REQUEST)
+    structured = dataclasses.replace(
+        REQUEST, options=RequestOptions(response_format={"type": "json_schema", "json_schema": {}})
+    )
+    (answer,) = answer_candidates(route, result, structured)
+    assert (answer.text, answer.refusal) == ("", "I will not guess this.")
+    text_mode = dataclasses.replace(
+        REQUEST, options=RequestOptions(response_format={"type": "text"})
+    )
+    assert answer_candidates(route, result, text_mode)[0].refusal is None
+    (cut,) = answer_candidates(route, result, REQUEST.with_params(max_tokens=6))
+    assert (cut.text, cut.finish_reason) == ("I will", "length")
 
 
 async def test_tier_limits_cap_the_clients_max_tokens() -> None:

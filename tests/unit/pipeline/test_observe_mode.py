@@ -93,7 +93,7 @@ async def test_an_observing_route_serves_tier_0_unverified_without_pinning() -> 
     assert [(a.tier, a.action, a.verdict) for a in result.attempts] == [(0, Action.OBSERVED, None)]
     assert verifier.seen == [] and verifier.pinned_by == []
     assert [request.params.n for request in small.requests] == [1]  # no best-of-4 to choose
-    candidates = answer_candidates(observing(two_tier()), result, 1)
+    candidates = answer_candidates(observing(two_tier()), result, REQUEST)
     assert [candidate.text for candidate in candidates] == [BAD]  # served as generated
 
 

@@ -95,11 +95,12 @@ async def test_unverified_tool_calls_follow_on_unverified(
     assert second.requests == []  # final: no escalation
     (attempt,) = result.attempts
     assert (attempt.action, attempt.verdict) == (decision, None)
-    answers = answer_candidates(route, result, 1)
+    answers = answer_candidates(route, result, REQUEST)
     if decision is Action.UNVERIFIED:
         assert answers[0].tool_calls == (CALL,)
-    else:
-        assert answers[0].text == "no" and not answers[0].tool_calls
+    else:  # a request with tools abstains in the refusal shape: no content to mistake
+        assert (answers[0].text, answers[0].refusal) == ("", "no")
+        assert not answers[0].tool_calls
 
 
 async def test_abstaining_on_unverified_can_raise() -> None:
@@ -110,7 +111,7 @@ async def test_abstaining_on_unverified_can_raise() -> None:
     )
     result = await run(FakeVerifier(), route)
     with pytest.raises(Abstained, match="tool_calls_unverified"):
-        answer_candidates(route, result, 1)
+        answer_candidates(route, result, REQUEST)
 
 
 async def test_a_text_answer_is_verified_even_when_tool_calls_are_not() -> None:

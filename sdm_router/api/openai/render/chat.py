@@ -33,7 +33,10 @@ def chat_logprobs(
 
 
 def assistant_message(candidate: Candidate) -> JSONObject:
-    """The message of a choice: its text, and its tool calls (then a missing text is null)."""
+    """The message of a choice: its text, and its tool calls (then a missing text is null); an
+    abstention in the refusal shape has ``content: null`` and the sentence in ``refusal``."""
+    if candidate.refusal is not None:
+        return {"role": "assistant", "content": None, "refusal": candidate.refusal}
     if not candidate.tool_calls:
         return {"role": "assistant", "content": candidate.text, "refusal": None}
     return {
@@ -126,7 +129,9 @@ class ChatRenderer(ChunkRenderer[JSONObject]):
                 tuple(delta.token_logprobs), context.top_logprobs, streamed=True
             )
         content: JSONObject = {"content": delta.text}
-        if delta.tool_calls:
+        if delta.refusal:
+            content = {"refusal": delta.refusal}
+        elif delta.tool_calls:
             calls = [tool_call_delta(piece) for piece in delta.tool_calls]
             content = (
                 {"content": delta.text, "tool_calls": calls}

@@ -45,7 +45,7 @@ class CompletionRenderer(ChunkRenderer[JSONObject]):
             "choices": [
                 {
                     "index": index,
-                    "text": candidate.text,
+                    "text": candidate.text if candidate.refusal is None else candidate.refusal,
                     "logprobs": completion_logprobs(candidate.token_logprobs, context.top_logprobs)
                     if context.logprobs
                     else None,
@@ -81,7 +81,7 @@ class CompletionRenderer(ChunkRenderer[JSONObject]):
             logprobs = completion_logprobs(tuple(delta.token_logprobs), context.top_logprobs)
         return {
             "index": delta.index,
-            "text": delta.text,
+            "text": delta.text or delta.refusal,
             "logprobs": logprobs,
             "finish_reason": None,
         }

@@ -60,7 +60,7 @@ async def stream_body(
                 return
             if event.finish_reason is not None:
                 finishes.append((event.index, event.finish_reason))
-            if event.text or event.tool_calls:
+            if event.text or event.tool_calls or event.refusal:
                 yield renderer.piece(context, model, event)
     except GatewayError as error:
         yield sse(error_body(error))
