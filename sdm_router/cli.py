@@ -17,20 +17,20 @@ from sdm_router.core.errors import ConfigurationError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from sdm_router.config import ServerSettings
+    from sdm_router.config import ServerSettings, Settings
 
 # Tool groups register themselves on the parser; each module exposes register(subparsers).
 TOOL_GROUPS = (
     "sdm_router.verifier.sdm.cli",
     "sdm_router.training.cli",
     "sdm_router.training.router_cli",
+    "sdm_router.training.autopilot.cli",
 )
 
 
 def _serve(args: argparse.Namespace) -> int:
     """Start the gateway: one process, or ``--workers N`` behind a supervisor."""
     from sdm_router.config import load_settings
-    from sdm_router.main import build_app
     from sdm_router.observability.logging import configure_logging
 
     try:
@@ -42,14 +42,22 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or settings.server.port
     configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
     if args.check:
-        return _check(build_app(settings))
+        return _check(_build(settings))
     if args.workers <= 1:
         # One process (the container default): SIGTERM drains (sdm_router/api/serve/server.py).
         from sdm_router.api.serve.server import serve
 
-        serve(build_app(settings), host, port, settings.server)
+        serve(_build(settings), host, port, settings.server)
         return 0
     return _supervise(args.config, host, port, args.workers)
+
+
+def _build(settings: Settings) -> FastAPI:
+    """The app, with the autopilot's loop in it when ``autopilot.run_in: serve``."""
+    from sdm_router.main import build_app
+    from sdm_router.training.autopilot.cli import serve_companions
+
+    return build_app(settings, companions=serve_companions(settings))
 
 
 def _check(app: FastAPI) -> int:
@@ -94,12 +102,11 @@ def _supervise(config: Path | None, host: str, port: int, workers: int) -> int:
 def _worker_app(config: Path | None) -> tuple[FastAPI, ServerSettings]:
     """In each worker of ``--workers N``: the app built from the config file."""
     from sdm_router.config import load_settings
-    from sdm_router.main import build_app
     from sdm_router.observability.logging import configure_logging
 
     settings = load_settings(config)
     configure_logging(settings.observability.log_level, json=settings.observability.json_logs)
-    return build_app(settings), settings.server
+    return _build(settings), settings.server
 
 
 def build_parser() -> argparse.ArgumentParser:

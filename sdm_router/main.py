@@ -90,6 +90,7 @@ def follow_registry(
     rollback = RegistryRollback(registry, follower, metrics)
     rollback.fallback(gateway.routes)
     guarantee.rollback = rollback
+    gateway.registry = registry
     gateway.companions.append(follower)
 
 
@@ -100,7 +101,7 @@ def build_app(
     verifier: Verifier | None = None,
     retriever: Retriever | None = None,
     metrics: GatewayMetrics | None = None,
-    companions: Sequence[Callable[[Gateway], Companion]] = (),
+    companions: Sequence[Callable[[Gateway, GatewayMetrics], Companion]] = (),
 ) -> FastAPI:
     """Wire every component from ``settings``; tests may pass ready-made components.
     ``companions``: factories of background components the gateway starts after the rest (the
@@ -139,7 +140,7 @@ def build_app(
     )
     if store is not None and guarantee is not None and settings.autopilot.enabled:
         follow_registry(settings, gateway, guarantee, metrics)
-    gateway.companions.extend(make(gateway) for make in companions)
+    gateway.companions.extend(make(gateway, metrics) for make in companions)
     return create_app(
         gateway,
         metrics,

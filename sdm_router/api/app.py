@@ -29,7 +29,7 @@ from sdm_router.api.edge.text import ValidTextMiddleware
 from sdm_router.api.errors import install_error_handlers
 from sdm_router.api.openai.fast_route import taken_by
 from sdm_router.api.openai.routes import embeddings, generation, models, verify
-from sdm_router.api.operations import admin, decisions, guarantee, health
+from sdm_router.api.operations import admin, autopilot, decisions, guarantee, health
 from sdm_router.config import AuthSettings, LimitsSettings, ObservabilitySettings, ServerSettings
 from sdm_router.observability.metrics import GatewayMetrics
 from sdm_router.pipeline.embeddings import EmbeddingsServing
@@ -147,6 +147,7 @@ def create_app(
     app.include_router(decisions.router)
     app.include_router(admin.router)
     app.include_router(guarantee.router)
+    app.include_router(autopilot.router)
     app.include_router(health.router)
     app.include_router(console.router)
     # every body's text is valid Unicode, or a 400 (the fast path checks its own requests)

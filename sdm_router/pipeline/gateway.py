@@ -20,6 +20,7 @@ from sdm_router.pipeline.prompt_routing import PromptPredictor
 from sdm_router.pipeline.routes import RouteTable
 from sdm_router.pipeline.shadow import ShadowRecorder
 from sdm_router.retrieval.base import Retriever
+from sdm_router.storage.registry import ArtifactRegistry
 from sdm_router.verifier.protocol import Verifier
 
 
@@ -76,6 +77,7 @@ class Gateway:
         self._started = False
         self._draining = False
         self.companions: list[Companion] = []  # started after everything else, in order
+        self.registry: ArtifactRegistry | None = None  # the artifact registry it follows
 
     def plan_for(
         self, model: str | None, offered: Callable[[RoutePlan], bool] | None = None

@@ -1,0 +1,2 @@
+"""The autopilot: labelled traffic -> a candidate verifier -> the gate -> the registry
+(docs/autopilot.md)."""
